@@ -1,0 +1,136 @@
+//! Credential exchange with the cloud providers: a ServiceAccount token goes in, registry credentials come out.
+//!
+//! Each provider lives in its own module and is reached by the reconciler only through [`CredentialSource`],
+//! so tests can substitute a stand-in and the reconciler never sees provider-specific types beyond [`Principal`].
+
+pub(crate) mod aws;
+pub(crate) mod google;
+pub(crate) mod http;
+pub(crate) mod sigv4;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+/// A value that must never be printed: tokens, passwords, secret keys.
+///
+/// `Debug` and `Display` print `<redacted>`; the value is reached only through [`Sensitive::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sensitive(String);
+
+impl Sensitive {
+    pub fn new(value: impl Into<String>) -> Self {
+        Sensitive(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Docker credentials for one registry, valid until `expires_at`.
+#[derive(Debug, Clone)]
+pub struct RegistryCredentials {
+    pub username: String,
+    pub password: Sensitive,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Who the credentials are obtained for: one principal of a ServiceAccount's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Aws(aws::AwsTarget),
+    Google(google::GoogleTarget),
+}
+
+impl Principal {
+    /// The provider's name as used in metrics labels and log fields.
+    pub fn provider(&self) -> &'static str {
+        match self {
+            Principal::Aws(_) => "aws",
+            Principal::Google(_) => "google",
+        }
+    }
+}
+
+/// Why an exchange failed: the step that failed and the provider's own words.
+///
+/// The message never contains a token, key or signature: every constructor takes text that came from the
+/// provider's error body or from our own description, never from request material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudError {
+    /// The failing call, e.g. `sts AssumeRoleWithWebIdentity` or `iamcredentials generateAccessToken`.
+    pub step: &'static str,
+    /// What went wrong and, where we can tell, what the operator should check.
+    pub message: String,
+    /// Whether trying the same call again later may succeed (throttling, 5xx, connection errors).
+    pub retryable: bool,
+}
+
+impl CloudError {
+    pub fn permanent(step: &'static str, message: impl Into<String>) -> Self {
+        CloudError {
+            step,
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    pub fn retryable(step: &'static str, message: impl Into<String>) -> Self {
+        CloudError {
+            step,
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+impl fmt::Display for CloudError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.step, self.message)
+    }
+}
+
+impl std::error::Error for CloudError {}
+
+/// Exchanges a ServiceAccount token for registry credentials.
+///
+/// Implemented by [`Clouds`] for the real providers; tests may implement it with a stand-in.
+pub trait CredentialSource: Send + Sync {
+    fn registry_credentials(
+        &self,
+        principal: &Principal,
+        subject_token: &Sensitive,
+    ) -> Result<RegistryCredentials, CloudError>;
+}
+
+/// The real providers, each configured from flags.
+pub struct Clouds {
+    pub aws: aws::AwsClient,
+    pub google: google::GoogleClient,
+}
+
+impl CredentialSource for Clouds {
+    fn registry_credentials(
+        &self,
+        principal: &Principal,
+        subject_token: &Sensitive,
+    ) -> Result<RegistryCredentials, CloudError> {
+        match principal {
+            Principal::Aws(target) => self.aws.registry_credentials(target, subject_token),
+            Principal::Google(target) => self.google.registry_credentials(target, subject_token),
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! # image-pull-secrets-provisioner
+//!
+//! A Kubernetes controller that gives pods short-lived, automatically refreshed credentials for private
+//! container registries (Amazon ECR, Google Artifact Registry) through identity federation, with no static
+//! cloud keys anywhere.
+//!
+//! For every ServiceAccount annotated with a registry, an audience and a cloud principal, the controller mints
+//! a short-lived ServiceAccount token (TokenRequest), exchanges it for registry credentials (AWS STS + ECR, or
+//! Google STS + IAM Credentials), writes a `kubernetes.io/dockerconfigjson` Secret, attaches it to the
+//! ServiceAccount's `imagePullSecrets`, refreshes it before it expires, removes what is no longer wanted, and
+//! evicts pods that got stuck pulling images because they were created before their secret existed.
+//!
+//! ## Threads
+//!
+//! ```text
+//!  watch-serviceaccounts ─┐                      ┌─ worker-0 ─┐
+//!  watch-secrets ─────────┼─> work queue (keys) ─┼─ worker-1 ─┼─> kube-apiserver, cloud providers
+//!                         │                      └─ worker-N ─┘
+//!  leader (Lease) ────────┘ gates the workers     evictor (delayed pod re-checks)
+//!  http (metrics, healthz, readyz)
+//! ```
+//!
+//! Everything is synchronous: plain threads, blocking HTTP (ureq), one shutdown flag.
+//!
+//! ## Errors
+//!
+//! Each layer adds its context once, so a failure reads as "what failed: why", for example
+//! `ecr GetAuthorizationToken for arn:aws:iam::123456789012:role/pull: AccessDenied: ...`. Errors never carry
+//! a token, key, password or signature.
+
+pub mod cloud;
+pub mod jitter;
