@@ -30,3 +30,4 @@
 
 pub mod cloud;
 pub mod jitter;
+pub mod kube;

@@ -1,0 +1,558 @@
+//! A typed, blocking REST client for the parts of the Kubernetes API the controller uses.
+//!
+//! Every call has a timeout, every body read has a cap, and a non-2xx answer becomes an [`Error`] that keeps
+//! the server's `Status` message. Nothing here logs a header or a body: the bearer token and secret data
+//! never reach a log line.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::config::{Auth, Connection};
+use super::error::Error;
+use super::types::{ObjectList, Resource};
+use super::watch::WatchStream;
+use crate::cloud::http::tls_config;
+use crate::cloud::Sensitive;
+
+/// Answers larger than this are refused; a page of 500 objects is far below it.
+const MAX_BODY_BYTES: u64 = 64 << 20;
+/// A rotated token file is picked up at the latest this long after it changed (or at once after a 401).
+const TOKEN_FILE_REREAD: Duration = Duration::from_secs(60);
+
+/// Parameters of list and watch calls.
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    /// Page size; the server returns a `continue` token when more remain.
+    pub limit: Option<u32>,
+}
+
+/// A patch body and the content type that says how the server applies it.
+#[derive(Debug, Clone)]
+pub enum Patch {
+    Merge(serde_json::Value),
+    Json(serde_json::Value),
+}
+
+/// A blocking Kubernetes API client. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    server: String,
+    token: Arc<TokenSource>,
+    timeout: Duration,
+    user_agent: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+enum TokenSource {
+    None,
+    Fixed(Sensitive),
+    File {
+        path: PathBuf,
+        cached: Mutex<Option<(Sensitive, Instant)>>,
+    },
+}
+
+impl TokenSource {
+    fn current(&self) -> Result<Option<Sensitive>, Error> {
+        match self {
+            TokenSource::None => Ok(None),
+            TokenSource::Fixed(token) => Ok(Some(token.clone())),
+            TokenSource::File { path, cached } => {
+                let mut cached = cached.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((token, read_at)) = cached.as_ref() {
+                    if read_at.elapsed() < TOKEN_FILE_REREAD {
+                        return Ok(Some(token.clone()));
+                    }
+                }
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Transport(format!("cannot read token file {}: {e}", path.display()))
+                })?;
+                let token = Sensitive::new(text.trim());
+                *cached = Some((token.clone(), Instant::now()));
+                Ok(Some(token))
+            }
+        }
+    }
+
+    /// Forgets a cached file token, so that the next request reads the rotated one.
+    fn invalidate(&self) {
+        if let TokenSource::File { cached, .. } = self {
+            *cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+}
+
+impl Client {
+    /// Builds a client. `timeout` bounds every call except watches, which are bounded by their own
+    /// server-side timeout plus a margin.
+    pub fn new(connection: Connection, timeout: Duration) -> Result<Client, String> {
+        let roots = if connection.roots.is_empty() {
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+                .collect()
+        } else {
+            connection.roots.clone()
+        };
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .max_redirects(0)
+            .max_idle_connections_per_host(16)
+            .tls_config(tls_config(&roots, connection.client_cert.clone()))
+            .build();
+        let token = match connection.auth {
+            Auth::None => TokenSource::None,
+            Auth::Token(token) => TokenSource::Fixed(token),
+            Auth::TokenFile(path) => TokenSource::File {
+                path,
+                cached: Mutex::new(None),
+            },
+        };
+        Ok(Client {
+            agent: config.new_agent(),
+            server: connection.server,
+            token: Arc::new(token),
+            timeout,
+            user_agent: format!(
+                "image-pull-secrets-provisioner/{}",
+                env!("CARGO_PKG_VERSION")
+            ),
+        })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Reads one object.
+    pub fn get<K: Resource>(&self, namespace: Option<&str>, name: &str) -> Result<K, Error> {
+        self.call_json("GET", &object_path::<K>(namespace, name), &[], None)
+    }
+
+    /// Reads one page of a list. Pass the previous page's `metadata.continue` as `continue_token`.
+    pub fn list_page<K: Resource>(
+        &self,
+        namespace: Option<&str>,
+        params: &ListParams,
+        continue_token: Option<&str>,
+    ) -> Result<ObjectList<K>, Error> {
+        let mut query = selector_query(params);
+        if let Some(limit) = params.limit {
+            query.push(("limit", limit.to_string()));
+        }
+        if let Some(token) = continue_token.filter(|t| !t.is_empty()) {
+            query.push(("continue", token.to_string()));
+        }
+        self.call_json("GET", &collection_path::<K>(namespace), &query, None)
+    }
+
+    /// Reads every page of a list, calling `each` per object; returns the resourceVersion to watch from.
+    pub fn list_each<K: Resource>(
+        &self,
+        namespace: Option<&str>,
+        params: &ListParams,
+        mut each: impl FnMut(K),
+    ) -> Result<String, Error> {
+        let mut continue_token = None;
+        loop {
+            let page: ObjectList<K> =
+                self.list_page(namespace, params, continue_token.as_deref())?;
+            page.items.into_iter().for_each(&mut each);
+            if page.metadata.continue_.is_empty() {
+                return Ok(page.metadata.resource_version);
+            }
+            continue_token = Some(page.metadata.continue_);
+        }
+    }
+
+    /// Opens a watch from `resource_version`, ended by the server after `timeout` (with bookmarks).
+    pub fn watch<K: Resource>(
+        &self,
+        namespace: Option<&str>,
+        params: &ListParams,
+        resource_version: &str,
+        timeout: Duration,
+    ) -> Result<WatchStream<K>, Error> {
+        let mut query = selector_query(params);
+        query.push(("watch", "true".to_string()));
+        query.push(("allowWatchBookmarks", "true".to_string()));
+        query.push(("resourceVersion", resource_version.to_string()));
+        query.push(("timeoutSeconds", timeout.as_secs().max(1).to_string()));
+        let path = collection_path::<K>(namespace);
+        // The server closes the stream after `timeout`; the margin catches a connection that silently died.
+        let response = self.send(
+            "GET",
+            &path,
+            &query,
+            None,
+            timeout + Duration::from_secs(30),
+        )?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let retry_after = retry_after(&response);
+            let body = read_capped(response)?;
+            return Err(Error::from_response(status, &body, retry_after));
+        }
+        Ok(WatchStream::new(Box::new(
+            response.into_body().into_reader(),
+        )))
+    }
+
+    pub fn create<K: Resource>(&self, namespace: Option<&str>, object: &K) -> Result<K, Error> {
+        self.call_json(
+            "POST",
+            &collection_path::<K>(namespace),
+            &[],
+            Some(Body::json(object)?),
+        )
+    }
+
+    /// Replaces an object. The object's `metadata.resourceVersion` makes this an optimistic-concurrency
+    /// update: the server answers 409 Conflict if the object changed since it was read.
+    pub fn replace<K: Resource>(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        object: &K,
+    ) -> Result<K, Error> {
+        self.call_json(
+            "PUT",
+            &object_path::<K>(namespace, name),
+            &[],
+            Some(Body::json(object)?),
+        )
+    }
+
+    pub fn patch<K: Resource>(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        patch: &Patch,
+    ) -> Result<K, Error> {
+        let (content_type, value) = match patch {
+            Patch::Merge(v) => ("application/merge-patch+json", v),
+            Patch::Json(v) => ("application/json-patch+json", v),
+        };
+        let body = Body {
+            content_type,
+            bytes: serde_json::to_vec(value).map_err(encode_error)?,
+        };
+        self.call_json("PATCH", &object_path::<K>(namespace, name), &[], Some(body))
+    }
+
+    /// Deletes an object. With `precondition_uid`, the server refuses (409) if the name now belongs to a
+    /// different object, so a re-created object is never deleted by mistake.
+    pub fn delete<K: Resource>(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        precondition_uid: Option<&str>,
+    ) -> Result<(), Error> {
+        let options = match precondition_uid {
+            Some(uid) => {
+                serde_json::json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}})
+            }
+            None => serde_json::json!({"kind": "DeleteOptions", "apiVersion": "v1"}),
+        };
+        let body = Body::json(&options)?;
+        let _: serde_json::Value = self.call_json(
+            "DELETE",
+            &object_path::<K>(namespace, name),
+            &[],
+            Some(body),
+        )?;
+        Ok(())
+    }
+
+    /// Mints a ServiceAccount token (TokenRequest) for `audiences`, valid for `expiration`.
+    pub fn create_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        audiences: &[&str],
+        expiration: Duration,
+    ) -> Result<IssuedToken, Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct TokenRequestStatus {
+            token: String,
+            expiration_timestamp: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenRequest {
+            status: TokenRequestStatus,
+        }
+        let request = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"audiences": audiences, "expirationSeconds": expiration.as_secs()},
+        });
+        let path =
+            format!("/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token");
+        let response: TokenRequest =
+            self.call_json("POST", &path, &[], Some(Body::json(&request)?))?;
+        Ok(IssuedToken {
+            token: Sensitive::new(response.status.token),
+            expiration_timestamp: response.status.expiration_timestamp,
+        })
+    }
+
+    /// Evicts a pod through the Eviction API, which honours PodDisruptionBudgets (429 when one forbids it).
+    pub fn evict(&self, namespace: &str, pod: &str) -> Result<(), Error> {
+        let eviction = serde_json::json!({
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": pod, "namespace": namespace},
+        });
+        let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}/eviction");
+        let _: serde_json::Value =
+            self.call_json("POST", &path, &[], Some(Body::json(&eviction)?))?;
+        Ok(())
+    }
+
+    /// Sends a request and decodes a 2xx JSON answer; anything else becomes an [`Error`].
+    pub fn call_json<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Body>,
+    ) -> Result<T, Error> {
+        let response = self.send(method, path, query, body.as_ref(), self.timeout)?;
+        let status = response.status().as_u16();
+        let retry_after = retry_after(&response);
+        let text = read_capped(response)?;
+        if !(200..300).contains(&status) {
+            return Err(Error::from_response(status, &text, retry_after));
+        }
+        serde_json::from_str(&text).map_err(|e| Error::Decode(format!("{method} {path}: {e}")))
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Body>,
+        timeout: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+        let started = Instant::now();
+        let mut result = self.send_once(method, path, query, body, timeout);
+        // A 401 with a token file usually means the kubelet rotated the token since it was cached.
+        if matches!(&result, Ok(r) if r.status().as_u16() == 401)
+            && matches!(*self.token, TokenSource::File { .. })
+        {
+            self.token.invalidate();
+            result = self.send_once(method, path, query, body, timeout);
+        }
+        match &result {
+            Ok(response) => log::trace!(
+                "{method} {path} -> {} in {:?}",
+                response.status().as_u16(),
+                started.elapsed()
+            ),
+            Err(error) => log::trace!("{method} {path} -> {error}"),
+        }
+        result
+    }
+
+    fn send_once(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Body>,
+        timeout: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+        let url = format!("{}{}{}", self.server, path, encode_query(query));
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("Accept", "application/json")
+            .header("User-Agent", &self.user_agent);
+        if let Some(token) = self.token.current()? {
+            builder = builder.header("Authorization", format!("Bearer {}", token.expose()));
+        }
+        if let Some(body) = body {
+            builder = builder.header("Content-Type", body.content_type);
+        }
+        let bytes: Vec<u8> = body.map(|b| b.bytes.clone()).unwrap_or_default();
+        let request = builder
+            .body(bytes)
+            .map_err(|e| Error::Transport(format!("{method} {path}: {e}")))?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(timeout))
+            .allow_non_standard_methods(true)
+            .build();
+        self.agent
+            .run(request)
+            .map_err(|e| Error::Transport(format!("{method} {path}: {e}")))
+    }
+}
+
+/// A minted ServiceAccount token; `expiration_timestamp` is RFC 3339.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: Sensitive,
+    pub expiration_timestamp: String,
+}
+
+/// A request body and its content type.
+#[derive(Debug, Clone)]
+pub struct Body {
+    content_type: &'static str,
+    bytes: Vec<u8>,
+}
+
+impl Body {
+    pub fn json(value: &impl Serialize) -> Result<Body, Error> {
+        Ok(Body {
+            content_type: "application/json",
+            bytes: serde_json::to_vec(value).map_err(encode_error)?,
+        })
+    }
+}
+
+fn encode_error(error: serde_json::Error) -> Error {
+    Error::Decode(format!("cannot encode request: {error}"))
+}
+
+fn read_capped(response: ureq::http::Response<ureq::Body>) -> Result<String, Error> {
+    let mut text = String::new();
+    response
+        .into_body()
+        .into_reader()
+        .take(MAX_BODY_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::Transport(format!("reading the response: {e}")))?;
+    Ok(text)
+}
+
+fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
+    response
+        .headers()
+        .get("Retry-After")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+fn selector_query(params: &ListParams) -> Vec<(&'static str, String)> {
+    let mut query = Vec::new();
+    if let Some(selector) = params.label_selector.as_ref().filter(|s| !s.is_empty()) {
+        query.push(("labelSelector", selector.clone()));
+    }
+    if let Some(selector) = params.field_selector.as_ref().filter(|s| !s.is_empty()) {
+        query.push(("fieldSelector", selector.clone()));
+    }
+    query
+}
+
+/// `/api/v1/namespaces/NS/secrets` or `/api/v1/secrets` for all namespaces.
+pub fn collection_path<K: Resource>(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!(
+            "{}/namespaces/{}/{}",
+            K::api_prefix(),
+            encode_segment(ns),
+            K::PLURAL
+        ),
+        None => format!("{}/{}", K::api_prefix(), K::PLURAL),
+    }
+}
+
+pub fn object_path<K: Resource>(namespace: Option<&str>, name: &str) -> String {
+    format!(
+        "{}/{}",
+        collection_path::<K>(namespace),
+        encode_segment(name)
+    )
+}
+
+/// Names are DNS subdomains and never need escaping, but a stray character must not change the path.
+fn encode_segment(segment: &str) -> String {
+    percent_encode(segment)
+}
+
+fn encode_query(query: &[(&str, String)]) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
+    let pairs: Vec<String> = query
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect();
+    format!("?{}", pairs.join("&"))
+}
+
+/// RFC 3986 percent-encoding of everything but unreserved characters.
+pub fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::types::{Event, Secret, ServiceAccount};
+
+    #[test]
+    fn paths_follow_the_api_layout() {
+        assert_eq!(
+            collection_path::<Secret>(Some("ns")),
+            "/api/v1/namespaces/ns/secrets"
+        );
+        assert_eq!(
+            collection_path::<ServiceAccount>(None),
+            "/api/v1/serviceaccounts"
+        );
+        assert_eq!(
+            object_path::<Event>(Some("ns"), "e.1"),
+            "/apis/events.k8s.io/v1/namespaces/ns/events/e.1"
+        );
+        assert_eq!(
+            object_path::<Secret>(Some("ns"), "a/b"),
+            "/api/v1/namespaces/ns/secrets/a%2Fb"
+        );
+    }
+
+    #[test]
+    fn selectors_are_encoded() {
+        let params = ListParams {
+            label_selector: Some("a=b,c!=d".into()),
+            field_selector: Some("spec.serviceAccountName=x".into()),
+            limit: Some(5),
+        };
+        let query = selector_query(&params);
+        assert_eq!(
+            encode_query(&query),
+            "?labelSelector=a%3Db%2Cc%21%3Dd&fieldSelector=spec.serviceAccountName%3Dx"
+        );
+    }
+}

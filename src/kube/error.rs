@@ -1,0 +1,211 @@
+//! Errors of Kubernetes API calls: a server's `Status` becomes a typed reason that keeps the server's message.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why the API server refused a request, from the HTTP status and the `Status.reason` it sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    NotFound,
+    Conflict,
+    AlreadyExists,
+    Forbidden,
+    Unauthorized,
+    TooManyRequests,
+    /// The resourceVersion asked for is too old (compacted): list again.
+    Gone,
+    Invalid,
+    Other,
+}
+
+impl Reason {
+    fn from_status(code: u16, reason: &str) -> Reason {
+        match (reason, code) {
+            ("AlreadyExists", _) => Reason::AlreadyExists,
+            ("Conflict", _) | (_, 409) => Reason::Conflict,
+            ("NotFound", _) | (_, 404) => Reason::NotFound,
+            ("Forbidden", _) | (_, 403) => Reason::Forbidden,
+            ("Unauthorized", _) | (_, 401) => Reason::Unauthorized,
+            ("TooManyRequests", _) | (_, 429) => Reason::TooManyRequests,
+            ("Expired", _) | ("Gone", _) | (_, 410) => Reason::Gone,
+            ("Invalid", _) | (_, 422) => Reason::Invalid,
+            _ => Reason::Other,
+        }
+    }
+}
+
+/// A failed Kubernetes API call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server answered with an error status; `message` is the server's own text.
+    Api {
+        reason: Reason,
+        code: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The server could not be reached, or the connection broke or timed out.
+    Transport(String),
+    /// The server answered something this client could not decode.
+    Decode(String),
+}
+
+impl Error {
+    /// Builds the error for a non-2xx response from its body, which is normally a `Status` object.
+    pub(crate) fn from_response(code: u16, body: &str, retry_after: Option<Duration>) -> Error {
+        #[derive(serde::Deserialize)]
+        struct Status {
+            #[serde(default)]
+            message: String,
+            #[serde(default)]
+            reason: String,
+        }
+        let (reason, message) = match serde_json::from_str::<Status>(body) {
+            Ok(status) => (status.reason, status.message),
+            Err(_) => (String::new(), body.chars().take(300).collect()),
+        };
+        let message = if message.is_empty() {
+            format!("HTTP {code}")
+        } else {
+            message
+        };
+        Error::Api {
+            reason: Reason::from_status(code, &reason),
+            code,
+            message,
+            retry_after,
+        }
+    }
+
+    /// Builds the error carried by a watch `ERROR` event.
+    pub(crate) fn from_status_object(status: &serde_json::Value) -> Error {
+        let code = status.get("code").and_then(|c| c.as_u64()).unwrap_or(500) as u16;
+        let reason = status.get("reason").and_then(|r| r.as_str()).unwrap_or("");
+        let message = status
+            .get("message")
+            .and_then(|m| m.as_str())
+            .unwrap_or("watch error")
+            .to_string();
+        Error::Api {
+            reason: Reason::from_status(code, reason),
+            code,
+            message,
+            retry_after: None,
+        }
+    }
+
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Error::Api { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
+    pub fn is(&self, reason: Reason) -> bool {
+        self.reason() == Some(reason)
+    }
+
+    /// Whether the same call may succeed later without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport(_) => true,
+            Error::Decode(_) => false,
+            Error::Api { reason, code, .. } => {
+                matches!(reason, Reason::TooManyRequests | Reason::Conflict) || *code >= 500
+            }
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Api { message, .. } => f.write_str(message),
+            Error::Transport(message) => write!(f, "cannot reach the Kubernetes API: {message}"),
+            Error::Decode(message) => {
+                write!(f, "unexpected answer from the Kubernetes API: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_bodies_become_typed_reasons_with_the_servers_message() {
+        let cases = [
+            (
+                404,
+                r#"{"kind":"Status","reason":"NotFound","message":"secrets \"x\" not found","code":404}"#,
+                Reason::NotFound,
+            ),
+            (
+                409,
+                r#"{"reason":"Conflict","message":"the object has been modified"}"#,
+                Reason::Conflict,
+            ),
+            (
+                409,
+                r#"{"reason":"AlreadyExists","message":"secrets \"x\" already exists"}"#,
+                Reason::AlreadyExists,
+            ),
+            (
+                403,
+                r#"{"reason":"Forbidden","message":"cannot get"}"#,
+                Reason::Forbidden,
+            ),
+            (
+                401,
+                r#"{"reason":"Unauthorized","message":"Unauthorized"}"#,
+                Reason::Unauthorized,
+            ),
+            (
+                429,
+                r#"{"reason":"TooManyRequests","message":"disruption budget"}"#,
+                Reason::TooManyRequests,
+            ),
+            (
+                410,
+                r#"{"reason":"Expired","message":"too old resource version"}"#,
+                Reason::Gone,
+            ),
+            (
+                422,
+                r#"{"reason":"Invalid","message":"bad name"}"#,
+                Reason::Invalid,
+            ),
+            (
+                500,
+                r#"{"reason":"InternalError","message":"boom"}"#,
+                Reason::Other,
+            ),
+            (503, "not json at all", Reason::Other),
+        ];
+        for (code, body, want) in cases {
+            let err = Error::from_response(code, body, None);
+            assert_eq!(err.reason(), Some(want), "{code} {body}");
+        }
+        let err = Error::from_response(
+            404,
+            r#"{"reason":"NotFound","message":"secrets \"x\" not found"}"#,
+            None,
+        );
+        assert_eq!(err.to_string(), "secrets \"x\" not found");
+        assert_eq!(Error::from_response(502, "", None).to_string(), "HTTP 502");
+    }
+
+    #[test]
+    fn transient_errors_are_the_ones_worth_retrying() {
+        assert!(Error::Transport("reset".into()).is_transient());
+        assert!(Error::from_response(429, "{}", None).is_transient());
+        assert!(Error::from_response(503, "{}", None).is_transient());
+        assert!(!Error::from_response(403, "{}", None).is_transient());
+        assert!(!Error::from_response(422, "{}", None).is_transient());
+    }
+}
