@@ -3,10 +3,10 @@
 //! Each provider lives in its own module and is reached by the reconciler only through [`CredentialSource`],
 //! so tests can substitute a stand-in and the reconciler never sees provider-specific types beyond [`Principal`].
 
-pub(crate) mod aws;
+pub mod aws;
 pub(crate) mod google;
 pub(crate) mod http;
-pub(crate) mod sigv4;
+pub mod sigv4;
 
 use std::fmt;
 

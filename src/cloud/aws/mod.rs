@@ -1,0 +1,734 @@
+//! Amazon ECR credentials through identity federation, with no static AWS keys anywhere.
+//!
+//! A ServiceAccount token goes to STS `AssumeRoleWithWebIdentity` (unsigned: the token is the credential) at
+//! the registry region's STS endpoint; the temporary credentials that come back sign (SigV4, service `ecr`)
+//! an ECR `GetAuthorizationToken` call, whose token is the Docker username and password.
+//!
+//! Everything that can be decided without the network is a pure function in a submodule: the registry host
+//! (`host`), role ARNs and session names (`role`), endpoints (`endpoint`), the STS and ECR wire formats
+//! (`sts`, `ecr`, `xml`) and error answers (`error`). [`AwsClient`] only strings them together around
+//! two HTTP calls. Tokens, keys, passwords and signatures never reach an error message or a `Debug` output.
+
+mod ecr;
+mod endpoint;
+mod error;
+mod host;
+mod role;
+mod sts;
+mod xml;
+
+use chrono::{DateTime, Utc};
+
+use super::http::{HttpResponse, ProviderHttp};
+use super::sigv4::{self, Credentials};
+use super::{CloudError, RegistryCredentials, Sensitive};
+use endpoint::Endpoint;
+use error::Call;
+use sts::TemporaryCredentials;
+
+pub use endpoint::{validate_endpoint_override, REGION_PLACEHOLDER};
+pub use host::{parse_registry_host, validate_region, EcrRegistry, Partition, REGION_ANNOTATION};
+pub use role::{check_role_partition, role_session_name, validate_role_arn};
+
+/// STS's shortest session, and this controller's default: each session signs one ECR call, at once.
+pub const DEFAULT_SESSION_DURATION_SECONDS: u32 = 900;
+
+/// One AWS principal of a ServiceAccount: the role to assume and the registry to get credentials for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsTarget {
+    pub role_arn: String,
+    pub registry: EcrRegistry,
+    /// The STS role session name, from [`role_session_name`].
+    pub session_name: String,
+}
+
+/// Endpoint overrides and session length, from flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsConfig {
+    /// Replaces the regional STS endpoint; `{region}` is replaced by the registry's region.
+    pub sts_endpoint: Option<String>,
+    /// Replaces the regional ECR API endpoint; `{region}` is replaced by the registry's region.
+    pub ecr_endpoint: Option<String>,
+    /// `DurationSeconds` of the STS session.
+    pub session_duration_seconds: u32,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            sts_endpoint: None,
+            ecr_endpoint: None,
+            session_duration_seconds: DEFAULT_SESSION_DURATION_SECONDS,
+        }
+    }
+}
+
+/// Exchanges ServiceAccount tokens for ECR credentials.
+pub struct AwsClient {
+    config: AwsConfig,
+    http: ProviderHttp,
+}
+
+impl AwsClient {
+    pub fn new(config: AwsConfig, http: ProviderHttp) -> Self {
+        AwsClient { config, http }
+    }
+
+    /// Assumes `target.role_arn` with `subject_token`, then asks ECR for a registry token with the session.
+    pub fn registry_credentials(
+        &self,
+        target: &AwsTarget,
+        subject_token: &Sensitive,
+    ) -> Result<RegistryCredentials, CloudError> {
+        check_role_partition(&target.role_arn, &target.registry)
+            .map_err(|why| CloudError::permanent(Call::AssumeRoleWithWebIdentity.step(), why))?;
+        let session = self.assume_role(target, subject_token)?;
+        check_session_unexpired(&target.role_arn, &session, Utc::now())?;
+        self.authorization_token(target, &session.credentials)
+    }
+
+    fn assume_role(
+        &self,
+        target: &AwsTarget,
+        subject_token: &Sensitive,
+    ) -> Result<TemporaryCredentials, CloudError> {
+        let call = Call::AssumeRoleWithWebIdentity;
+        let url = endpoint::sts_endpoint_url(self.config.sts_endpoint.as_deref(), &target.registry);
+        let endpoint = parse_endpoint(call, &target.role_arn, &url)?;
+        let body = sts::request_body(
+            &target.role_arn,
+            &target.session_name,
+            subject_token,
+            self.config.session_duration_seconds,
+        );
+        let form_encoded_token = sigv4::uri_encode(subject_token.expose(), true);
+        let secrets = [subject_token.expose(), form_encoded_token.as_str()];
+        let response = self.http.with_retries(|| {
+            self.post(
+                call,
+                &target.role_arn,
+                &endpoint,
+                &[],
+                sts::CONTENT_TYPE,
+                body.expose().as_bytes(),
+                &secrets,
+            )
+        })?;
+        sts::parse_response(&response.body)
+            .map_err(|why| unexpected_answer(call, &target.role_arn, &endpoint, &why))
+    }
+
+    fn authorization_token(
+        &self,
+        target: &AwsTarget,
+        credentials: &Credentials,
+    ) -> Result<RegistryCredentials, CloudError> {
+        let call = Call::GetAuthorizationToken;
+        let url = endpoint::ecr_endpoint_url(self.config.ecr_endpoint.as_deref(), &target.registry);
+        let endpoint = parse_endpoint(call, &target.role_arn, &url)?;
+        let response = self.http.with_retries(|| {
+            // Signed afresh for every attempt: a retry may come seconds later.
+            let signed =
+                sign_ecr_request(&endpoint, &target.registry.region, credentials, Utc::now());
+            let mut headers = vec![("X-Amz-Target", ecr::TARGET)];
+            headers.extend(signed.headers().iter().map(|(n, v)| (*n, v.as_str())));
+            let session_token = credentials
+                .session_token
+                .as_ref()
+                .map_or("", Sensitive::expose);
+            let secrets = [
+                credentials.secret_access_key.expose(),
+                session_token,
+                signed.signature(),
+            ];
+            self.post(
+                call,
+                &target.role_arn,
+                &endpoint,
+                &headers,
+                ecr::CONTENT_TYPE,
+                ecr::BODY,
+                &secrets,
+            )
+        })?;
+        ecr::parse_response(&response.body)
+            .map_err(|why| unexpected_answer(call, &target.role_arn, &endpoint, &why))
+    }
+
+    /// One POST. Transport failures and non-2xx answers become errors of `call` that name the role.
+    #[allow(clippy::too_many_arguments)]
+    fn post(
+        &self,
+        call: Call,
+        role_arn: &str,
+        endpoint: &Endpoint,
+        headers: &[(&str, &str)],
+        content_type: &str,
+        body: &[u8],
+        secrets: &[&str],
+    ) -> Result<HttpResponse, CloudError> {
+        let response = self
+            .http
+            .post(call.step(), &endpoint.url, headers, content_type, body)
+            .map_err(|e| CloudError {
+                message: format!("for {role_arn}: {}", e.message),
+                ..e
+            })?;
+        if (200..300).contains(&response.status) {
+            Ok(response)
+        } else {
+            Err(error::from_response(call, role_arn, &response, secrets))
+        }
+    }
+}
+
+/// The signed headers for a `GetAuthorizationToken` call to `endpoint` at `time`.
+fn sign_ecr_request(
+    endpoint: &Endpoint,
+    region: &str,
+    credentials: &Credentials,
+    time: DateTime<Utc>,
+) -> sigv4::Signed {
+    let request = sigv4::Request {
+        method: "POST",
+        host: &endpoint.host,
+        path: &endpoint.path,
+        query: &[],
+        headers: &[
+            ("Content-Type", ecr::CONTENT_TYPE),
+            ("X-Amz-Target", ecr::TARGET),
+        ],
+        body: ecr::BODY,
+    };
+    let params = sigv4::Params {
+        credentials,
+        region,
+        service: "ecr",
+        time,
+        settings: sigv4::Settings::default(),
+    };
+    sigv4::sign(&request, &params)
+}
+
+/// A session that STS says has already expired means this node's clock is ahead: say so now, rather than
+/// let ECR answer with a puzzling signature error.
+fn check_session_unexpired(
+    role_arn: &str,
+    session: &TemporaryCredentials,
+    now: DateTime<Utc>,
+) -> Result<(), CloudError> {
+    if session.expires_at > now {
+        return Ok(());
+    }
+    Err(CloudError::permanent(
+        Call::AssumeRoleWithWebIdentity.step(),
+        format!(
+            "for {role_arn}: STS returned a session that expires at {}, which is already past on this node ({}); \
+             check the clock of the controller's node",
+            session.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ),
+    ))
+}
+
+fn parse_endpoint(call: Call, role_arn: &str, url: &str) -> Result<Endpoint, CloudError> {
+    Endpoint::parse(url)
+        .map_err(|why| CloudError::permanent(call.step(), format!("for {role_arn}: {why}")))
+}
+
+fn unexpected_answer(call: Call, role_arn: &str, endpoint: &Endpoint, why: &str) -> CloudError {
+    CloudError::permanent(
+        call.step(),
+        format!(
+            "for {role_arn}: unexpected answer from {}: {why}",
+            endpoint.url
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::cloud::http::RetryPolicy;
+
+    const ROLE: &str = "arn:aws:iam::123456789012:role/pull";
+    const REGISTRY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+    const WEB_IDENTITY_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.WEB+IDENTITY/TOKEN=MARKER";
+    const ACCESS_KEY_ID: &str = "ASIATESTACCESSKEY";
+    const SECRET_KEY: &str = "SECRET-ACCESS-KEY-MARKER";
+    const SESSION_TOKEN: &str = "SESSION-TOKEN-MARKER";
+
+    /// What the scripted server received.
+    struct Received {
+        request_line: String,
+        headers: Vec<(String, String)>,
+        body: String,
+    }
+
+    impl Received {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Answers one connection per scripted answer, in order, then returns what it received. Gives up
+    /// when no connection comes for a while, so a client that stops early does not hang the test.
+    fn serve(answers: Vec<(u16, String)>) -> (String, thread::JoinHandle<Vec<Received>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let server = thread::spawn(move || {
+            let mut received = Vec::new();
+            for (status, body) in answers {
+                // Generous for the first call (a busy machine), short for the rest (the client retries
+                // within milliseconds), so tests that expect no further call finish quickly.
+                let wait = if received.is_empty() { 10 } else { 2 };
+                let deadline = Instant::now() + Duration::from_secs(wait);
+                let stream = loop {
+                    match listener.accept() {
+                        Ok((stream, _)) => break Some(stream),
+                        Err(_) if Instant::now() < deadline => {
+                            thread::sleep(Duration::from_millis(5))
+                        }
+                        Err(_) => break None,
+                    }
+                };
+                let Some(stream) = stream else { break };
+                received.push(answer(stream, status, &body));
+            }
+            received
+        });
+        (base, server)
+    }
+
+    fn answer(stream: TcpStream, status: u16, body: &str) -> Received {
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let request_line = line.trim_end().to_string();
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let Some((name, value)) = line.trim_end().split_once(':') else {
+                break;
+            };
+            headers.push((name.trim().to_string(), value.trim().to_string()));
+        }
+        let received = Received {
+            request_line,
+            body: String::new(),
+            headers,
+        };
+        let length: usize = received
+            .header("content-length")
+            .map_or(0, |v| v.parse().unwrap());
+        let mut request_body = vec![0; length];
+        reader.read_exact(&mut request_body).unwrap();
+        let mut stream = reader.into_inner();
+        write!(
+            stream,
+            "HTTP/1.1 {status} Scripted\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        Received {
+            body: String::from_utf8(request_body).unwrap(),
+            ..received
+        }
+    }
+
+    fn sts_success() -> (u16, String) {
+        let body = format!(
+            "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+             <AssumeRoleWithWebIdentityResult><Credentials>\
+             <SessionToken>{SESSION_TOKEN}</SessionToken><SecretAccessKey>{SECRET_KEY}</SecretAccessKey>\
+             <Expiration>2030-01-01T00:15:00.123456Z</Expiration><AccessKeyId>{ACCESS_KEY_ID}</AccessKeyId>\
+             </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
+        );
+        (200, body)
+    }
+
+    fn ecr_success() -> (u16, String) {
+        // base64("AWS:ecr-password")
+        let body = r#"{"authorizationData":[{"authorizationToken":"QVdTOmVjci1wYXNzd29yZA==","expiresAt":1893499200.5,"proxyEndpoint":"https://123456789012.dkr.ecr.eu-west-1.amazonaws.com"}]}"#;
+        (200, body.to_string())
+    }
+
+    fn client(sts: &str, ecr: &str) -> AwsClient {
+        let retry = RetryPolicy {
+            attempts: 3,
+            first_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        };
+        let http = ProviderHttp::new(None, Duration::from_secs(5), retry).unwrap();
+        let config = AwsConfig {
+            sts_endpoint: Some(sts.to_string()),
+            ecr_endpoint: Some(ecr.to_string()),
+            ..AwsConfig::default()
+        };
+        AwsClient::new(config, http)
+    }
+
+    fn target() -> AwsTarget {
+        AwsTarget {
+            role_arn: ROLE.to_string(),
+            registry: parse_registry_host(REGISTRY, None).unwrap(),
+            session_name: role_session_name("default", "puller"),
+        }
+    }
+
+    fn token() -> Sensitive {
+        Sensitive::new(WEB_IDENTITY_TOKEN)
+    }
+
+    /// No secret of the exchange, in any encoding, and no signature in what an error shows.
+    fn assert_no_secrets(text: &str) {
+        let encoded_token = sigv4::uri_encode(WEB_IDENTITY_TOKEN, true);
+        for secret in [
+            WEB_IDENTITY_TOKEN,
+            encoded_token.as_str(),
+            "TOKEN=MARKER",
+            "TOKEN%3DMARKER",
+            SECRET_KEY,
+            SESSION_TOKEN,
+            "ecr-password",
+            "Signature=",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+    }
+
+    fn form_fields(body: &str) -> Vec<(String, String)> {
+        body.split('&')
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap();
+                (name.to_string(), percent_decode(value))
+            })
+            .collect()
+    }
+
+    fn percent_decode(value: &str) -> String {
+        let bytes = value.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                out.push(u8::from_str_radix(&value[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn exchange_sends_the_exact_sts_form_and_a_signed_ecr_request() {
+        let (base, server) = serve(vec![sts_success(), ecr_success()]);
+        let client = client(&base, &format!("{base}/{{region}}/ecr"));
+        let credentials = client.registry_credentials(&target(), &token()).unwrap();
+        let received = server.join().unwrap();
+        assert_eq!(received.len(), 2);
+
+        assert_eq!(credentials.username, "AWS");
+        assert_eq!(credentials.password.expose(), "ecr-password");
+        assert_eq!(credentials.expires_at.timestamp_millis(), 1_893_499_200_500);
+
+        let sts = &received[0];
+        assert_eq!(sts.request_line, "POST / HTTP/1.1");
+        assert_eq!(sts.header("content-type"), Some(sts::CONTENT_TYPE));
+        assert_eq!(sts.header("authorization"), None, "STS call is unsigned");
+        let expected_fields = [
+            ("Action", "AssumeRoleWithWebIdentity"),
+            ("Version", "2011-06-15"),
+            ("RoleArn", ROLE),
+            ("RoleSessionName", "default.puller"),
+            ("WebIdentityToken", WEB_IDENTITY_TOKEN),
+            ("DurationSeconds", "900"),
+        ];
+        let fields = form_fields(&sts.body);
+        let fields: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(fields, expected_fields);
+
+        let ecr = &received[1];
+        assert_eq!(ecr.request_line, "POST /eu-west-1/ecr HTTP/1.1");
+        assert_eq!(ecr.body, "{}");
+        assert_eq!(ecr.header("content-type"), Some(ecr::CONTENT_TYPE));
+        assert_eq!(ecr.header("x-amz-target"), Some(ecr::TARGET));
+        assert_eq!(ecr.header("x-amz-security-token"), Some(SESSION_TOKEN));
+        let date = ecr.header("x-amz-date").unwrap();
+        let authorization = ecr.header("authorization").unwrap();
+        let prefix = format!(
+            "AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/{}/eu-west-1/ecr/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target, Signature=",
+            &date[..8]
+        );
+        assert!(authorization.starts_with(&prefix), "{authorization}");
+
+        // The server can verify the signature with the Host header it actually received.
+        let time = chrono::NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%SZ")
+            .unwrap()
+            .and_utc();
+        let host = ecr.header("host").unwrap();
+        assert_eq!(host, base.trim_start_matches("http://"));
+        let endpoint = Endpoint {
+            url: String::new(),
+            host: host.to_string(),
+            path: "/eu-west-1/ecr".to_string(),
+        };
+        let session = Credentials {
+            access_key_id: ACCESS_KEY_ID.to_string(),
+            secret_access_key: Sensitive::new(SECRET_KEY),
+            session_token: Some(Sensitive::new(SESSION_TOKEN)),
+        };
+        let expected = sign_ecr_request(&endpoint, "eu-west-1", &session, time);
+        assert_eq!(authorization, expected.authorization());
+    }
+
+    #[test]
+    fn unavailable_and_throttled_calls_are_retried() {
+        let (base, server) = serve(vec![
+            (503, "Service Unavailable".to_string()),
+            sts_success(),
+            (
+                400,
+                r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_string(),
+            ),
+            (
+                500,
+                "<ErrorResponse><Error><Code>InternalFailure</Code></Error></ErrorResponse>"
+                    .to_string(),
+            ),
+            ecr_success(),
+        ]);
+        let client = client(&base, &base);
+        let credentials = client.registry_credentials(&target(), &token()).unwrap();
+        assert_eq!(credentials.password.expose(), "ecr-password");
+        let received = server.join().unwrap();
+        assert_eq!(received.len(), 5);
+        // Each ECR attempt is signed anew and carries the session token.
+        assert!(received[2..]
+            .iter()
+            .all(|r| r.header("x-amz-security-token") == Some(SESSION_TOKEN)));
+    }
+
+    #[test]
+    fn sts_access_denied_is_not_retried_and_tells_what_to_check() {
+        // A proxy that echoes the request must not leak the token into the error.
+        let echo = format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>\
+             <Message>Not authorized to perform sts:AssumeRoleWithWebIdentity (got WebIdentityToken={})</Message>\
+             </Error></ErrorResponse>",
+            sigv4::uri_encode(WEB_IDENTITY_TOKEN, true)
+        );
+        let (base, server) = serve(vec![(403, echo), sts_success()]);
+        let client = client(&base, &base);
+        let error = client
+            .registry_credentials(&target(), &token())
+            .unwrap_err();
+        assert_eq!(server.join().unwrap().len(), 1, "not retried");
+        assert_eq!(error.step, "sts AssumeRoleWithWebIdentity");
+        assert!(!error.retryable);
+        let text = error.to_string();
+        assert!(
+            text.starts_with(
+                "sts AssumeRoleWithWebIdentity: for arn:aws:iam::123456789012:role/pull: AccessDenied: \
+                 Not authorized to perform sts:AssumeRoleWithWebIdentity (got WebIdentityToken=<redacted>); \
+                 check the role's trust policy"
+            ),
+            "{text}"
+        );
+        assert_no_secrets(&text);
+        assert_no_secrets(&format!("{error:?}"));
+    }
+
+    #[test]
+    fn ecr_access_denied_is_not_retried_and_leaks_nothing() {
+        let echo = format!(
+            r#"{{"__type":"com.amazonaws.ecr#AccessDeniedException","message":"denied for {SESSION_TOKEN} {SECRET_KEY}"}}"#
+        );
+        let (base, server) = serve(vec![sts_success(), (400, echo), ecr_success()]);
+        let client = client(&base, &base);
+        let error = client
+            .registry_credentials(&target(), &token())
+            .unwrap_err();
+        assert_eq!(server.join().unwrap().len(), 2, "not retried");
+        assert_eq!(error.step, "ecr GetAuthorizationToken");
+        assert!(!error.retryable);
+        let text = error.to_string();
+        assert!(
+            text.contains("for arn:aws:iam::123456789012:role/pull: AccessDeniedException: denied for <redacted> <redacted>; allow ecr:GetAuthorizationToken"),
+            "{text}"
+        );
+        assert_no_secrets(&text);
+        assert_no_secrets(&format!("{error:?}"));
+    }
+
+    #[test]
+    fn moto_style_xml_error_from_ecr() {
+        let moto = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse><Errors><Error>\
+                    <Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message>\
+                    </Error></Errors></ErrorResponse>";
+        let (base, server) = serve(vec![sts_success(), (403, moto.to_string())]);
+        let error = client(&base, &base)
+            .registry_credentials(&target(), &token())
+            .unwrap_err();
+        assert_eq!(server.join().unwrap().len(), 2);
+        assert!(!error.retryable);
+        assert!(
+            error.message.contains("InvalidClientTokenId: The security token included in the request is invalid.; ECR did not accept"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn persistent_unavailability_gives_up_retryable() {
+        let unavailable = || (503, "<html>down</html>".to_string());
+        let (base, server) = serve(vec![
+            unavailable(),
+            unavailable(),
+            unavailable(),
+            sts_success(),
+        ]);
+        let error = client(&base, &base)
+            .registry_credentials(&target(), &token())
+            .unwrap_err();
+        assert_eq!(server.join().unwrap().len(), 3, "three attempts, no more");
+        assert!(error.retryable);
+        assert_eq!(
+            error.to_string(),
+            "sts AssumeRoleWithWebIdentity: for arn:aws:iam::123456789012:role/pull: HTTP 503: <html>down</html>"
+        );
+    }
+
+    #[test]
+    fn malformed_success_answers_quote_nothing() {
+        let truncated = format!(
+            "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
+             <SecretAccessKey>{SECRET_KEY}</SecretAccessKey><SessionToken>{SESSION_TOKEN}</SessionToken>"
+        );
+        let (base, server) = serve(vec![(200, truncated)]);
+        let error = client(&base, &base)
+            .registry_credentials(&target(), &token())
+            .unwrap_err();
+        assert_eq!(server.join().unwrap().len(), 1);
+        assert!(!error.retryable);
+        assert!(
+            error
+                .message
+                .contains("unexpected answer from http://127.0.0.1:"),
+            "{error}"
+        );
+        assert!(
+            error
+                .message
+                .contains("the answer is not XML: unexpected end of document"),
+            "{error}"
+        );
+        assert_no_secrets(&error.to_string());
+    }
+
+    #[test]
+    fn unreachable_endpoint_is_retryable_and_names_the_role() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let error = client(&base, &base)
+            .registry_credentials(&target(), &token())
+            .unwrap_err();
+        assert!(error.retryable, "{error}");
+        assert!(
+            error.to_string().starts_with(&format!(
+                "sts AssumeRoleWithWebIdentity: for {ROLE}: cannot reach {base}"
+            )),
+            "{error}"
+        );
+        assert_no_secrets(&error.to_string());
+    }
+
+    #[test]
+    fn configuration_errors_are_permanent_and_make_no_call() {
+        let cases = [
+            (
+                client("sts.example", "https://ecr.example"),
+                target(),
+                "sts AssumeRoleWithWebIdentity: for arn:aws:iam::123456789012:role/pull: endpoint \"sts.example\" must start with https://",
+            ),
+            (
+                client("https://sts.example", "https://ecr.example"),
+                AwsTarget {
+                    role_arn: "arn:aws-cn:iam::123456789012:role/pull".to_string(),
+                    ..target()
+                },
+                "is in partition aws-cn, but the registry is in aws (eu-west-1)",
+            ),
+            (
+                client("https://sts.example", "https://ecr.example"),
+                AwsTarget {
+                    role_arn: "arn:aws:iam::123:role/pull".to_string(),
+                    ..target()
+                },
+                "account ID \"123\" must be 12 digits",
+            ),
+        ];
+        for (client, target, expected) in cases {
+            let error = client.registry_credentials(&target, &token()).unwrap_err();
+            assert!(!error.retryable);
+            assert!(error.to_string().contains(expected), "{error}");
+        }
+    }
+
+    #[test]
+    fn an_already_expired_session_points_at_the_clock() {
+        let session = TemporaryCredentials {
+            credentials: Credentials {
+                access_key_id: ACCESS_KEY_ID.to_string(),
+                secret_access_key: Sensitive::new(SECRET_KEY),
+                session_token: Some(Sensitive::new(SESSION_TOKEN)),
+            },
+            expires_at: "2030-01-01T00:15:00Z".parse().unwrap(),
+        };
+        let before: DateTime<Utc> = "2030-01-01T00:14:59Z".parse().unwrap();
+        assert_eq!(check_session_unexpired(ROLE, &session, before), Ok(()));
+        let after: DateTime<Utc> = "2030-01-01T00:15:00Z".parse().unwrap();
+        let error = check_session_unexpired(ROLE, &session, after).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "sts AssumeRoleWithWebIdentity: for arn:aws:iam::123456789012:role/pull: STS returned a session \
+             that expires at 2030-01-01T00:15:00Z, which is already past on this node (2030-01-01T00:15:00Z); \
+             check the clock of the controller's node"
+        );
+        assert!(!error.retryable);
+        assert_no_secrets(&format!("{error:?} {session:?}"));
+    }
+
+    #[test]
+    fn debug_output_of_configuration_and_targets_is_safe() {
+        let printed = format!("{:?} {:?} {:?}", AwsConfig::default(), target(), token());
+        assert_no_secrets(&printed);
+        assert!(
+            printed.contains("session_duration_seconds: 900"),
+            "{printed}"
+        );
+    }
+}
