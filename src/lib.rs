@@ -31,3 +31,5 @@
 pub mod cloud;
 pub mod jitter;
 pub mod kube;
+pub mod runtime;
+pub mod shutdown;

@@ -1,0 +1,3 @@
+//! The controller runtime: watch loops, the work queue, leader election, and the workers that drain the queue.
+
+pub mod watcher;

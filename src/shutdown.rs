@@ -1,0 +1,68 @@
+//! The one shutdown flag every thread watches, with a wake-up so that sleeping threads notice at once.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A shared, one-way shutdown signal. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every thread to stop and wakes those that are sleeping.
+    pub fn trigger(&self) {
+        let (flag, wake) = &*self.inner;
+        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.inner.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sleeps for `duration` or until shutdown, whichever comes first. Returns true if shutting down.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        let deadline = Instant::now() + duration;
+        let (flag, wake) = &*self.inner;
+        let mut triggered = flag.lock().unwrap_or_else(|p| p.into_inner());
+        while !*triggered {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            triggered = wake
+                .wait_timeout(triggered, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleep_ends_early_on_trigger() {
+        let shutdown = Shutdown::new();
+        let other = shutdown.clone();
+        let started = Instant::now();
+        let sleeper = std::thread::spawn(move || other.sleep(Duration::from_secs(30)));
+        std::thread::sleep(Duration::from_millis(50));
+        shutdown.trigger();
+        assert!(sleeper.join().unwrap());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(shutdown.is_triggered());
+    }
+
+    #[test]
+    fn sleep_runs_its_course_without_trigger() {
+        assert!(!Shutdown::new().sleep(Duration::from_millis(10)));
+    }
+}
