@@ -4,8 +4,8 @@
 //! so tests can substitute a stand-in and the reconciler never sees provider-specific types beyond [`Principal`].
 
 pub mod aws;
-pub(crate) mod google;
-pub(crate) mod http;
+pub mod google;
+pub mod http;
 pub mod sigv4;
 
 use std::fmt;
