@@ -33,3 +33,6 @@ pub mod jitter;
 pub mod kube;
 pub mod runtime;
 pub mod shutdown;
+pub mod annotations;
+pub mod secret;
+pub mod spec;

@@ -1,0 +1,53 @@
+//! Every name this controller shares with the cluster: annotation keys, the label, event reasons, the field
+//! manager. They are the compatibility contract with the original Go controller, so they live in one place.
+
+/// The common prefix of every key.
+pub const PREFIX: &str = "imagepullsecrets.preferred.jp/";
+
+// ServiceAccount annotations (SPEC A1).
+pub const REGISTRY: &str = "imagepullsecrets.preferred.jp/registry";
+pub const AUDIENCE: &str = "imagepullsecrets.preferred.jp/audience";
+pub const AWS_ROLE_ARN: &str = "imagepullsecrets.preferred.jp/aws-role-arn";
+/// This project's addition: the region of a registry host that is not an ECR host (a mirror).
+pub const AWS_REGION: &str = crate::cloud::aws::REGION_ANNOTATION;
+pub const GOOGLE_WORKLOAD_IDENTITY_PROVIDER: &str =
+    "imagepullsecrets.preferred.jp/googlecloud-workload-identity-provider";
+pub const GOOGLE_SERVICE_ACCOUNT_EMAIL: &str =
+    "imagepullsecrets.preferred.jp/googlecloud-service-account-email";
+pub const SECRET_NAME: &str = "imagepullsecrets.preferred.jp/secret-name";
+
+/// The annotations whose presence means someone meant to configure the ServiceAccount.
+pub const CONFIGURATION_KEYS: [&str; 6] = [
+    REGISTRY,
+    AUDIENCE,
+    AWS_ROLE_ARN,
+    GOOGLE_WORKLOAD_IDENTITY_PROVIDER,
+    GOOGLE_SERVICE_ACCOUNT_EMAIL,
+    SECRET_NAME,
+];
+
+// Secret metadata (SPEC A2).
+/// Label on every provisioned secret: the ServiceAccount's name (shortened when longer than a label allows).
+pub const SERVICE_ACCOUNT_LABEL: &str = "imagepullsecrets.preferred.jp/service-account";
+pub const PRINCIPAL: &str = "imagepullsecrets.preferred.jp/principal";
+pub const EXPIRES_AT: &str = "imagepullsecrets.preferred.jp/expires-at";
+/// This project's addition: when the credential was obtained, so that "a quarter of its lifetime" is known.
+pub const OBTAINED_AT: &str = "imagepullsecrets.preferred.jp/obtained-at";
+
+pub const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
+pub const DOCKER_CONFIG_JSON_KEY: &str = ".dockerconfigjson";
+
+// Event reasons (SPEC A4).
+pub const REASON_PROVISIONED: &str = "ProvisionedImagePullSecret";
+pub const REASON_FAILED_PROVISIONING: &str = "FailedProvisioningImagePullSecret";
+pub const REASON_DECOMMISSIONED: &str = "DecommissionedImagePullSecret";
+pub const REASON_FAILED_DECOMMISSIONING: &str = "FailedDecommissioningImagePullSecret";
+pub const REASON_EVICTED: &str = "EvictedForImagePullSecret";
+pub const REASON_FAILED_EVICTION: &str = "FailedEvictionForImagePullSecret";
+
+/// `reportingController` of events and the name this controller gives itself.
+pub const CONTROLLER_NAME: &str = "imagepullsecrets.preferred.jp/image-pull-secrets-provisioner";
+/// The field manager of every write, as server-side field ownership shows it.
+pub const FIELD_MANAGER: &str = "image-pull-secrets-provisioner";
+/// The original controller's Lease name, so that the old and the new never act at once during a swap.
+pub const DEFAULT_LEADER_ELECTION_ID: &str = "b1b11bb0.preferred.jp";

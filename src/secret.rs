@@ -1,0 +1,518 @@
+//! Provisioned secrets as pure functions: their names, their content, and when they are due for a refresh.
+//!
+//! What must stay true: names are positional and deterministic (`<base>`, `<base>-1`, …, at most 253
+//! characters and never colliding); a secret is refreshed when a quarter of its credential's lifetime is left,
+//! never later, and a credential that is already expired or has a nonsense expiry never schedules work sooner
+//! than the floor the caller passes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::annotations as keys;
+use crate::cloud::{Principal, RegistryCredentials};
+use crate::kube::types::{ObjectMeta, OwnerReference, Secret, ServiceAccount};
+
+const MAX_NAME: usize = 253;
+const MAX_LABEL_VALUE: usize = 63;
+
+/// `imagepullsecret-<ServiceAccount name>`, cut to a valid length.
+pub fn default_base_name(service_account: &str) -> String {
+    cut_name(&format!("imagepullsecret-{service_account}"), MAX_NAME)
+}
+
+/// The name of each of `count` principals' secrets: the base, then `<base>-<i>`.
+///
+/// The base is shortened when needed so that the suffix always survives: a cut suffix would give two
+/// principals the same secret.
+pub fn secret_names(base: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            if i == 0 {
+                cut_name(base, MAX_NAME)
+            } else {
+                let suffix = format!("-{i}");
+                format!("{}{suffix}", cut_name(base, MAX_NAME - suffix.len()))
+            }
+        })
+        .collect()
+}
+
+/// Cuts a DNS-subdomain name to `max` characters without leaving a trailing `-` or `.`.
+fn cut_name(name: &str, max: usize) -> String {
+    let mut cut: String = name.chars().take(max).collect();
+    while cut.ends_with(['-', '.']) {
+        cut.pop();
+    }
+    cut
+}
+
+/// Checks that a secret base name is a DNS subdomain (what Kubernetes requires of secret names).
+pub fn validate_base_name(name: &str) -> Result<(), String> {
+    if name.len() > MAX_NAME {
+        return Err(format!("{name:?} is longer than {MAX_NAME} characters"));
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if !name.split('.').all(label_ok) {
+        return Err(format!(
+            "{name:?} is not a valid secret name: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// The value of the service-account label: the name itself when it fits in a label value (always, for the
+/// original controller's secrets), otherwise a prefix plus a hash of the whole name, still unique.
+pub fn service_account_label_value(service_account: &str) -> String {
+    if service_account.len() <= MAX_LABEL_VALUE {
+        return service_account.to_string();
+    }
+    let digest = Sha256::digest(service_account.as_bytes());
+    let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    let prefix: String = service_account
+        .chars()
+        .take(MAX_LABEL_VALUE - 1 - hash.len())
+        .collect();
+    format!("{prefix}-{hash}")
+}
+
+/// `{"auths":{"<registry>":{"username":…,"password":…,"auth":base64(user:password)}}}`.
+pub fn build_docker_config_json(registry: &str, username: &str, password: &str) -> String {
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    serde_json::json!({"auths": {registry: {"username": username, "password": password, "auth": auth}}}).to_string()
+}
+
+/// A principal's identity as recorded on its secret (the role ARN, or the Google service account email).
+pub fn principal_id(principal: &Principal) -> &str {
+    match principal {
+        Principal::Aws(target) => &target.role_arn,
+        Principal::Google(target) => &target.service_account_email,
+    }
+}
+
+/// RFC 3339 UTC with second precision, as the expires-at annotation has always been written.
+pub fn format_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The complete secret for one principal's fresh credentials.
+pub fn build_secret(
+    service_account: &ServiceAccount,
+    name: &str,
+    registry: &str,
+    principal: &Principal,
+    credentials: &RegistryCredentials,
+    obtained_at: DateTime<Utc>,
+) -> Secret {
+    let meta = &service_account.metadata;
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        keys::SERVICE_ACCOUNT_LABEL.to_string(),
+        service_account_label_value(&meta.name),
+    );
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        keys::PRINCIPAL.to_string(),
+        principal_id(principal).to_string(),
+    );
+    annotations.insert(
+        keys::EXPIRES_AT.to_string(),
+        format_time(credentials.expires_at),
+    );
+    annotations.insert(keys::OBTAINED_AT.to_string(), format_time(obtained_at));
+    let config = build_docker_config_json(
+        registry,
+        &credentials.username,
+        credentials.password.expose(),
+    );
+    let mut data = BTreeMap::new();
+    data.insert(
+        keys::DOCKER_CONFIG_JSON_KEY.to_string(),
+        base64::engine::general_purpose::STANDARD.encode(config),
+    );
+    Secret {
+        metadata: ObjectMeta {
+            name: name.to_string(),
+            namespace: meta.namespace.clone(),
+            labels,
+            annotations,
+            owner_references: vec![owner_reference(service_account)],
+            ..Default::default()
+        },
+        type_: keys::DOCKER_CONFIG_JSON_TYPE.to_string(),
+        data,
+        ..Default::default()
+    }
+}
+
+/// The controller ownerReference that makes the garbage collector delete the secret with its ServiceAccount.
+pub fn owner_reference(service_account: &ServiceAccount) -> OwnerReference {
+    OwnerReference {
+        api_version: "v1".to_string(),
+        kind: "ServiceAccount".to_string(),
+        name: service_account.metadata.name.clone(),
+        uid: service_account.metadata.uid.clone(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }
+}
+
+/// Whether this controller may overwrite or delete `secret` on behalf of `service_account`: it has a
+/// controller ownerReference to this very ServiceAccount (by UID), or — for secrets of the original
+/// controller that predate ownerReferences — the service-account label and no other controller.
+pub fn is_owned_by(secret: &ObjectMeta, service_account: &ObjectMeta) -> bool {
+    if secret
+        .owner_references
+        .iter()
+        .any(|r| r.kind == "ServiceAccount" && r.uid == service_account.uid)
+    {
+        return true;
+    }
+    let labelled = secret.labels.get(keys::SERVICE_ACCOUNT_LABEL)
+        == Some(&service_account_label_value(&service_account.name));
+    labelled && secret.controller().is_none()
+}
+
+/// What a principal's existing secret needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// Obtain new credentials now; the text says why (for logs and events).
+    Due(&'static str),
+    /// Good until the given refresh time.
+    FreshUntil(DateTime<Utc>),
+}
+
+/// Decides whether `secret` still serves `principal` at `registry`, and until when.
+///
+/// The refresh time is when a quarter of the credential's lifetime is left. The lifetime is `expires-at` minus
+/// `obtained-at`; secrets written by the original controller lack `obtained-at`, so the provider's usual
+/// lifetime stands in (`assumed_lifetime`).
+pub fn freshness(
+    secret: &Secret,
+    registry: &str,
+    principal: &Principal,
+    assumed_lifetime: Duration,
+    now: DateTime<Utc>,
+) -> Freshness {
+    if secret.type_ != keys::DOCKER_CONFIG_JSON_TYPE {
+        return Freshness::Due("the secret has the wrong type");
+    }
+    let annotations = &secret.metadata.annotations;
+    if annotations.get(keys::PRINCIPAL).map(String::as_str) != Some(principal_id(principal)) {
+        return Freshness::Due("the principal changed");
+    }
+    if !serves_registry(secret, registry) {
+        return Freshness::Due("the registry changed or the secret's content is not readable");
+    }
+    let Some(expires_at) = annotations
+        .get(keys::EXPIRES_AT)
+        .and_then(|t| parse_time(t))
+    else {
+        return Freshness::Due("the expiry annotation is missing or unreadable");
+    };
+    let lifetime = annotations
+        .get(keys::OBTAINED_AT)
+        .and_then(|t| parse_time(t))
+        .and_then(|obtained| (expires_at - obtained).to_std().ok())
+        .filter(|lifetime| !lifetime.is_zero())
+        .unwrap_or(assumed_lifetime);
+    let refresh_at = refresh_time(expires_at, lifetime);
+    if now >= refresh_at {
+        Freshness::Due("less than a quarter of the credential's lifetime is left")
+    } else {
+        Freshness::FreshUntil(refresh_at)
+    }
+}
+
+/// When a credential that expires at `expires_at` after `lifetime` should be replaced: with a quarter of the
+/// lifetime left.
+pub fn refresh_time(expires_at: DateTime<Utc>, lifetime: Duration) -> DateTime<Utc> {
+    let margin = chrono::Duration::from_std(lifetime / 4).unwrap_or(chrono::Duration::zero());
+    expires_at - margin
+}
+
+/// Whether the secret's dockerconfigjson is readable and authenticates to exactly `registry`.
+fn serves_registry(secret: &Secret, registry: &str) -> bool {
+    let Some(encoded) = secret.data.get(keys::DOCKER_CONFIG_JSON_KEY) else {
+        return false;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+        return false;
+    };
+    let Ok(config) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return false;
+    };
+    match config.get("auths").and_then(|a| a.as_object()) {
+        Some(auths) => auths.len() == 1 && auths.contains_key(registry),
+        None => false,
+    }
+}
+
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// How long to wait before the next run: until `refresh_at`, shortened by up to `jitter` of the wait so that
+/// many secrets obtained together do not all refresh together, and never less than `floor`.
+pub fn delay_until(
+    refresh_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    jitter: f64,
+    floor: Duration,
+) -> Duration {
+    let wait = (refresh_at - now).to_std().unwrap_or(Duration::ZERO);
+    crate::jitter::shrink(wait, jitter).max(floor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::aws::{parse_registry_host, AwsTarget};
+    use crate::cloud::google::GoogleTarget;
+    use crate::cloud::Sensitive;
+
+    fn sa() -> ServiceAccount {
+        let mut sa = ServiceAccount::default();
+        sa.metadata.name = "app".into();
+        sa.metadata.namespace = "team".into();
+        sa.metadata.uid = "uid-1".into();
+        sa
+    }
+
+    fn google(email: &str) -> Principal {
+        Principal::Google(GoogleTarget {
+            provider: "projects/1/locations/global/workloadIdentityPools/p/providers/x".into(),
+            service_account_email: email.into(),
+        })
+    }
+
+    fn time(text: &str) -> DateTime<Utc> {
+        parse_time(text).unwrap()
+    }
+
+    fn credentials(expires: &str) -> RegistryCredentials {
+        RegistryCredentials {
+            username: "oauth2accesstoken".into(),
+            password: Sensitive::new("pw"),
+            expires_at: time(expires),
+        }
+    }
+
+    #[test]
+    fn names_are_positional_and_never_collide() {
+        assert_eq!(secret_names("pull", 3), vec!["pull", "pull-1", "pull-2"]);
+        assert_eq!(default_base_name("app"), "imagepullsecret-app");
+        let long = "a".repeat(253);
+        let names = secret_names(&long, 12);
+        assert_eq!(names[0].len(), 253);
+        assert_eq!(names[1].len(), 253);
+        assert!(names[1].ends_with("-1") && names[11].ends_with("-11"));
+        let unique: std::collections::BTreeSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), 12);
+        // A cut never leaves a trailing dash or dot.
+        let tricky = format!("{}-x", "b".repeat(251));
+        assert_eq!(default_base_name(&tricky).len(), 253 - 0);
+        assert!(!secret_names(&format!("{}.c", "b".repeat(250)), 2)[1].contains(".-"));
+    }
+
+    #[test]
+    fn base_names_must_be_dns_subdomains() {
+        for ok in ["pull", "a.b-c", "x1"] {
+            assert!(validate_base_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Pull", "a_b", "-a", "a-", "a..b", &"x".repeat(254)] {
+            assert!(validate_base_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn long_service_account_names_get_a_short_unique_label() {
+        assert_eq!(service_account_label_value("app"), "app");
+        let a = service_account_label_value(&format!("{}-one", "x".repeat(70)));
+        let b = service_account_label_value(&format!("{}-two", "x".repeat(70)));
+        assert_eq!(a.len(), 63);
+        assert_ne!(a, b);
+        assert!(a.chars().last().unwrap().is_ascii_alphanumeric());
+    }
+
+    #[test]
+    fn docker_config_has_username_password_and_auth() {
+        let json: serde_json::Value =
+            serde_json::from_str(&build_docker_config_json("gcr.io", "u", "p")).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"auths": {"gcr.io": {"username": "u", "password": "p", "auth": "dTpw"}}})
+        );
+    }
+
+    #[test]
+    fn built_secret_carries_everything_spec_a2_asks_for() {
+        let obtained = time("2026-01-01T00:00:00Z");
+        let secret = build_secret(
+            &sa(),
+            "pull",
+            "gcr.io",
+            &google("a@b.iam.gserviceaccount.com"),
+            &credentials("2026-01-01T01:00:00.5Z"),
+            obtained,
+        );
+        assert_eq!(secret.type_, "kubernetes.io/dockerconfigjson");
+        assert_eq!(secret.metadata.namespace, "team");
+        assert_eq!(secret.metadata.labels[keys::SERVICE_ACCOUNT_LABEL], "app");
+        assert_eq!(
+            secret.metadata.annotations[keys::PRINCIPAL],
+            "a@b.iam.gserviceaccount.com"
+        );
+        assert_eq!(
+            secret.metadata.annotations[keys::EXPIRES_AT],
+            "2026-01-01T01:00:00Z"
+        );
+        let owner = &secret.metadata.owner_references[0];
+        assert_eq!(
+            (
+                owner.api_version.as_str(),
+                owner.kind.as_str(),
+                owner.name.as_str(),
+                owner.uid.as_str(),
+                owner.controller
+            ),
+            ("v1", "ServiceAccount", "app", "uid-1", Some(true))
+        );
+        assert!(!format!("{secret:?}").contains(&secret.data[keys::DOCKER_CONFIG_JSON_KEY]));
+    }
+
+    #[test]
+    fn ownership_needs_this_uid_or_the_original_label() {
+        let owner = sa();
+        let secret = build_secret(
+            &owner,
+            "pull",
+            "gcr.io",
+            &google("a@b.c"),
+            &credentials("2026-01-01T01:00:00Z"),
+            time("2026-01-01T00:00:00Z"),
+        );
+        assert!(is_owned_by(&secret.metadata, &owner.metadata));
+        let mut recreated = sa();
+        recreated.metadata.uid = "uid-2".into();
+        let mut foreign = secret.metadata.clone();
+        foreign.labels.clear();
+        assert!(!is_owned_by(&foreign, &recreated.metadata));
+        let mut labelled_only = foreign.clone();
+        labelled_only.owner_references.clear();
+        labelled_only
+            .labels
+            .insert(keys::SERVICE_ACCOUNT_LABEL.into(), "app".into());
+        assert!(is_owned_by(&labelled_only, &owner.metadata));
+        let mut other_controller = labelled_only.clone();
+        other_controller.owner_references.push(OwnerReference {
+            kind: "Deployment".into(),
+            uid: "x".into(),
+            controller: Some(true),
+            ..Default::default()
+        });
+        assert!(!is_owned_by(&other_controller, &owner.metadata));
+    }
+
+    #[test]
+    fn refresh_is_due_with_a_quarter_of_the_lifetime_left() {
+        let principal = google("a@b.c");
+        let obtained = time("2026-01-01T00:00:00Z");
+        let secret = build_secret(
+            &sa(),
+            "pull",
+            "gcr.io",
+            &principal,
+            &credentials("2026-01-01T04:00:00Z"),
+            obtained,
+        );
+        let assumed = Duration::from_secs(3600);
+        assert_eq!(
+            freshness(
+                &secret,
+                "gcr.io",
+                &principal,
+                assumed,
+                time("2026-01-01T02:59:59Z")
+            ),
+            Freshness::FreshUntil(time("2026-01-01T03:00:00Z"))
+        );
+        assert!(matches!(
+            freshness(
+                &secret,
+                "gcr.io",
+                &principal,
+                assumed,
+                time("2026-01-01T03:00:00Z")
+            ),
+            Freshness::Due(_)
+        ));
+        assert!(
+            matches!(freshness(&secret, "other.io", &principal, assumed, obtained), Freshness::Due(r) if r.contains("registry"))
+        );
+        assert!(
+            matches!(freshness(&secret, "gcr.io", &google("x@y.z"), assumed, obtained), Freshness::Due(r) if r.contains("principal"))
+        );
+
+        // Adopted from the original controller: no obtained-at, so the provider's usual lifetime is assumed.
+        let mut adopted = secret.clone();
+        adopted.metadata.annotations.remove(keys::OBTAINED_AT);
+        assert_eq!(
+            freshness(&adopted, "gcr.io", &principal, assumed, obtained),
+            Freshness::FreshUntil(time("2026-01-01T03:45:00Z"))
+        );
+        let mut unreadable = secret.clone();
+        unreadable
+            .metadata
+            .annotations
+            .insert(keys::EXPIRES_AT.into(), "soon".into());
+        assert!(
+            matches!(freshness(&unreadable, "gcr.io", &principal, assumed, obtained), Freshness::Due(r) if r.contains("expiry"))
+        );
+        let mut wrong_type = secret;
+        wrong_type.type_ = "Opaque".into();
+        assert!(matches!(
+            freshness(&wrong_type, "gcr.io", &principal, assumed, obtained),
+            Freshness::Due(_)
+        ));
+    }
+
+    #[test]
+    fn expired_credentials_never_schedule_below_the_floor() {
+        let now = time("2026-01-01T00:00:00Z");
+        let floor = Duration::from_secs(30);
+        assert_eq!(
+            delay_until(time("2015-01-01T00:00:00Z"), now, 0.1, floor),
+            floor
+        );
+        let delay = delay_until(time("2026-01-01T01:00:00Z"), now, 0.1, floor);
+        assert!(
+            delay <= Duration::from_secs(3600) && delay >= Duration::from_secs(3240),
+            "{delay:?}"
+        );
+    }
+
+    #[test]
+    fn aws_principal_id_is_the_role_arn() {
+        let registry =
+            parse_registry_host("123456789012.dkr.ecr.us-east-1.amazonaws.com", None).unwrap();
+        let principal = Principal::Aws(AwsTarget {
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            registry,
+            session_name: "a.b".into(),
+        });
+        assert_eq!(principal_id(&principal), "arn:aws:iam::123456789012:role/r");
+    }
+}

@@ -1,0 +1,450 @@
+//! A ServiceAccount's annotations, turned into a validated configuration — or a precise reason why not.
+//!
+//! Pure: no I/O, no clock. What must stay true: a ServiceAccount is either not configured (none of our
+//! annotations), configured (everything valid), or invalid with a message an operator can act on — and an
+//! invalid one is never half-applied, because the reconciler writes nothing for it.
+
+use std::collections::BTreeMap;
+
+use crate::annotations as keys;
+use crate::cloud::aws::{self, AwsTarget};
+use crate::cloud::google::{self, GoogleTarget};
+use crate::cloud::Principal;
+use crate::secret;
+
+/// The validated configuration of one ServiceAccount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Configuration {
+    /// Registry host, used verbatim as the key under `auths`.
+    pub registry: String,
+    /// Audience of the ServiceAccount tokens.
+    pub audience: String,
+    /// One secret per principal, in annotation order.
+    pub principals: Vec<Principal>,
+    /// Base name of the secrets: principal 0 gets it, principal i > 0 gets `<base>-<i>`.
+    pub secret_base_name: String,
+    /// Things worth telling the user that do not stop provisioning.
+    pub warnings: Vec<String>,
+}
+
+impl Configuration {
+    /// The secret name of each principal, in order.
+    pub fn secret_names(&self) -> Vec<String> {
+        secret::secret_names(&self.secret_base_name, self.principals.len())
+    }
+}
+
+/// What a ServiceAccount's annotations say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// None of the configuration annotations is set: nothing to provision, anything provisioned goes.
+    NotConfigured,
+    Configured(Configuration),
+    /// Annotations are set but wrong; the message says which and how.
+    Invalid(String),
+}
+
+/// Reads the configuration of ServiceAccount `namespace/name` from its annotations.
+pub fn parse(namespace: &str, name: &str, annotations: &BTreeMap<String, String>) -> Parsed {
+    let get = |key: &str| {
+        annotations
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    if keys::CONFIGURATION_KEYS
+        .iter()
+        .all(|key| get(key).is_none())
+    {
+        return Parsed::NotConfigured;
+    }
+    match parse_configured(namespace, name, &get) {
+        Ok(configuration) => Parsed::Configured(configuration),
+        Err(message) => Parsed::Invalid(message),
+    }
+}
+
+fn parse_configured<'a>(
+    namespace: &str,
+    name: &str,
+    get: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<Configuration, String> {
+    let registry = get(keys::REGISTRY);
+    let audience = get(keys::AUDIENCE);
+    let role_arns = get(keys::AWS_ROLE_ARN);
+    let provider = get(keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER);
+    let emails = get(keys::GOOGLE_SERVICE_ACCOUNT_EMAIL);
+
+    let mut missing = Vec::new();
+    if registry.is_none() {
+        missing.push(keys::REGISTRY);
+    }
+    if audience.is_none() {
+        missing.push(keys::AUDIENCE);
+    }
+    let google_complete = provider.is_some() && emails.is_some();
+    if role_arns.is_none() && !google_complete {
+        match (provider, emails) {
+            (Some(_), None) => missing.push(keys::GOOGLE_SERVICE_ACCOUNT_EMAIL),
+            (None, Some(_)) => missing.push(keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER),
+            _ => missing
+                .push("imagepullsecrets.preferred.jp/aws-role-arn (or both Google annotations)"),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(format!(
+            "incomplete configuration: missing annotation {}",
+            missing.join(", ")
+        ));
+    }
+    let (Some(registry), Some(audience)) = (registry, audience) else {
+        unreachable!("both checked above");
+    };
+    validate_audience(audience)?;
+
+    let mut warnings = Vec::new();
+    let principals = if let Some(role_arns) = role_arns {
+        if provider.is_some() || emails.is_some() {
+            warnings.push(format!(
+                "both {} and Google annotations are set; using AWS and ignoring the Google ones",
+                keys::AWS_ROLE_ARN
+            ));
+        }
+        aws_principals(namespace, name, registry, role_arns, get(keys::AWS_REGION))?
+    } else {
+        validate_registry_host(registry)?;
+        let (Some(provider), Some(emails)) = (provider, emails) else {
+            unreachable!("google_complete checked above");
+        };
+        google_principals(provider, emails)?
+    };
+
+    let secret_base_name = match get(keys::SECRET_NAME) {
+        Some(base) => {
+            secret::validate_base_name(base)
+                .map_err(|e| format!("annotation {}: {e}", keys::SECRET_NAME))?;
+            base.to_string()
+        }
+        None => secret::default_base_name(name),
+    };
+    Ok(Configuration {
+        registry: registry.to_string(),
+        audience: audience.to_string(),
+        principals,
+        secret_base_name,
+        warnings,
+    })
+}
+
+fn aws_principals(
+    namespace: &str,
+    name: &str,
+    registry: &str,
+    role_arns: &str,
+    region: Option<&str>,
+) -> Result<Vec<Principal>, String> {
+    let registry_host = aws::parse_registry_host(registry, region)
+        .map_err(|e| format!("annotation {}: {e}", keys::REGISTRY))?;
+    let arns = split_list(role_arns, keys::AWS_ROLE_ARN)?;
+    let session_name = aws::role_session_name(namespace, name);
+    arns.into_iter()
+        .map(|arn| {
+            aws::validate_role_arn(arn)
+                .map_err(|e| format!("annotation {}: {e}", keys::AWS_ROLE_ARN))?;
+            aws::check_role_partition(arn, &registry_host)
+                .map_err(|e| format!("annotation {}: {e}", keys::AWS_ROLE_ARN))?;
+            Ok(Principal::Aws(AwsTarget {
+                role_arn: arn.to_string(),
+                registry: registry_host.clone(),
+                session_name: session_name.clone(),
+            }))
+        })
+        .collect()
+}
+
+fn google_principals(provider: &str, emails: &str) -> Result<Vec<Principal>, String> {
+    let provider = google::parse_workload_identity_provider(provider).map_err(|e| {
+        format!(
+            "annotation {}: {e}",
+            keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER
+        )
+    })?;
+    split_list(emails, keys::GOOGLE_SERVICE_ACCOUNT_EMAIL)?
+        .into_iter()
+        .map(|email| {
+            google::validate_service_account_email(email)
+                .map_err(|e| format!("annotation {}: {e}", keys::GOOGLE_SERVICE_ACCOUNT_EMAIL))?;
+            Ok(Principal::Google(GoogleTarget {
+                provider: provider.clone(),
+                service_account_email: email.to_string(),
+            }))
+        })
+        .collect()
+}
+
+/// Splits a comma-separated annotation into trimmed items; empty items and repeats are errors because they
+/// would shift or duplicate the positional secret names.
+fn split_list<'a>(value: &'a str, key: &str) -> Result<Vec<&'a str>, String> {
+    let items: Vec<&str> = value.split(',').map(str::trim).collect();
+    if let Some(position) = items.iter().position(|item| item.is_empty()) {
+        return Err(format!(
+            "annotation {key}: item {} of {:?} is empty; remove the extra comma",
+            position + 1,
+            value
+        ));
+    }
+    for (i, item) in items.iter().enumerate() {
+        if items[..i].contains(item) {
+            return Err(format!("annotation {key}: {item:?} is listed twice"));
+        }
+    }
+    Ok(items)
+}
+
+fn validate_audience(audience: &str) -> Result<(), String> {
+    if audience.len() > 1024 {
+        return Err(format!(
+            "annotation {}: longer than 1024 characters",
+            keys::AUDIENCE
+        ));
+    }
+    if audience
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+    {
+        return Err(format!(
+            "annotation {}: {audience:?} contains whitespace, a comma or a control character; give exactly one audience",
+            keys::AUDIENCE
+        ));
+    }
+    Ok(())
+}
+
+/// A registry host as Docker uses it: a DNS name or IP, optionally with a port; no scheme, path or upper case.
+pub fn validate_registry_host(registry: &str) -> Result<(), String> {
+    let key = keys::REGISTRY;
+    if registry.contains("://") {
+        return Err(format!("annotation {key}: {registry:?} has a scheme; give the host only, e.g. europe-docker.pkg.dev"));
+    }
+    if registry.contains('/') {
+        return Err(format!(
+            "annotation {key}: {registry:?} has a path; give the registry host only"
+        ));
+    }
+    let (host, port) = match registry.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (registry, None),
+    };
+    if let Some(port) = port {
+        if port.is_empty()
+            || port.len() > 5
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || port.parse::<u32>().map_or(true, |p| p == 0 || p > 65535)
+        {
+            return Err(format!(
+                "annotation {key}: {registry:?} has an invalid port"
+            ));
+        }
+    }
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!("annotation {key}: {registry:?} must be lower case"));
+    }
+    if host.is_empty() || host.len() > 253 || host.ends_with('.') {
+        return Err(format!(
+            "annotation {key}: {registry:?} is not a valid host name"
+        ));
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if !host.split('.').all(label_ok) {
+        return Err(format!(
+            "annotation {key}: {registry:?} is not a valid host name"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLE: &str = "arn:aws:iam::123456789012:role/puller";
+    const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+    const PROVIDER: &str =
+        "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";
+    const EMAIL: &str = "puller@my-project.iam.gserviceaccount.com";
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn configured(pairs: &[(&str, &str)]) -> Configuration {
+        match parse("ns", "sa", &annotations(pairs)) {
+            Parsed::Configured(c) => c,
+            other => panic!("{pairs:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unannotated_is_not_configured() {
+        assert_eq!(
+            parse("ns", "sa", &annotations(&[("other", "x")])),
+            Parsed::NotConfigured
+        );
+        assert_eq!(
+            parse("ns", "sa", &annotations(&[(keys::REGISTRY, "  ")])),
+            Parsed::NotConfigured
+        );
+    }
+
+    #[test]
+    fn aws_principals_are_trimmed_and_named_positionally() {
+        let other = "arn:aws:iam::123456789012:role/other";
+        let c = configured(&[
+            (keys::REGISTRY, ECR),
+            (keys::AUDIENCE, "sts.amazonaws.com"),
+            (keys::AWS_ROLE_ARN, &format!(" {ROLE} ,{other} ")),
+        ]);
+        assert_eq!(c.principals.len(), 2);
+        assert!(
+            matches!(&c.principals[1], Principal::Aws(t) if t.role_arn == other && t.session_name == "ns.sa")
+        );
+        assert_eq!(
+            c.secret_names(),
+            vec!["imagepullsecret-sa", "imagepullsecret-sa-1"]
+        );
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn google_principals_and_custom_secret_name() {
+        let c = configured(&[
+            (keys::REGISTRY, "asia-northeast1-docker.pkg.dev"),
+            (keys::AUDIENCE, "https://iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1"),
+            (keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER, &format!("//iam.googleapis.com/{PROVIDER}")),
+            (keys::GOOGLE_SERVICE_ACCOUNT_EMAIL, EMAIL),
+            (keys::SECRET_NAME, "pull"),
+        ]);
+        assert_eq!(
+            c.principals,
+            vec![Principal::Google(GoogleTarget {
+                provider: PROVIDER.into(),
+                service_account_email: EMAIL.into()
+            })]
+        );
+        assert_eq!(c.secret_names(), vec!["pull"]);
+    }
+
+    #[test]
+    fn aws_wins_over_google_with_a_warning() {
+        let c = configured(&[
+            (keys::REGISTRY, ECR),
+            (keys::AUDIENCE, "a"),
+            (keys::AWS_ROLE_ARN, ROLE),
+            (keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER, PROVIDER),
+            (keys::GOOGLE_SERVICE_ACCOUNT_EMAIL, EMAIL),
+        ]);
+        assert!(matches!(c.principals[0], Principal::Aws(_)));
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("using AWS"), "{}", c.warnings[0]);
+    }
+
+    /// Every bad configuration gives a message that names the annotation and the problem.
+    #[test]
+    fn bad_configurations_say_what_is_wrong() {
+        let aws = |registry: &str, role: &str| {
+            vec![
+                (keys::REGISTRY, registry.to_string()),
+                (keys::AUDIENCE, "aud".to_string()),
+                (keys::AWS_ROLE_ARN, role.to_string()),
+            ]
+        };
+        let google = |registry: &str, provider: &str, email: &str| {
+            vec![
+                (keys::REGISTRY, registry.to_string()),
+                (keys::AUDIENCE, "aud".to_string()),
+                (
+                    keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER,
+                    provider.to_string(),
+                ),
+                (keys::GOOGLE_SERVICE_ACCOUNT_EMAIL, email.to_string()),
+            ]
+        };
+        let with = |mut base: Vec<(&'static str, String)>, key: &'static str, value: &str| {
+            base.retain(|(k, _)| *k != key);
+            base.push((key, value.to_string()));
+            base
+        };
+        let gar = "europe-docker.pkg.dev";
+        let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+            (vec![(keys::REGISTRY, ECR.into())], "missing annotation imagepullsecrets.preferred.jp/audience"),
+            (vec![(keys::AUDIENCE, "a".into()), (keys::AWS_ROLE_ARN, ROLE.into())], "missing annotation imagepullsecrets.preferred.jp/registry"),
+            (vec![(keys::REGISTRY, ECR.into()), (keys::AUDIENCE, "a".into())], "aws-role-arn (or both Google annotations)"),
+            (vec![(keys::REGISTRY, gar.into()), (keys::AUDIENCE, "a".into()), (keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER, PROVIDER.into())], "missing annotation imagepullsecrets.preferred.jp/googlecloud-service-account-email"),
+            (vec![(keys::REGISTRY, gar.into()), (keys::AUDIENCE, "a".into()), (keys::GOOGLE_SERVICE_ACCOUNT_EMAIL, EMAIL.into())], "missing annotation imagepullsecrets.preferred.jp/googlecloud-workload-identity-provider"),
+            (vec![(keys::SECRET_NAME, "x".into())], "incomplete configuration"),
+            (aws(ECR, &format!("{ROLE},")), "item 2 of"),
+            (aws(ECR, &format!(",{ROLE}")), "item 1 of"),
+            (aws(ECR, &format!("{ROLE},,{ROLE}")), "is empty"),
+            (aws(ECR, &format!("{ROLE}, {ROLE}")), "listed twice"),
+            (aws(ECR, "arn:aws:iam::12345:role/x"), keys::AWS_ROLE_ARN),
+            (aws(ECR, "role/puller"), keys::AWS_ROLE_ARN),
+            (aws(ECR, "arn:aws:iam::123456789012:user/bob"), keys::AWS_ROLE_ARN),
+            (aws(ECR, "arn:aws-cn:iam::123456789012:role/x"), keys::AWS_ROLE_ARN),
+            (aws("registry.example.com", ROLE), keys::REGISTRY),
+            (aws("https://123456789012.dkr.ecr.us-east-1.amazonaws.com", ROLE), keys::REGISTRY),
+            (aws("123456789012.DKR.ECR.us-east-1.amazonaws.com", ROLE), keys::REGISTRY),
+            (aws("123456789012.dkr.ecr.us-east-1.amazonaws.com.", ROLE), keys::REGISTRY),
+            (aws("10.0.0.1", ROLE), keys::REGISTRY),
+            (with(aws(ECR, ROLE), keys::AUDIENCE, "two audiences"), "give exactly one audience"),
+            (with(aws(ECR, ROLE), keys::AUDIENCE, "a,b"), "give exactly one audience"),
+            (with(aws(ECR, ROLE), keys::SECRET_NAME, "Upper"), keys::SECRET_NAME),
+            (with(aws(ECR, ROLE), keys::SECRET_NAME, "under_score"), keys::SECRET_NAME),
+            (with(aws(ECR, ROLE), keys::SECRET_NAME, "-leading-dash"), keys::SECRET_NAME),
+            (with(aws(ECR, ROLE), keys::SECRET_NAME, &"x".repeat(254)), keys::SECRET_NAME),
+            (google(gar, "projects/abc/locations/global/workloadIdentityPools/p/providers/x", EMAIL), keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER),
+            (google(gar, "projects/123456/locations/global/workloadIdentityPools/pool-1", EMAIL), keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER),
+            (google(gar, PROVIDER, "not-an-email"), keys::GOOGLE_SERVICE_ACCOUNT_EMAIL),
+            (google(gar, PROVIDER, &format!("{EMAIL},")), "is empty"),
+            (google(gar, PROVIDER, &format!("{EMAIL},{EMAIL}")), "listed twice"),
+            (google("https://europe-docker.pkg.dev", PROVIDER, EMAIL), "has a scheme"),
+            (google("europe-docker.pkg.dev/project/repo", PROVIDER, EMAIL), "has a path"),
+            (google("Europe-Docker.pkg.dev", PROVIDER, EMAIL), "lower case"),
+            (google("registry:99999", PROVIDER, EMAIL), "invalid port"),
+            (google("bad_host.example", PROVIDER, EMAIL), "not a valid host name"),
+        ];
+        assert!(cases.len() >= 25);
+        for (pairs, want) in cases {
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            match parse("ns", "sa", &annotations(&pairs)) {
+                Parsed::Invalid(message) => assert!(
+                    message.contains(want),
+                    "{pairs:?}: {message:?} lacks {want:?}"
+                ),
+                other => panic!("{pairs:?} should be invalid, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn registry_hosts() {
+        for ok in [
+            "gcr.io",
+            "europe-docker.pkg.dev",
+            "registry.local:5000",
+            "localhost",
+        ] {
+            assert!(validate_registry_host(ok).is_ok(), "{ok}");
+        }
+    }
+}
