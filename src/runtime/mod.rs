@@ -1,3 +1,4 @@
 //! The controller runtime: watch loops, the work queue, leader election, and the workers that drain the queue.
 
+pub mod queue;
 pub mod watcher;

@@ -1,0 +1,385 @@
+//! A work queue of keys with client-go's guarantees, for blocking worker threads.
+//!
+//! What must stay true: a key waiting to be processed appears once however often it is added; a key is never
+//! handed to two workers at once; a key added while it is being processed is processed again afterwards; a
+//! delayed add keeps the earliest requested time; failures back off exponentially per key (with jitter) until
+//! [`Queue::forget`] is called after a success. The queue carries keys only: workers read the current state
+//! of the object when they run.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::Hash;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::jitter;
+
+/// Per-key failure backoff: `first * 2^(failures-1)`, at most `max`, stretched by up to 20% jitter.
+#[derive(Debug, Clone, Copy)]
+pub struct BackoffPolicy {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        BackoffPolicy {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl BackoffPolicy {
+    pub fn delay(&self, failures: u32) -> Duration {
+        let exponent = failures.saturating_sub(1).min(30);
+        let base = self
+            .first
+            .saturating_mul(1u32 << exponent.min(20))
+            .min(self.max);
+        jitter::stretch(base, 0.2).min(self.max.mul_f64(1.2))
+    }
+}
+
+struct State<K> {
+    ready: VecDeque<K>,
+    /// Keys that need processing: waiting in `ready`, or added again while processing.
+    dirty: HashSet<K>,
+    processing: HashSet<K>,
+    /// Delayed adds, ordered by due time; `due` holds each key's earliest time.
+    delayed: BTreeSet<(Instant, u64, K)>,
+    due: HashMap<K, (Instant, u64)>,
+    sequence: u64,
+    failures: HashMap<K, u32>,
+    shutting_down: bool,
+}
+
+/// A deduplicating, delaying, rate-limiting queue of keys.
+pub struct Queue<K> {
+    state: Mutex<State<K>>,
+    wake: Condvar,
+    backoff: BackoffPolicy,
+}
+
+impl<K: Clone + Eq + Hash + Ord> Queue<K> {
+    pub fn new(backoff: BackoffPolicy) -> Self {
+        Queue {
+            state: Mutex::new(State {
+                ready: VecDeque::new(),
+                dirty: HashSet::new(),
+                processing: HashSet::new(),
+                delayed: BTreeSet::new(),
+                due: HashMap::new(),
+                sequence: 0,
+                failures: HashMap::new(),
+                shutting_down: false,
+            }),
+            wake: Condvar::new(),
+            backoff,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<K>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks `key` for processing as soon as a worker is free.
+    pub fn add(&self, key: K) {
+        let mut state = self.lock();
+        Self::add_locked(&mut state, key);
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    fn add_locked(state: &mut State<K>, key: K) {
+        if state.shutting_down || !state.dirty.insert(key.clone()) {
+            return;
+        }
+        if !state.processing.contains(&key) {
+            state.ready.push_back(key);
+        }
+    }
+
+    /// Marks `key` for processing after `delay`; an earlier pending time for the same key wins.
+    pub fn add_after(&self, key: K, delay: Duration) {
+        if delay.is_zero() {
+            return self.add(key);
+        }
+        let at = Instant::now() + delay;
+        let mut state = self.lock();
+        if state.shutting_down {
+            return;
+        }
+        if let Some(&(existing, sequence)) = state.due.get(&key) {
+            if existing <= at {
+                return;
+            }
+            state.delayed.remove(&(existing, sequence, key.clone()));
+        }
+        state.sequence += 1;
+        let sequence = state.sequence;
+        state.delayed.insert((at, sequence, key.clone()));
+        state.due.insert(key, (at, sequence));
+        drop(state);
+        // A worker may be sleeping until a later due time.
+        self.wake.notify_one();
+    }
+
+    /// Adds `key` after its failure backoff and counts the failure. Returns the delay chosen.
+    pub fn add_rate_limited(&self, key: K) -> Duration {
+        let failures = {
+            let mut state = self.lock();
+            let failures = state.failures.entry(key.clone()).or_insert(0);
+            *failures += 1;
+            *failures
+        };
+        let delay = self.backoff.delay(failures);
+        self.add_after(key, delay);
+        delay
+    }
+
+    /// Forgets `key`'s failures, after a success.
+    pub fn forget(&self, key: &K) {
+        self.lock().failures.remove(key);
+    }
+
+    /// Drops every pending add of `key` and its failures (its object is gone).
+    pub fn remove(&self, key: &K) {
+        let mut state = self.lock();
+        state.failures.remove(key);
+        if let Some((at, sequence)) = state.due.remove(key) {
+            state.delayed.remove(&(at, sequence, key.clone()));
+        }
+        if !state.processing.contains(key) && state.dirty.remove(key) {
+            state.ready.retain(|k| k != key);
+        }
+    }
+
+    pub fn failures(&self, key: &K) -> u32 {
+        self.lock().failures.get(key).copied().unwrap_or(0)
+    }
+
+    /// Blocks until a key is ready (or `None` once shut down). The caller must call [`Queue::done`] with it.
+    pub fn get(&self) -> Option<K> {
+        self.get_timeout(None)
+    }
+
+    /// As [`Queue::get`], but gives up after `timeout` (returns `None`) so the caller can do other things.
+    pub fn get_timeout(&self, timeout: Option<Duration>) -> Option<K> {
+        let give_up = timeout.map(|t| Instant::now() + t);
+        let mut state = self.lock();
+        loop {
+            if state.shutting_down {
+                return None;
+            }
+            let now = Instant::now();
+            Self::promote_due(&mut state, now);
+            if let Some(key) = state.ready.pop_front() {
+                state.dirty.remove(&key);
+                state.processing.insert(key.clone());
+                return Some(key);
+            }
+            let next_due = state.delayed.first().map(|(at, _, _)| *at);
+            let wake_at = match (next_due, give_up) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(limit) = give_up {
+                if now >= limit {
+                    return None;
+                }
+            }
+            state = match wake_at {
+                Some(at) => {
+                    self.wake
+                        .wait_timeout(state, at.saturating_duration_since(now))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+                None => self.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
+            };
+        }
+    }
+
+    fn promote_due(state: &mut State<K>, now: Instant) {
+        while let Some((at, _, _)) = state.delayed.first() {
+            if *at > now {
+                break;
+            }
+            let Some((_, _, key)) = state.delayed.pop_first() else {
+                break;
+            };
+            state.due.remove(&key);
+            Self::add_locked(state, key);
+        }
+    }
+
+    /// Ends processing of `key`; if it was added meanwhile, it becomes ready again.
+    pub fn done(&self, key: &K) {
+        let mut state = self.lock();
+        state.processing.remove(key);
+        if state.dirty.contains(key) {
+            state.ready.push_back(key.clone());
+            drop(state);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Keys ready now plus keys waiting for a delay.
+    pub fn len(&self) -> usize {
+        let state = self.lock();
+        state.ready.len() + state.due.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Wakes every waiting worker with `None`; later adds are ignored.
+    pub fn shut_down(&self) {
+        self.lock().shutting_down = true;
+        self.wake.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn queue() -> Queue<String> {
+        Queue::new(BackoffPolicy {
+            first: Duration::from_millis(10),
+            max: Duration::from_millis(80),
+        })
+    }
+
+    fn now_or_never(q: &Queue<String>) -> Option<String> {
+        q.get_timeout(Some(Duration::from_millis(20)))
+    }
+
+    #[test]
+    fn repeated_adds_collapse() {
+        let q = queue();
+        q.add("a".into());
+        q.add("a".into());
+        q.add("b".into());
+        assert_eq!(q.len(), 2);
+        assert_eq!(now_or_never(&q), Some("a".into()));
+        assert_eq!(now_or_never(&q), Some("b".into()));
+        assert_eq!(now_or_never(&q), None);
+    }
+
+    #[test]
+    fn a_key_is_never_handed_out_twice_at_once_and_re_added_work_runs_after() {
+        let q = queue();
+        q.add("a".into());
+        let key = now_or_never(&q).unwrap();
+        q.add("a".into());
+        assert_eq!(now_or_never(&q), None, "a is being processed");
+        q.done(&key);
+        assert_eq!(
+            now_or_never(&q),
+            Some("a".into()),
+            "added while processing: runs again"
+        );
+        q.done(&"a".to_string());
+        assert_eq!(now_or_never(&q), None);
+    }
+
+    #[test]
+    fn delayed_adds_keep_the_earliest_time() {
+        let q = queue();
+        q.add_after("a".into(), Duration::from_secs(60));
+        q.add_after("a".into(), Duration::from_millis(30));
+        q.add_after("a".into(), Duration::from_secs(120));
+        assert_eq!(q.len(), 1);
+        assert_eq!(now_or_never(&q), None);
+        let started = Instant::now();
+        assert_eq!(
+            q.get_timeout(Some(Duration::from_secs(2))),
+            Some("a".into())
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn failures_back_off_until_forgotten() {
+        let q = queue();
+        let first = q.add_rate_limited("a".into());
+        let second = q.add_rate_limited("a".into());
+        let third = q.add_rate_limited("a".into());
+        assert!(first >= Duration::from_millis(10) && first <= Duration::from_millis(12));
+        assert!(second >= Duration::from_millis(20));
+        assert!(third >= Duration::from_millis(40));
+        for _ in 0..10 {
+            q.add_rate_limited("a".into());
+        }
+        assert!(
+            q.add_rate_limited("a".into()) <= Duration::from_millis(96),
+            "capped"
+        );
+        assert_eq!(q.failures(&"a".to_string()), 14);
+        q.forget(&"a".to_string());
+        assert_eq!(q.failures(&"a".to_string()), 0);
+    }
+
+    #[test]
+    fn remove_drops_pending_work() {
+        let q = queue();
+        q.add("a".into());
+        q.add_after("b".into(), Duration::from_millis(10));
+        q.remove(&"a".to_string());
+        q.remove(&"b".to_string());
+        assert!(q.is_empty());
+        assert_eq!(q.get_timeout(Some(Duration::from_millis(50))), None);
+    }
+
+    #[test]
+    fn shut_down_wakes_waiting_workers() {
+        let q = Arc::new(queue());
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                let q = q.clone();
+                std::thread::spawn(move || q.get())
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        q.shut_down();
+        for w in workers {
+            assert_eq!(w.join().unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn concurrent_workers_never_share_a_key() {
+        let q = Arc::new(queue());
+        let busy = Arc::new(Mutex::new(HashSet::new()));
+        let processed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let (q, busy, processed) = (q.clone(), busy.clone(), processed.clone());
+                std::thread::spawn(move || {
+                    while let Some(key) = q.get() {
+                        assert!(
+                            busy.lock().unwrap().insert(key.clone()),
+                            "{key} handed out twice"
+                        );
+                        std::thread::sleep(Duration::from_micros(200));
+                        busy.lock().unwrap().remove(&key);
+                        processed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        q.done(&key);
+                    }
+                })
+            })
+            .collect();
+        for round in 0..200 {
+            q.add(format!("k{}", round % 5));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        q.shut_down();
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert!(processed.load(std::sync::atomic::Ordering::SeqCst) >= 5);
+    }
+}
