@@ -29,8 +29,11 @@
 //! a token, key, password or signature.
 
 pub mod cloud;
+pub mod http;
 pub mod jitter;
 pub mod kube;
+pub mod logger;
+pub mod metrics;
 pub mod runtime;
 pub mod shutdown;
 pub mod annotations;
