@@ -28,14 +28,18 @@
 //! `ecr GetAuthorizationToken for arn:aws:iam::123456789012:role/pull: AccessDenied: ...`. Errors never carry
 //! a token, key, password or signature.
 
+pub mod annotations;
 pub mod cloud;
+pub mod config;
+pub mod controller;
 pub mod http;
 pub mod jitter;
 pub mod kube;
 pub mod logger;
 pub mod metrics;
+pub mod reconcile;
 pub mod runtime;
-pub mod shutdown;
-pub mod annotations;
 pub mod secret;
+pub mod shutdown;
+pub mod signal;
 pub mod spec;

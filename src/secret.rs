@@ -323,7 +323,7 @@ mod tests {
         assert_eq!(unique.len(), 12);
         // A cut never leaves a trailing dash or dot.
         let tricky = format!("{}-x", "b".repeat(251));
-        assert_eq!(default_base_name(&tricky).len(), 253 - 0);
+        assert_eq!(default_base_name(&tricky).len(), 253);
         assert!(!secret_names(&format!("{}.c", "b".repeat(250)), 2)[1].contains(".-"));
     }
 

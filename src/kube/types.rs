@@ -306,6 +306,15 @@ pub struct PartialObject {
     pub metadata: ObjectMeta,
 }
 
+/// A Secret read for its metadata only: `data` is skipped while decoding and never held in memory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SecretMetadata {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+}
+
+resource!(SecretMetadata, "v1", "Secret", "secrets");
+
 impl ObjectMeta {
     /// The controller ownerReference, if any.
     pub fn controller(&self) -> Option<&OwnerReference> {

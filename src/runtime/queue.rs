@@ -234,6 +234,10 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
         self.len() == 0
     }
 
+    pub fn is_shut_down(&self) -> bool {
+        self.lock().shutting_down
+    }
+
     /// Wakes every waiting worker with `None`; later adds are ignored.
     pub fn shut_down(&self) {
         self.lock().shutting_down = true;

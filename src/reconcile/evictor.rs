@@ -1,0 +1,381 @@
+//! Pod eviction: recover pods stuck pulling images because they were created before their ServiceAccount's
+//! secret existed (admission copies `imagePullSecrets` into a pod once, when it is created).
+//!
+//! What must stay true (SPEC A5, B1): only pods failing to pull from this ServiceAccount's registry, lacking
+//! one of its secrets, and owned by a controller that will recreate them are evicted, and always through the
+//! Eviction API so that PodDisruptionBudgets hold. The decision is [`assess`], a pure function of the pod.
+
+use super::events::{reference, EventType};
+use super::{Context, ReconcileError};
+use crate::annotations as keys;
+use crate::kube::types::{ContainerStatus, Pod, ServiceAccount};
+use crate::kube::{ListParams, Reason};
+use crate::metrics::metrics;
+use crate::spec::{self, Parsed};
+
+/// What to do with one pending pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It has every secret, or is not failing on our registry: nothing to do.
+    Leave,
+    /// Not failing yet, but it lacks a secret and may still fail: look again shortly.
+    Recheck,
+    /// Failing on our registry without the secret, and a controller will recreate it.
+    Evict { container: String },
+    /// As `Evict`, but nothing would recreate it: tell the user instead.
+    NoController { container: String },
+}
+
+/// Decides what to do with `pod`, which uses a ServiceAccount whose provisioned secrets are `secret_names`
+/// for `registry`.
+pub fn assess(pod: &Pod, secret_names: &[String], registry: &str) -> Verdict {
+    if pod.status.phase != "Pending" && !pod.status.phase.is_empty() {
+        return Verdict::Leave;
+    }
+    let has_all = secret_names
+        .iter()
+        .all(|name| pod.spec.image_pull_secrets.iter().any(|s| &s.name == name));
+    if has_all {
+        return Verdict::Leave;
+    }
+    let statuses = pod
+        .status
+        .init_container_statuses
+        .iter()
+        .chain(&pod.status.container_statuses);
+    let image_of = |status: &ContainerStatus| -> String {
+        pod.spec
+            .init_containers
+            .iter()
+            .chain(&pod.spec.containers)
+            .find(|c| c.name == status.name)
+            .map(|c| c.image.clone())
+            .unwrap_or_else(|| status.image.clone())
+    };
+    let failing = statuses.clone().find(|s| {
+        let reason = s
+            .state
+            .waiting
+            .as_ref()
+            .map(|w| w.reason.as_str())
+            .unwrap_or("");
+        matches!(reason, "ErrImagePull" | "ImagePullBackOff")
+            && image_registry(&image_of(s)) == registry
+    });
+    if let Some(status) = failing {
+        let container = status.name.clone();
+        return if pod.metadata.controller().is_some() {
+            Verdict::Evict { container }
+        } else {
+            Verdict::NoController { container }
+        };
+    }
+    let uses_registry = pod
+        .spec
+        .init_containers
+        .iter()
+        .chain(&pod.spec.containers)
+        .any(|c| image_registry(&c.image) == registry);
+    let container_count = pod.spec.init_containers.len() + pod.spec.containers.len();
+    let may_still_fail = statuses.clone().count() < container_count
+        || statuses.clone().any(|s| {
+            matches!(
+                s.state.waiting.as_ref().map(|w| w.reason.as_str()),
+                Some("ContainerCreating" | "PodInitializing" | "")
+            )
+        });
+    if uses_registry && may_still_fail {
+        Verdict::Recheck
+    } else {
+        Verdict::Leave
+    }
+}
+
+/// The registry host of an image reference, as Docker resolves it: the first path component when it looks
+/// like a host (has a dot or a port, or is `localhost`), else Docker Hub.
+pub fn image_registry(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first
+        }
+        _ => "docker.io",
+    }
+}
+
+/// Looks at the pending pods of ServiceAccount `namespace/name` and evicts those stuck without its secrets.
+/// Returns whether some pod should be looked at again shortly.
+pub fn check_pods(ctx: &Context, namespace: &str, name: &str) -> Result<bool, ReconcileError> {
+    let service_account: ServiceAccount = match ctx.client.get(Some(namespace), name) {
+        Ok(sa) => sa,
+        Err(e) if e.is(Reason::NotFound) => return Ok(false),
+        Err(e) => return Err(ReconcileError(format!("reading serviceaccount: {e}"))),
+    };
+    let Parsed::Configured(configuration) =
+        spec::parse(namespace, name, &service_account.metadata.annotations)
+    else {
+        return Ok(false);
+    };
+    let names = configuration.secret_names();
+    let attached = service_account
+        .image_pull_secrets
+        .as_deref()
+        .unwrap_or_default();
+    if !names.iter().all(|n| attached.iter().any(|a| &a.name == n)) {
+        // A recreated pod would still lack the secret: wait for the reconcile that attaches it.
+        return Ok(false);
+    }
+    let params = ListParams {
+        field_selector: Some(format!(
+            "spec.serviceAccountName={name},status.phase=Pending"
+        )),
+        limit: Some(500),
+        ..Default::default()
+    };
+    let mut pods = Vec::new();
+    ctx.client
+        .list_each::<Pod>(Some(namespace), &params, |pod| {
+            let verdict = assess(&pod, &names, &configuration.registry);
+            if verdict != Verdict::Leave {
+                pods.push((pod.metadata, verdict));
+            }
+        })
+        .map_err(|e| ReconcileError(format!("listing pending pods: {e}")))?;
+
+    let mut recheck = false;
+    let mut retry_later = Vec::new();
+    for (pod, verdict) in pods {
+        let regarding = reference("v1", "Pod", &pod);
+        match verdict {
+            Verdict::Leave => {}
+            Verdict::Recheck => recheck = true,
+            Verdict::NoController { container } => {
+                metrics().eviction("skipped_no_controller");
+                ctx.events.publish(
+                    regarding,
+                    EventType::Warning,
+                    keys::REASON_FAILED_EVICTION,
+                    "Evict",
+                    &format!(
+                        "Container {container} cannot pull its image because the pod was created before its serviceaccount \
+                         {name} had the image pull secrets {}; the pod has no controller that would recreate it, so it was \
+                         not evicted: delete and recreate it",
+                        names.join(", ")
+                    ),
+                );
+            }
+            Verdict::Evict { container } => {
+                ctx.check_may_act()?;
+                match ctx.client.evict(namespace, &pod.name) {
+                    Ok(()) => {
+                        metrics().eviction("evicted");
+                        log::info!(namespace = namespace, pod = pod.name.as_str(), serviceaccount = name; "evicted pod stuck pulling images");
+                        ctx.events.publish(
+                            regarding,
+                            EventType::Normal,
+                            keys::REASON_EVICTED,
+                            "Evict",
+                            &format!(
+                                "Evicted: container {container} could not pull its image because the pod lacks the image pull \
+                                 secrets {} of serviceaccount {name}; its controller will recreate it with them",
+                                names.join(", ")
+                            ),
+                        );
+                    }
+                    Err(e) if e.is(Reason::NotFound) => {}
+                    Err(e) => {
+                        metrics().eviction("failed");
+                        let why = if e.is(Reason::TooManyRequests) {
+                            format!("the eviction is not allowed now (a PodDisruptionBudget?); will retry: {e}")
+                        } else {
+                            format!("{e}")
+                        };
+                        ctx.events.publish(
+                            regarding,
+                            EventType::Warning,
+                            keys::REASON_FAILED_EVICTION,
+                            "Evict",
+                            &format!("Eviction failed: {why}"),
+                        );
+                        retry_later.push(format!("evicting pod {}: {e}", pod.name));
+                    }
+                }
+            }
+        }
+    }
+    if !retry_later.is_empty() {
+        return Err(ReconcileError(retry_later.join("; ")));
+    }
+    Ok(recheck)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::types::{
+        Container, ContainerState, ContainerStateWaiting, LocalObjectReference, OwnerReference,
+    };
+
+    const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+    fn pod(secrets: &[&str], image: &str, waiting: Option<&str>, controlled: bool) -> Pod {
+        let mut pod = Pod::default();
+        pod.metadata.name = "p".into();
+        pod.status.phase = "Pending".into();
+        pod.spec.image_pull_secrets = secrets
+            .iter()
+            .map(|s| LocalObjectReference {
+                name: s.to_string(),
+            })
+            .collect();
+        pod.spec.containers = vec![Container {
+            name: "app".into(),
+            image: image.into(),
+            ..Default::default()
+        }];
+        if let Some(reason) = waiting {
+            pod.status.container_statuses = vec![ContainerStatus {
+                name: "app".into(),
+                image: image.into(),
+                state: ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: reason.into(),
+                        message: String::new(),
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }];
+        }
+        if controlled {
+            pod.metadata.owner_references = vec![OwnerReference {
+                kind: "ReplicaSet".into(),
+                name: "rs".into(),
+                uid: "u".into(),
+                api_version: "apps/v1".into(),
+                controller: Some(true),
+                ..Default::default()
+            }];
+        }
+        pod
+    }
+
+    fn names() -> Vec<String> {
+        vec!["imagepullsecret-sa".to_string()]
+    }
+
+    #[test]
+    fn verdicts() {
+        let ours = format!("{REGISTRY}/app:1");
+        let evict = Verdict::Evict {
+            container: "app".into(),
+        };
+        assert_eq!(
+            assess(
+                &pod(&[], &ours, Some("ImagePullBackOff"), true),
+                &names(),
+                REGISTRY
+            ),
+            evict
+        );
+        assert_eq!(
+            assess(
+                &pod(&[], &ours, Some("ErrImagePull"), true),
+                &names(),
+                REGISTRY
+            ),
+            evict
+        );
+        assert_eq!(
+            assess(
+                &pod(&["imagepullsecret-sa"], &ours, Some("ErrImagePull"), true),
+                &names(),
+                REGISTRY
+            ),
+            Verdict::Leave
+        );
+        assert_eq!(
+            assess(
+                &pod(&[], "ghcr.io/x/app:1", Some("ErrImagePull"), true),
+                &names(),
+                REGISTRY
+            ),
+            Verdict::Leave
+        );
+        assert_eq!(
+            assess(
+                &pod(&[], &ours, Some("ErrImagePull"), false),
+                &names(),
+                REGISTRY
+            ),
+            Verdict::NoController {
+                container: "app".into()
+            }
+        );
+        assert_eq!(
+            assess(&pod(&[], &ours, None, true), &names(), REGISTRY),
+            Verdict::Recheck
+        );
+        assert_eq!(
+            assess(
+                &pod(&[], &ours, Some("ContainerCreating"), true),
+                &names(),
+                REGISTRY
+            ),
+            Verdict::Recheck
+        );
+        assert_eq!(
+            assess(
+                &pod(&[], &ours, Some("CrashLoopBackOff"), true),
+                &names(),
+                REGISTRY
+            ),
+            Verdict::Leave
+        );
+        assert_eq!(
+            assess(&pod(&[], "nginx", None, true), &names(), REGISTRY),
+            Verdict::Leave
+        );
+        let mut running = pod(&[], &ours, Some("ErrImagePull"), true);
+        running.status.phase = "Running".into();
+        assert_eq!(assess(&running, &names(), REGISTRY), Verdict::Leave);
+    }
+
+    #[test]
+    fn init_containers_count_too() {
+        let mut p = pod(&[], "nginx", None, true);
+        p.spec.init_containers = vec![Container {
+            name: "init".into(),
+            image: format!("{REGISTRY}/init"),
+            ..Default::default()
+        }];
+        p.status.init_container_statuses = vec![ContainerStatus {
+            name: "init".into(),
+            state: ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: "ImagePullBackOff".into(),
+                    message: String::new(),
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        }];
+        assert_eq!(
+            assess(&p, &names(), REGISTRY),
+            Verdict::Evict {
+                container: "init".into()
+            }
+        );
+    }
+
+    #[test]
+    fn image_registries() {
+        assert_eq!(image_registry("nginx"), "docker.io");
+        assert_eq!(image_registry("library/nginx:1"), "docker.io");
+        assert_eq!(image_registry("gcr.io/p/i"), "gcr.io");
+        assert_eq!(image_registry("localhost:5000/i"), "localhost:5000");
+        assert_eq!(
+            image_registry(&format!("{REGISTRY}/a/b@sha256:00")),
+            REGISTRY
+        );
+    }
+}
