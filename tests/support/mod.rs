@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod controller;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
