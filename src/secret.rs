@@ -196,12 +196,15 @@ pub enum Freshness {
 ///
 /// The refresh time is when a quarter of the credential's lifetime is left. The lifetime is `expires-at` minus
 /// `obtained-at`; secrets written by the original controller lack `obtained-at`, so the provider's usual
-/// lifetime stands in (`assumed_lifetime`).
+/// lifetime stands in (`assumed_lifetime`). A credential obtained less than `min_interval` ago is not
+/// refreshed for its expiry, however soon that is: a provider that hands out credentials already expired (or
+/// with a nonsense expiry) must not make every write of the secret trigger the next one.
 pub fn freshness(
     secret: &Secret,
     registry: &str,
     principal: &Principal,
     assumed_lifetime: Duration,
+    min_interval: Duration,
     now: DateTime<Utc>,
 ) -> Freshness {
     if secret.type_ != keys::DOCKER_CONFIG_JSON_TYPE {
@@ -220,13 +223,19 @@ pub fn freshness(
     else {
         return Freshness::Due("the expiry annotation is missing or unreadable");
     };
-    let lifetime = annotations
+    let obtained_at = annotations
         .get(keys::OBTAINED_AT)
-        .and_then(|t| parse_time(t))
+        .and_then(|t| parse_time(t));
+    let lifetime = obtained_at
         .and_then(|obtained| (expires_at - obtained).to_std().ok())
         .filter(|lifetime| !lifetime.is_zero())
         .unwrap_or(assumed_lifetime);
-    let refresh_at = refresh_time(expires_at, lifetime);
+    let mut refresh_at = refresh_time(expires_at, lifetime);
+    if let Some(obtained) = obtained_at.filter(|o| *o <= now) {
+        let earliest =
+            obtained + chrono::Duration::from_std(min_interval).unwrap_or(chrono::Duration::zero());
+        refresh_at = refresh_at.max(earliest);
+    }
     if now >= refresh_at {
         Freshness::Due("less than a quarter of the credential's lifetime is left")
     } else {
@@ -445,6 +454,7 @@ mod tests {
                 "gcr.io",
                 &principal,
                 assumed,
+                Duration::ZERO,
                 time("2026-01-01T02:59:59Z")
             ),
             Freshness::FreshUntil(time("2026-01-01T03:00:00Z"))
@@ -455,22 +465,30 @@ mod tests {
                 "gcr.io",
                 &principal,
                 assumed,
+                Duration::ZERO,
                 time("2026-01-01T03:00:00Z")
             ),
             Freshness::Due(_)
         ));
         assert!(
-            matches!(freshness(&secret, "other.io", &principal, assumed, obtained), Freshness::Due(r) if r.contains("registry"))
+            matches!(freshness(&secret, "other.io", &principal, assumed, Duration::ZERO, obtained), Freshness::Due(r) if r.contains("registry"))
         );
         assert!(
-            matches!(freshness(&secret, "gcr.io", &google("x@y.z"), assumed, obtained), Freshness::Due(r) if r.contains("principal"))
+            matches!(freshness(&secret, "gcr.io", &google("x@y.z"), assumed, Duration::ZERO, obtained), Freshness::Due(r) if r.contains("principal"))
         );
 
         // Adopted from the original controller: no obtained-at, so the provider's usual lifetime is assumed.
         let mut adopted = secret.clone();
         adopted.metadata.annotations.remove(keys::OBTAINED_AT);
         assert_eq!(
-            freshness(&adopted, "gcr.io", &principal, assumed, obtained),
+            freshness(
+                &adopted,
+                "gcr.io",
+                &principal,
+                assumed,
+                Duration::ZERO,
+                obtained
+            ),
             Freshness::FreshUntil(time("2026-01-01T03:45:00Z"))
         );
         let mut unreadable = secret.clone();
@@ -479,12 +497,69 @@ mod tests {
             .annotations
             .insert(keys::EXPIRES_AT.into(), "soon".into());
         assert!(
-            matches!(freshness(&unreadable, "gcr.io", &principal, assumed, obtained), Freshness::Due(r) if r.contains("expiry"))
+            matches!(freshness(&unreadable, "gcr.io", &principal, assumed, Duration::ZERO, obtained), Freshness::Due(r) if r.contains("expiry"))
         );
         let mut wrong_type = secret;
         wrong_type.type_ = "Opaque".into();
         assert!(matches!(
-            freshness(&wrong_type, "gcr.io", &principal, assumed, obtained),
+            freshness(
+                &wrong_type,
+                "gcr.io",
+                &principal,
+                assumed,
+                Duration::ZERO,
+                obtained
+            ),
+            Freshness::Due(_)
+        ));
+    }
+
+    #[test]
+    fn a_credential_obtained_already_expired_is_not_refreshed_before_the_floor() {
+        let principal = google("a@b.c");
+        let obtained = time("2026-01-01T00:00:00Z");
+        let secret = build_secret(
+            &sa(),
+            "pull",
+            "gcr.io",
+            &principal,
+            &credentials("2015-01-01T00:00:00Z"),
+            obtained,
+        );
+        let floor = Duration::from_secs(60);
+        let assumed = Duration::from_secs(3600);
+        assert_eq!(
+            freshness(
+                &secret,
+                "gcr.io",
+                &principal,
+                assumed,
+                floor,
+                time("2026-01-01T00:00:30Z")
+            ),
+            Freshness::FreshUntil(time("2026-01-01T00:01:00Z"))
+        );
+        assert!(matches!(
+            freshness(
+                &secret,
+                "gcr.io",
+                &principal,
+                assumed,
+                floor,
+                time("2026-01-01T00:01:00Z")
+            ),
+            Freshness::Due(_)
+        ));
+        // The floor never hides a real change: a new principal is provisioned at once.
+        assert!(matches!(
+            freshness(
+                &secret,
+                "gcr.io",
+                &google("x@y.z"),
+                assumed,
+                floor,
+                obtained
+            ),
             Freshness::Due(_)
         ));
     }

@@ -116,9 +116,14 @@ fn provision(
             Principal::Google(_) => ctx.options.assumed_lifetime_google,
         };
         let due = match owned.get(name) {
-            Some(existing) => {
-                secret::freshness(existing, &configuration.registry, principal, assumed, now)
-            }
+            Some(existing) => secret::freshness(
+                existing,
+                &configuration.registry,
+                principal,
+                assumed,
+                ctx.options.min_requeue,
+                now,
+            ),
             None => Freshness::Due("the secret does not exist"),
         };
         match due {
