@@ -15,10 +15,14 @@ Usage:
   google_fake.py --port 0 --issuer https://127.0.0.1:6443 --ca-file apiserver-ca.crt \\
       --pool projects/123/locations/global/workloadIdentityPools/pool/providers/kube=my-audience \\
       --allow puller@proj.iam.gserviceaccount.com=system:serviceaccount:default:puller
-Prints `READY port=N` on stdout once it accepts connections; exits cleanly on SIGTERM or SIGINT.
+Prints `READY port=N` on stdout once it accepts connections; exits cleanly on SIGTERM or SIGINT, and with
+`--watch-pid PID` once process PID is gone (so a test run that dies leaves no fake behind).
 
 Test endpoints beside Google's: `GET /stats` (call counters as JSON), `GET|POST /control` (read or change
-latency_ms, failure_rate, token_lifetime at run time; `{"reset_stats": true}` zeroes the counters).
+latency_ms, failure_rate, token_lifetime, now_offset_seconds at run time; `{"reset_stats": true}` zeroes the
+counters). `now_offset_seconds` (also `--now-offset-seconds`) sets the fake's clock ahead of the host's (behind when
+negative): a fresh ServiceAccount token -- the API server issues none shorter than 600 s -- looks expired to a
+fake 700 s ahead, without a test waiting ten minutes.
 """
 
 import argparse
@@ -157,8 +161,8 @@ class Jwks:
         # A token without kid is usable only when the choice is unambiguous.
         return next(iter(self.keys.values())) if len(self.keys) == 1 else None
 
-    def _get_json(self, url):
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    def _get_json(self, url, accept="application/json"):
+        request = urllib.request.Request(url, headers={"Accept": accept})
         with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as response:
             return json.loads(response.read(MAX_BODY_BYTES))
 
@@ -168,7 +172,8 @@ class Jwks:
             discovery = self._get_json(discovery_url)
             if discovery.get("issuer") != self.issuer:
                 raise ValueError(f"discovery names issuer {discovery.get('issuer')!r}")
-            jwks = self._get_json(discovery["jwks_uri"])
+            # The kube-apiserver serves its JWKS only as application/jwk-set+json (406 to a bare application/json).
+            jwks = self._get_json(discovery["jwks_uri"], "application/jwk-set+json, application/json;q=0.9")
             keys = {}
             for jwk in jwks.get("keys", []):
                 try:
@@ -232,6 +237,7 @@ class State:
         self.latency_ms = args.latency_ms
         self.failure_rate = args.failure_rate
         self.token_lifetime = args.token_lifetime
+        self.now_offset_seconds = args.now_offset_seconds
         self.stats_file = args.stats_file
         self.federated = {}  # STS token -> (provider, subject, expiry epoch)
         self.stats = self._zero_stats()
@@ -254,7 +260,14 @@ class State:
                 "latency_ms": self.latency_ms,
                 "failure_rate": self.failure_rate,
                 "token_lifetime": self.token_lifetime,
+                "now_offset_seconds": self.now_offset_seconds,
             }
+
+    def now(self):
+        """The fake's clock: the host's, shifted by now_offset_seconds. Every expiry it checks or sets uses it."""
+        with self.lock:
+            offset = self.now_offset_seconds
+        return time.time() + offset
 
     def record(self, kind, status, injected):
         with self.lock:
@@ -282,14 +295,14 @@ class State:
     def remember_federated(self, token, provider, subject, expiry):
         with self.lock:
             if len(self.federated) > 100_000:
-                now = time.time()
+                now = time.time() + self.now_offset_seconds
                 self.federated = {t: v for t, v in self.federated.items() if v[2] > now}
             self.federated[token] = (provider, subject, expiry)
 
     def federated_identity(self, token):
         with self.lock:
             identity = self.federated.get(token)
-        if identity is None or identity[2] <= time.time():
+        if identity is None or identity[2] <= self.now():
             return None
         return identity
 
@@ -402,18 +415,22 @@ class Handler(BaseHTTPRequestHandler):
                 raise api_error(400, "INVALID_ARGUMENT", "control body is not JSON")
             if not isinstance(changes, dict):
                 raise api_error(400, "INVALID_ARGUMENT", "control body is not a JSON object")
-            unknown = set(changes) - {"latency_ms", "failure_rate", "token_lifetime", "reset_stats"}
+            known = {"latency_ms", "failure_rate", "token_lifetime", "now_offset_seconds", "reset_stats"}
+            unknown = set(changes) - known
             if unknown:
                 raise api_error(400, "INVALID_ARGUMENT", f"unknown control fields: {sorted(unknown)}")
             latency = changes.get("latency_ms")
             rate = changes.get("failure_rate")
             lifetime = changes.get("token_lifetime")
+            offset = changes.get("now_offset_seconds")
             if latency is not None and (not _is_number(latency) or latency < 0):
                 raise api_error(400, "INVALID_ARGUMENT", "latency_ms must be a number >= 0")
             if rate is not None and (not _is_number(rate) or not 0 <= rate <= 1):
                 raise api_error(400, "INVALID_ARGUMENT", "failure_rate must be a number in 0..1")
             if lifetime is not None and (not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime < 1):
                 raise api_error(400, "INVALID_ARGUMENT", "token_lifetime must be an integer >= 1")
+            if offset is not None and not _is_number(offset):
+                raise api_error(400, "INVALID_ARGUMENT", "now_offset_seconds must be a number")
             with self.state.lock:
                 if latency is not None:
                     self.state.latency_ms = latency
@@ -421,6 +438,8 @@ class Handler(BaseHTTPRequestHandler):
                     self.state.failure_rate = rate
                 if lifetime is not None:
                     self.state.token_lifetime = lifetime
+                if offset is not None:
+                    self.state.now_offset_seconds = offset
                 if changes.get("reset_stats"):
                     self.state.stats = State._zero_stats()
         return self.state.settings()
@@ -481,7 +500,7 @@ class Handler(BaseHTTPRequestHandler):
         subject = self._verify_subject_token(fields["subject_token"], provider)
 
         token = "ya29.d." + secrets.token_urlsafe(48)
-        self.state.remember_federated(token, provider, subject, time.time() + STS_TOKEN_LIFETIME)
+        self.state.remember_federated(token, provider, subject, self.state.now() + STS_TOKEN_LIFETIME)
         payload = {
             "access_token": token,
             "issued_token_type": TOKEN_TYPE_ACCESS_TOKEN,
@@ -564,7 +583,7 @@ class Handler(BaseHTTPRequestHandler):
                 "invalid_grant",
                 f"The issuer in ID Token [{claims.get('iss')}] does not match the expected ones: [{self.state.issuer}].",
             )
-        now = time.time()
+        now = self.state.now()
         expiry = claims.get("exp")
         if not _is_number(expiry):
             raise oauth_error("invalid_grant", "The ID Token has no valid expiration time (exp).")
@@ -667,7 +686,7 @@ class Handler(BaseHTTPRequestHandler):
             )
         # The test knob caps what the client asked for, so outage and refresh tests can shorten lifetimes.
         lifetime = min(lifetime, self.state.settings()["token_lifetime"])
-        expire_time = datetime.now(timezone.utc) + timedelta(seconds=lifetime)
+        expire_time = datetime.fromtimestamp(self.state.now(), timezone.utc) + timedelta(seconds=lifetime)
         payload = {"accessToken": "ya29.c." + secrets.token_urlsafe(64), "expireTime": rfc3339(expire_time)}
         return 200, payload, f"ok sub={subject} lifetime={lifetime:g}s"
 
@@ -701,6 +720,13 @@ def parse_args(argv):
     parser.add_argument("--failure-rate", type=float, default=0.0, help="share of calls answered 503 (0..1)")
     parser.add_argument("--token-lifetime", type=int, default=3600, help="longest access token lifetime, seconds")
     parser.add_argument("--stats-file", help="file rewritten with the call counters after every call")
+    parser.add_argument(
+        "--now-offset-seconds",
+        type=float,
+        default=0.0,
+        help="run the fake's clock this many seconds ahead of the host's (negative: behind)",
+    )
+    parser.add_argument("--watch-pid", type=int, help="stop once the process with this ID is gone")
     args = parser.parse_args(argv)
 
     host = "127.0.0.1" if args.host == "localhost" else args.host
@@ -745,6 +771,17 @@ def build_state(args, parser):
     return State(args, providers, grants, Jwks(args.issuer, args.ca_file))
 
 
+def watch(pid, stop):
+    """Sets `stop` once process `pid` no longer exists."""
+    while not stop.wait(0.5):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            stop.set()
+        except PermissionError:
+            pass  # It exists, under another user.
+
+
 def main(argv=None):
     args, parser = parse_args(argv)
     Handler.state = build_state(args, parser)
@@ -753,6 +790,8 @@ def main(argv=None):
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.watch_pid:
+        threading.Thread(target=watch, args=(args.watch_pid, stop), daemon=True).start()
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     serving.start()
     print(f"READY port={server.server_address[1]}", flush=True)

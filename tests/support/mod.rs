@@ -8,6 +8,8 @@
 #![allow(dead_code)]
 
 pub mod controller;
+pub mod google;
+pub mod moto;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

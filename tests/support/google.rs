@@ -1,0 +1,137 @@
+//! The Google STS and IAM Credentials stand-in (`scripts/testenv/google_fake.py`) for tests: it verifies
+//! ServiceAccount tokens against the shared cluster's issuer, like a workload identity pool does.
+//!
+//! Each test starts its own fake with the pools and grants it needs ([`GoogleFake::builder`]), so failure
+//! injection and counters never cross tests. The fake is killed when dropped and, through `--watch-pid`, when
+//! the test process exits.
+
+use std::time::Duration;
+
+use image_pull_secrets_provisioner::cloud::google::{GoogleClient, GoogleConfig};
+use image_pull_secrets_provisioner::cloud::http::{ProviderHttp, RetryPolicy};
+use serde_json::Value;
+
+use super::cluster;
+use super::moto::{get, post, StandIn};
+
+/// A running fake.
+pub struct GoogleFake {
+    /// `http://127.0.0.1:PORT`: both the STS and the IAM Credentials endpoint.
+    pub endpoint: String,
+    process: StandIn,
+}
+
+/// What a fake is started with.
+#[derive(Debug, Default, Clone)]
+pub struct GoogleFakeBuilder {
+    args: Vec<String>,
+}
+
+impl GoogleFakeBuilder {
+    /// A workload identity provider (`projects/N/locations/global/workloadIdentityPools/P/providers/X`) and
+    /// the token audiences it accepts; none means Google's default (the provider's full name).
+    pub fn pool(mut self, provider: &str, audiences: &[&str]) -> Self {
+        let value = if audiences.is_empty() {
+            provider.to_string()
+        } else {
+            format!("{provider}={}", audiences.join(","))
+        };
+        self.args.extend(["--pool".to_string(), value]);
+        self
+    }
+
+    /// Lets `member` (e.g. [`member`]`(ns, sa)`) impersonate service account `email`, like a
+    /// roles/iam.workloadIdentityUser binding.
+    pub fn allow(mut self, email: &str, member: &str) -> Self {
+        self.args
+            .extend(["--allow".to_string(), format!("{email}={member}")]);
+        self
+    }
+
+    /// Any other flag of google_fake.py, e.g. `--now-offset-seconds 700` or `--failure-rate 1`.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    /// Starts the fake against the shared cluster's issuer.
+    pub fn start(self) -> GoogleFake {
+        let cluster = cluster();
+        let mut args = vec![
+            "--issuer".to_string(),
+            cluster.issuer.clone(),
+            "--ca-file".to_string(),
+            cluster.ca_file.to_string_lossy().into_owned(),
+        ];
+        args.extend(self.args);
+        let process = StandIn::start(
+            "google-fake",
+            &super::project_root().join("scripts/testenv/google_fake.py"),
+            &args,
+        );
+        GoogleFake {
+            endpoint: format!("http://127.0.0.1:{}", process.port),
+            process,
+        }
+    }
+}
+
+/// The federated subject of a Kubernetes ServiceAccount, as `--allow` takes it.
+pub fn member(namespace: &str, service_account: &str) -> String {
+    format!("system:serviceaccount:{namespace}:{service_account}")
+}
+
+impl GoogleFake {
+    pub fn builder() -> GoogleFakeBuilder {
+        GoogleFakeBuilder::default()
+    }
+
+    /// Both endpoints pointed at this fake, Google's default token lifetime.
+    pub fn config(&self) -> GoogleConfig {
+        GoogleConfig {
+            sts_endpoint: self.endpoint.clone(),
+            iamcredentials_endpoint: self.endpoint.clone(),
+            token_lifetime: None,
+        }
+    }
+
+    /// A client for this fake that retries as the controller does (3 attempts), with short delays.
+    pub fn client(&self) -> GoogleClient {
+        let retry = RetryPolicy {
+            attempts: 3,
+            first_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+        };
+        let http = ProviderHttp::new(None, Duration::from_secs(10), retry).expect("provider HTTP");
+        GoogleClient::new(self.config(), http)
+    }
+
+    /// The fake's counters: `sts_calls`, `sts_ok`, `iam_calls`, `iam_ok`, `injected_failures`, `rejected`,
+    /// `responses` (by status).
+    pub fn stats(&self) -> Value {
+        let (status, body) = get(&format!("{}/stats", self.endpoint));
+        assert_eq!(status, 200, "google fake /stats: {body}");
+        serde_json::from_str(&body).expect("stats are JSON")
+    }
+
+    /// Changes `latency_ms`, `failure_rate`, `token_lifetime`, `now_offset_seconds` or `reset_stats`; returns
+    /// the settings now in force. Panics if the fake refuses the change.
+    pub fn control(&self, changes: Value) -> Value {
+        let (status, body) = post(
+            &format!("{}/control", self.endpoint),
+            &[("Content-Type", "application/json")],
+            changes.to_string().as_bytes(),
+        );
+        assert_eq!(status, 200, "google fake /control {changes}: {body}");
+        serde_json::from_str(&body).expect("settings are JSON")
+    }
+
+    /// The fake's request log (one line per request, never a token).
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.process.is_running()
+    }
+}
