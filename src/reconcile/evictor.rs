@@ -132,14 +132,22 @@ pub fn check_pods(ctx: &Context, namespace: &str, name: &str) -> Result<bool, Re
         ..Default::default()
     };
     let mut pods = Vec::new();
+    let mut pending = 0;
     ctx.client
         .list_each::<Pod>(Some(namespace), &params, |pod| {
+            pending += 1;
             let verdict = assess(&pod, &names, &configuration.registry);
             if verdict != Verdict::Leave {
                 pods.push((pod.metadata, verdict));
             }
         })
         .map_err(|e| ReconcileError(format!("listing pending pods: {e}")))?;
+    log::debug!(
+        namespace = namespace, serviceaccount = name;
+        "looked at {pending} pending pods: {} stuck without the secrets, {} to look at again",
+        pods.iter().filter(|(_, v)| *v != Verdict::Recheck).count(),
+        pods.iter().filter(|(_, v)| *v == Verdict::Recheck).count()
+    );
 
     let mut recheck = false;
     let mut retry_later = Vec::new();
