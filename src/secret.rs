@@ -199,12 +199,17 @@ pub enum Freshness {
 /// lifetime stands in (`assumed_lifetime`). A credential obtained less than `min_interval` ago is not
 /// refreshed for its expiry, however soon that is: a provider that hands out credentials already expired (or
 /// with a nonsense expiry) must not make every write of the secret trigger the next one.
+///
+/// `jitter` is the fraction by which [`delay_until`] brings a scheduled run forward. The secret counts as due
+/// from that much before its refresh time, so the run that jitter brought forward refreshes it, instead of
+/// finding it fresh, waiting again (at least the floor) and refreshing late.
 pub fn freshness(
     secret: &Secret,
     registry: &str,
     principal: &Principal,
     assumed_lifetime: Duration,
     min_interval: Duration,
+    jitter: f64,
     now: DateTime<Utc>,
 ) -> Freshness {
     if secret.type_ != keys::DOCKER_CONFIG_JSON_TYPE {
@@ -231,12 +236,22 @@ pub fn freshness(
         .filter(|lifetime| !lifetime.is_zero())
         .unwrap_or(assumed_lifetime);
     let mut refresh_at = refresh_time(expires_at, lifetime);
+    // A run scheduled at any time since the credential was issued comes at most this much early.
+    let issued_at =
+        expires_at - chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::zero());
+    let early = (refresh_at - issued_at)
+        .to_std()
+        .map(|wait| wait.mul_f64(jitter.clamp(0.0, 1.0)))
+        .unwrap_or(Duration::ZERO);
+    let mut due_from =
+        refresh_at - chrono::Duration::from_std(early).unwrap_or(chrono::Duration::zero());
     if let Some(obtained) = obtained_at.filter(|o| *o <= now) {
         let earliest =
             obtained + chrono::Duration::from_std(min_interval).unwrap_or(chrono::Duration::zero());
         refresh_at = refresh_at.max(earliest);
+        due_from = due_from.max(earliest);
     }
-    if now >= refresh_at {
+    if now >= due_from {
         Freshness::Due("less than a quarter of the credential's lifetime is left")
     } else {
         Freshness::FreshUntil(refresh_at)
@@ -455,6 +470,7 @@ mod tests {
                 &principal,
                 assumed,
                 Duration::ZERO,
+                0.0,
                 time("2026-01-01T02:59:59Z")
             ),
             Freshness::FreshUntil(time("2026-01-01T03:00:00Z"))
@@ -466,15 +482,16 @@ mod tests {
                 &principal,
                 assumed,
                 Duration::ZERO,
+                0.0,
                 time("2026-01-01T03:00:00Z")
             ),
             Freshness::Due(_)
         ));
         assert!(
-            matches!(freshness(&secret, "other.io", &principal, assumed, Duration::ZERO, obtained), Freshness::Due(r) if r.contains("registry"))
+            matches!(freshness(&secret, "other.io", &principal, assumed, Duration::ZERO, 0.0, obtained), Freshness::Due(r) if r.contains("registry"))
         );
         assert!(
-            matches!(freshness(&secret, "gcr.io", &google("x@y.z"), assumed, Duration::ZERO, obtained), Freshness::Due(r) if r.contains("principal"))
+            matches!(freshness(&secret, "gcr.io", &google("x@y.z"), assumed, Duration::ZERO, 0.0, obtained), Freshness::Due(r) if r.contains("principal"))
         );
 
         // Adopted from the original controller: no obtained-at, so the provider's usual lifetime is assumed.
@@ -487,6 +504,7 @@ mod tests {
                 &principal,
                 assumed,
                 Duration::ZERO,
+                0.0,
                 obtained
             ),
             Freshness::FreshUntil(time("2026-01-01T03:45:00Z"))
@@ -497,7 +515,7 @@ mod tests {
             .annotations
             .insert(keys::EXPIRES_AT.into(), "soon".into());
         assert!(
-            matches!(freshness(&unreadable, "gcr.io", &principal, assumed, Duration::ZERO, obtained), Freshness::Due(r) if r.contains("expiry"))
+            matches!(freshness(&unreadable, "gcr.io", &principal, assumed, Duration::ZERO, 0.0, obtained), Freshness::Due(r) if r.contains("expiry"))
         );
         let mut wrong_type = secret;
         wrong_type.type_ = "Opaque".into();
@@ -508,6 +526,7 @@ mod tests {
                 &principal,
                 assumed,
                 Duration::ZERO,
+                0.0,
                 obtained
             ),
             Freshness::Due(_)
@@ -535,6 +554,7 @@ mod tests {
                 &principal,
                 assumed,
                 floor,
+                0.0,
                 time("2026-01-01T00:00:30Z")
             ),
             Freshness::FreshUntil(time("2026-01-01T00:01:00Z"))
@@ -546,6 +566,7 @@ mod tests {
                 &principal,
                 assumed,
                 floor,
+                0.0,
                 time("2026-01-01T00:01:00Z")
             ),
             Freshness::Due(_)
@@ -558,10 +579,63 @@ mod tests {
                 &google("x@y.z"),
                 assumed,
                 floor,
+                0.0,
                 obtained
             ),
             Freshness::Due(_)
         ));
+    }
+
+    #[test]
+    fn a_run_that_jitter_brought_forward_finds_the_secret_due() {
+        let principal = google("a@b.c");
+        let obtained = time("2026-01-01T00:00:00Z");
+        // 40 s of lifetime: refresh at 30 s; a 10% jitter brings runs forward by at most 3 s.
+        let secret = build_secret(
+            &sa(),
+            "pull",
+            "gcr.io",
+            &principal,
+            &credentials("2026-01-01T00:00:40Z"),
+            obtained,
+        );
+        let check = |now: &str| {
+            freshness(
+                &secret,
+                "gcr.io",
+                &principal,
+                Duration::from_secs(3600),
+                Duration::from_secs(5),
+                0.1,
+                time(now),
+            )
+        };
+        assert_eq!(
+            check("2026-01-01T00:00:26Z"),
+            Freshness::FreshUntil(time("2026-01-01T00:00:30Z"))
+        );
+        assert!(matches!(check("2026-01-01T00:00:27Z"), Freshness::Due(_)));
+        // Whenever a run was scheduled, the earliest time jitter can bring it to is due.
+        for scheduled_at in [0, 10, 20, 26] {
+            let now = obtained + chrono::Duration::seconds(scheduled_at);
+            let wait = (time("2026-01-01T00:00:30Z") - now).to_std().unwrap();
+            let earliest = now + chrono::Duration::from_std(wait.mul_f64(0.9)).unwrap();
+            assert!(
+                matches!(
+                    freshness(
+                        &secret,
+                        "gcr.io",
+                        &principal,
+                        Duration::from_secs(3600),
+                        Duration::from_secs(5),
+                        0.1,
+                        earliest
+                    ),
+                    Freshness::Due(_)
+                ),
+                "scheduled at {scheduled_at} s"
+            );
+        }
     }
 
     #[test]

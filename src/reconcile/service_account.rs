@@ -122,6 +122,7 @@ fn provision(
                 principal,
                 assumed,
                 ctx.options.min_requeue,
+                ctx.options.refresh_jitter,
                 now,
             ),
             None => Freshness::Due("the secret does not exist"),
