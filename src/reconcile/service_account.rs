@@ -310,7 +310,8 @@ fn write_secret(
                      it was left untouched: delete or rename it, or choose another name with the {} annotation",
                     keys::SECRET_NAME
                 ),
-                _ => "the secret was created concurrently; will retry".to_string(),
+                Ok(_) => "the secret was created concurrently; will retry".to_string(),
+                Err(e) => format!("a secret named {name} already exists and cannot be read to check who owns it: {e}"),
             }),
             Err(e) => Err(e.to_string()),
         };
