@@ -410,7 +410,8 @@ fn an_annotated_service_account_gets_its_secret_attached_with_an_event() {
 // 2. Several principals: positional names, reordering, removal, renaming, deconfiguration (SPEC A1, A2)
 
 /// The whole life of a two-principal ServiceAccount `app`, whose `.imagePullSecrets` starts with a user's
-/// entry that must survive everything. `principals` are given as the annotation value would list them.
+/// entry that must survive everything. `config` builds the annotations for a list of principals,
+/// `principal_key` is the annotation that lists them, `p0` and `p1` are the two principals.
 fn several_principals_scenario(
     admin: &Client,
     ns: &str,
@@ -828,7 +829,9 @@ fn a_deleted_or_edited_secret_is_restored_within_a_second_and_secrets_go_with_th
         controller.logs()
     );
 
-    // The ServiceAccount deleted: the garbage collector (kube-controller-manager) removes its secret.
+    // The ServiceAccount deleted: the garbage collector (kube-controller-manager) removes its secret. The
+    // controller is stopped first, so nothing but the ownerReference can be what removes it.
+    controller.kill();
     admin
         .delete::<ServiceAccount>(Some(&ns), "app", None)
         .unwrap();
