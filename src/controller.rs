@@ -321,7 +321,10 @@ fn start_service_account_watch(
 }
 
 /// Watches the secrets this controller owns (by label) and enqueues their ServiceAccount on any change, so a
-/// deleted or edited secret is repaired at once. Remembers nothing.
+/// deleted or edited secret is repaired at once. Keeps the expiry gauge in step with the secrets as stored,
+/// on every replica: a new leader or a restarted process reports secrets it did not write itself, and a
+/// replica that lost the lease does not keep counting down secrets another has since refreshed. Remembers
+/// nothing else.
 fn start_secret_watch(
     client: &Client,
     config: &Config,
@@ -345,24 +348,51 @@ fn start_secret_watch(
         .name("watch-secrets".into())
         .spawn(move || {
             let mut first_list = true;
-            watcher.run::<SecretMetadata>(&shutdown, |event| match event {
-                Event::Listed(secret) | Event::Applied(secret) | Event::Deleted(secret) => {
-                    let meta = &secret.metadata;
-                    let owner = meta
-                        .owner_references
-                        .iter()
-                        .find(|r| r.kind == "ServiceAccount" && r.api_version == "v1")
-                        .map(|r| r.name.clone())
-                        .or_else(|| meta.labels.get(keys::SERVICE_ACCOUNT_LABEL).cloned());
-                    if let Some(owner) = owner {
-                        queue.add(service_account_key(&meta.namespace, &owner));
+            let mut listed: Option<HashSet<(String, String)>> = None;
+            watcher.run::<SecretMetadata>(&shutdown, |event| {
+                let (secret, deleted) = match event {
+                    Event::Listed(secret) | Event::Applied(secret) => (secret, false),
+                    Event::Deleted(secret) => (secret, true),
+                    Event::ListStarted => {
+                        listed = Some(HashSet::new());
+                        return;
+                    }
+                    Event::ListDone => {
+                        // Secrets deleted while no watch was open: drop their series.
+                        if let Some(listed) = listed.take() {
+                            metrics().retain_secrets(|namespace, name| {
+                                listed.contains(&(namespace.to_string(), name.to_string()))
+                            });
+                        }
+                        if std::mem::take(&mut first_list) {
+                            lists_done.one_done();
+                        }
+                        return;
+                    }
+                };
+                let meta = &secret.metadata;
+                let owner = meta
+                    .owner_references
+                    .iter()
+                    .find(|r| r.kind == "ServiceAccount" && r.api_version == "v1")
+                    .map(|r| r.name.clone())
+                    .or_else(|| meta.labels.get(keys::SERVICE_ACCOUNT_LABEL).cloned());
+                if deleted {
+                    metrics().forget_secret(&meta.namespace, &meta.name);
+                } else {
+                    if let Some(listed) = listed.as_mut() {
+                        listed.insert((meta.namespace.clone(), meta.name.clone()));
+                    }
+                    let expires_at = meta
+                        .annotations
+                        .get(keys::EXPIRES_AT)
+                        .and_then(|at| crate::secret::parse_time(at));
+                    if let (Some(owner), Some(expires_at)) = (&owner, expires_at) {
+                        metrics().set_secret_expiry(&meta.namespace, owner, &meta.name, expires_at);
                     }
                 }
-                Event::ListStarted => {}
-                Event::ListDone => {
-                    if std::mem::take(&mut first_list) {
-                        lists_done.one_done();
-                    }
+                if let Some(owner) = owner {
+                    queue.add(service_account_key(&meta.namespace, &owner));
                 }
             })
         })

@@ -80,6 +80,12 @@ impl Metrics {
         lock(&self.secret_expiry).remove(&(namespace.to_string(), secret.to_string()));
     }
 
+    /// Keeps only the expiry series of secrets for which `keep(namespace, secret)` holds, after a relist
+    /// showed which still exist.
+    pub fn retain_secrets(&self, keep: impl Fn(&str, &str) -> bool) {
+        lock(&self.secret_expiry).retain(|(namespace, secret), _| keep(namespace, secret));
+    }
+
     /// Drops the expiry series of every secret of a ServiceAccount that was deleted or is no longer configured.
     pub fn forget_service_account(&self, namespace: &str, service_account: &str) {
         lock(&self.secret_expiry)

@@ -28,10 +28,16 @@ pub fn controller_kubeconfig() -> &'static Path {
     static KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
     KUBECONFIG.get_or_init(|| {
         let cluster = cluster();
-        for file in ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "leader-election-rbac.yaml"] {
+        for file in [
+            "namespace.yaml",
+            "serviceaccount.yaml",
+            "rbac.yaml",
+            "leader-election-rbac.yaml",
+        ] {
             apply_manifest(cluster, file);
         }
-        let token = service_account_token(cluster, CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT);
+        let token =
+            service_account_token(cluster, CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT);
         cluster.kubeconfig_for_token("controller", &token)
     })
 }
@@ -39,11 +45,25 @@ pub fn controller_kubeconfig() -> &'static Path {
 /// A long-lived token of a ServiceAccount, for authenticating a test process as it.
 pub fn service_account_token(cluster: &Cluster, namespace: &str, name: &str) -> String {
     let admin = cluster.admin();
-    eventually(Duration::from_secs(30), "the ServiceAccount to exist", || {
-        admin.get::<image_pull_secrets_provisioner::kube::types::ServiceAccount>(Some(namespace), name).ok()
-    });
+    eventually(
+        Duration::from_secs(30),
+        "the ServiceAccount to exist",
+        || {
+            admin
+                .get::<image_pull_secrets_provisioner::kube::types::ServiceAccount>(
+                    Some(namespace),
+                    name,
+                )
+                .ok()
+        },
+    );
     let issued = admin
-        .create_token(namespace, name, &[cluster.server.as_str()], Duration::from_secs(24 * 3600))
+        .create_token(
+            namespace,
+            name,
+            &[cluster.server.as_str()],
+            Duration::from_secs(24 * 3600),
+        )
         .expect("token for the controller's ServiceAccount");
     issued.token.expose().to_string()
 }
@@ -68,6 +88,14 @@ impl ControllerBuilder {
         self
     }
 
+    /// Replaces the default `--log-level debug` (the flag may be given only once).
+    pub fn log_level(mut self, level: &str) -> Self {
+        if let Some(i) = self.args.iter().position(|a| a == "--log-level") {
+            self.args[i + 1] = level.to_string();
+        }
+        self
+    }
+
     /// Authenticate with another kubeconfig (another identity, other RBAC).
     pub fn kubeconfig(mut self, path: &Path) -> Self {
         self.kubeconfig = path.to_path_buf();
@@ -81,23 +109,42 @@ impl ControllerBuilder {
 
     /// Points both Google endpoints at a stand-in.
     pub fn google(self, endpoint: &str) -> Self {
-        self.args(&["--google-sts-endpoint", endpoint, "--google-iamcredentials-endpoint", endpoint])
+        self.args(&[
+            "--google-sts-endpoint",
+            endpoint,
+            "--google-iamcredentials-endpoint",
+            endpoint,
+        ])
     }
 
     /// Points the AWS endpoints at moto.
     pub fn aws(self, endpoint: &str) -> Self {
-        self.args(&["--aws-sts-endpoint", endpoint, "--aws-ecr-endpoint", endpoint])
+        self.args(&[
+            "--aws-sts-endpoint",
+            endpoint,
+            "--aws-ecr-endpoint",
+            endpoint,
+        ])
     }
 
     pub fn start(self) -> Controller {
-        let dir = std::env::temp_dir().join(format!("ipsp-controller-{}-{}", std::process::id(), unique()));
+        let dir = std::env::temp_dir().join(format!(
+            "ipsp-controller-{}-{}",
+            std::process::id(),
+            unique()
+        ));
         std::fs::create_dir_all(&dir).expect("controller directory");
         let log_path = dir.join("controller.log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_image-pull-secrets-provisioner"));
         command
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
-            .args(["--metrics-bind-address", "127.0.0.1:0", "--health-probe-bind-address", "127.0.0.1:0"])
+            .args([
+                "--metrics-bind-address",
+                "127.0.0.1:0",
+                "--health-probe-bind-address",
+                "127.0.0.1:0",
+            ])
             .args(&self.args)
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
@@ -108,13 +155,20 @@ impl ControllerBuilder {
         }
         let child = command.spawn().expect("controller binary starts");
         watch_parent(child.id());
-        Controller { child: Mutex::new(child), log_path, dir }
+        Controller {
+            child: Mutex::new(child),
+            log_path,
+            dir,
+        }
     }
 }
 
 /// Kills process `pid` once this test process is gone, however it ended.
 fn watch_parent(pid: u32) {
-    let script = format!("while kill -0 {} 2>/dev/null; do sleep 1; done; kill -9 {pid} 2>/dev/null", std::process::id());
+    let script = format!(
+        "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -9 {pid} 2>/dev/null",
+        std::process::id()
+    );
     let _ = Command::new("bash")
         .args(["-c", &script])
         .stdin(Stdio::null())
@@ -135,7 +189,12 @@ impl Controller {
     pub fn builder(namespace: &str) -> ControllerBuilder {
         ControllerBuilder {
             kubeconfig: controller_kubeconfig().to_path_buf(),
-            args: vec!["--namespace".into(), namespace.into(), "--log-level".into(), "debug".into()],
+            args: vec![
+                "--namespace".into(),
+                namespace.into(),
+                "--log-level".into(),
+                "debug".into(),
+            ],
             env: Vec::new(),
         }
     }
@@ -147,20 +206,35 @@ impl Controller {
 
     /// The address of its HTTP endpoints (metrics, healthz, readyz), from its start-up log line.
     pub fn http_address(&self) -> String {
-        eventually(Duration::from_secs(30), "the controller's HTTP endpoints", || {
-            self.logs().lines().find_map(|line| {
-                line.split("endpoints on http://").nth(1).map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
-            })
-        })
+        eventually(
+            Duration::from_secs(30),
+            "the controller's HTTP endpoints",
+            || {
+                self.logs().lines().find_map(|line| {
+                    line.split("endpoints on http://")
+                        .nth(1)
+                        .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+                })
+            },
+        )
     }
 
     /// GETs `path` from its HTTP endpoints: status and body.
     pub fn http_get(&self, path: &str) -> (u16, String) {
         let url = format!("http://{}{path}", self.http_address());
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut response = agent.get(&url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .get(&url)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
         let status = response.status().as_u16();
-        (status, response.body_mut().read_to_string().unwrap_or_default())
+        (
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
     }
 
     pub fn pid(&self) -> u32 {
@@ -169,7 +243,9 @@ impl Controller {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
         self.wait(timeout)
     }
 
@@ -204,7 +280,11 @@ impl Drop for Controller {
         let _ = child.kill();
         let _ = child.wait();
         if std::thread::panicking() {
-            eprintln!("--- controller log ({}) ---\n{}", self.log_path.display(), std::fs::read_to_string(&self.log_path).unwrap_or_default());
+            eprintln!(
+                "--- controller log ({}) ---\n{}",
+                self.log_path.display(),
+                std::fs::read_to_string(&self.log_path).unwrap_or_default()
+            );
         }
     }
 }
