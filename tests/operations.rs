@@ -1034,13 +1034,13 @@ fn sigterm_lets_the_running_reconcile_finish_releases_the_lease_and_exits_0() {
 // ---------------------------------------------------------------------------------------------------------
 // Logs: JSON, and never a credential.
 
-/// Every run of at least `min` characters of `alphabet` that follows `prefix` in `text`.
+/// Every run of at least `min` characters of `alphabet` that follows `prefix` in `text`, with what follows it.
 fn runs_after<'a>(
     text: &'a str,
     prefix: &str,
     min: usize,
     alphabet: impl Fn(char) -> bool,
-) -> Vec<&'a str> {
+) -> Vec<(&'a str, &'a str)> {
     let mut found = Vec::new();
     let mut from = 0;
     while let Some(at) = text[from..].find(prefix) {
@@ -1048,7 +1048,7 @@ fn runs_after<'a>(
         let rest = &text[start + prefix.len()..];
         let len = rest.find(|c: char| !alphabet(c)).unwrap_or(rest.len());
         if len >= min {
-            found.push(&text[start..start + prefix.len() + len]);
+            found.push((&text[start..start + prefix.len() + len], &rest[len..]));
         }
         from = start + prefix.len();
     }
@@ -1060,12 +1060,12 @@ fn runs_after<'a>(
 fn credential_shapes(text: &str) -> Vec<String> {
     let base64url = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     let mut found: Vec<String> = Vec::new();
-    for jwt in runs_after(text, "eyJ", 10, base64url) {
-        if text[text.find(jwt).unwrap() + jwt.len()..].starts_with('.') {
+    for (jwt, after) in runs_after(text, "eyJ", 10, base64url) {
+        if after.starts_with('.') {
             found.push(format!("JWT {jwt}"));
         }
     }
-    for token in runs_after(text, "ya29.", 1, |c| base64url(c) || c == '.') {
+    for (token, _) in runs_after(text, "ya29.", 1, |c| base64url(c) || c == '.') {
         found.push(format!("Google token {token}"));
     }
     for needle in [
@@ -1080,6 +1080,18 @@ fn credential_shapes(text: &str) -> Vec<String> {
         }
     }
     found
+}
+
+#[test]
+fn credential_shapes_are_recognised() {
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+    assert!(!credential_shapes(&format!("token {jwt} end")).is_empty());
+    assert_eq!(credential_shapes("ya29.c.AbC-12_x").len(), 1);
+    assert_eq!(credential_shapes("Authorization: Bearer x").len(), 1);
+    assert!(credential_shapes("eyJ short. and eyJabcdefghijklmnop without a dot").is_empty());
+    assert!(
+        credential_shapes("provisioned secret for puller@proj.iam.gserviceaccount.com").is_empty()
+    );
 }
 
 #[test]
