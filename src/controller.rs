@@ -447,6 +447,11 @@ impl Worker {
                             self.queue.add_after(key.clone(), delay);
                         }
                         if outcome.check_pods {
+                            // A fresh look at the pods gets a fresh allowance of re-checks.
+                            self.rechecks
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&(namespace.clone(), name.clone()));
                             self.queue.add(WorkKey::Pods {
                                 namespace: namespace.clone(),
                                 name: name.clone(),

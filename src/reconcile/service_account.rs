@@ -223,6 +223,22 @@ fn provision_one(
         message
     };
     ctx.check_may_act().map_err(|e| e.0)?;
+    if existing.is_none() {
+        // A name taken by someone else's secret is found before any token is minted or exchanged.
+        match ctx.client.get::<Secret>(Some(&meta.namespace), name) {
+            Ok(other) if !secret::is_owned_by(&other.metadata, meta) => {
+                return Err(fail("secret", foreign_secret_message(name)));
+            }
+            Ok(_) => return Err("the secret was created concurrently; will retry".to_string()),
+            Err(e) if e.is(Reason::NotFound) => {}
+            Err(e) => {
+                return Err(fail(
+                    "secret",
+                    format!("checking whether secret {name} exists: {e}"),
+                ))
+            }
+        }
+    }
 
     let token = ctx
         .client
@@ -305,11 +321,9 @@ fn write_secret(
         return match ctx.client.create(Some(namespace), &desired) {
             Ok(created) => Ok(created),
             Err(e) if e.is(Reason::AlreadyExists) => Err(match ctx.client.get::<Secret>(Some(namespace), &name) {
-                Ok(other) if !secret::is_owned_by(&other.metadata, &service_account.metadata) => format!(
-                    "a secret named {name} already exists and is not managed by this controller for this serviceaccount; \
-                     it was left untouched: delete or rename it, or choose another name with the {} annotation",
-                    keys::SECRET_NAME
-                ),
+                Ok(other) if !secret::is_owned_by(&other.metadata, &service_account.metadata) => {
+                    foreign_secret_message(&name)
+                }
                 Ok(_) => "the secret was created concurrently; will retry".to_string(),
                 Err(e) => format!("a secret named {name} already exists and cannot be read to check who owns it: {e}"),
             }),
@@ -492,6 +506,14 @@ fn delete_secrets(
         );
     }
     Ok(())
+}
+
+fn foreign_secret_message(name: &str) -> String {
+    format!(
+        "a secret named {name} already exists and is not managed by this controller for this serviceaccount; \
+         it was left untouched: delete or rename it, or choose another name with the {} annotation",
+        keys::SECRET_NAME
+    )
 }
 
 fn warn(ctx: &Context, service_account: &ServiceAccount, reason: &str, message: &str) {

@@ -1,0 +1,456 @@
+//! Benchmarks (run by `scripts/bench`, never by the test suite: every test here is `#[ignore]`).
+//!
+//! Against the real kube-apiserver (with an audit log, so API requests can be counted by verb and resource)
+//! and the Google stand-in answering in a configurable latency (default 5 ms), it measures: cold start at
+//! 1,000 and 10,000 configured ServiceAccounts; steady state with 10,000 configured plus 10,000 unconfigured
+//! ServiceAccounts, 20,000 unrelated secrets and 50,000 pods; annotate-to-attached latency; API requests
+//! per newly configured ServiceAccount; and the same cold start with `--workers 1`. It prints a markdown
+//! report and writes it to `$IPSP_BENCH_OUT` (default `target/bench/report.md`).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use image_pull_secrets_provisioner::kube::types::{ObjectMeta, Pod, Secret, ServiceAccount};
+use image_pull_secrets_provisioner::kube::{Client, ListParams};
+use serde_json::json;
+use support::controller::{Controller, CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT};
+use support::google::GoogleFake;
+use support::{cluster, eventually};
+
+const PROVIDER: &str =
+    "projects/123456/locations/global/workloadIdentityPools/bench/providers/bench";
+const AUDIENCE: &str = "bench";
+const REGISTRY: &str = "europe-docker.pkg.dev";
+const EMAIL: &str = "puller@bench.iam.gserviceaccount.com";
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn configured(name: &str, ns: &str) -> ServiceAccount {
+    let mut sa = ServiceAccount::default();
+    sa.metadata = ObjectMeta {
+        name: name.into(),
+        namespace: ns.into(),
+        ..Default::default()
+    };
+    for (key, value) in annotations() {
+        sa.metadata.annotations.insert(key.into(), value.into());
+    }
+    sa
+}
+
+fn annotations() -> [(&'static str, &'static str); 4] {
+    [
+        ("imagepullsecrets.preferred.jp/registry", REGISTRY),
+        ("imagepullsecrets.preferred.jp/audience", AUDIENCE),
+        (
+            "imagepullsecrets.preferred.jp/googlecloud-workload-identity-provider",
+            PROVIDER,
+        ),
+        (
+            "imagepullsecrets.preferred.jp/googlecloud-service-account-email",
+            EMAIL,
+        ),
+    ]
+}
+
+/// Creates `count` objects with `threads` parallel writers.
+fn create_many(count: usize, threads: usize, make: impl Fn(&Client, usize) + Sync) {
+    let client = cluster().admin();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return;
+                }
+                make(&client, i);
+            });
+        }
+    });
+}
+
+fn create_or_exists<K: image_pull_secrets_provisioner::kube::types::Resource>(
+    client: &Client,
+    ns: &str,
+    object: &K,
+) {
+    match client.create(Some(ns), object) {
+        Ok(_) => {}
+        Err(e) if e.is(image_pull_secrets_provisioner::kube::Reason::AlreadyExists) => {}
+        Err(e) => panic!("create in {ns}: {e}"),
+    }
+}
+
+fn attached_count(client: &Client, ns: &str) -> usize {
+    let mut count = 0;
+    client
+        .list_each::<ServiceAccount>(
+            Some(ns),
+            &ListParams {
+                limit: Some(2000),
+                ..Default::default()
+            },
+            |sa| {
+                if sa.image_pull_secrets.is_some_and(|s| !s.is_empty()) {
+                    count += 1;
+                }
+            },
+        )
+        .expect("list serviceaccounts");
+    count
+}
+
+/// Resident memory now and at its peak, in bytes, and CPU seconds used, of process `pid`.
+fn process_stats(pid: u32) -> (u64, u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        kib("VmRSS:"),
+        kib("VmHWM:"),
+        (ticks(11) + ticks(12)) / 100.0,
+    )
+}
+
+/// The controller's API requests in the audit log since `offset` bytes: (verb, resource) → count, and the
+/// new offset.
+fn audit_requests(
+    offset: u64,
+    namespace_filter: Option<&str>,
+) -> (BTreeMap<(String, String), usize>, u64) {
+    use std::io::{Seek, SeekFrom};
+    let path = cluster().dir.join("audit.log");
+    let user = format!("system:serviceaccount:{CONTROLLER_NAMESPACE}:{CONTROLLER_SERVICE_ACCOUNT}");
+    let mut counts = BTreeMap::new();
+    let Ok(mut file) = std::fs::File::open(&path) else {
+        return (counts, offset);
+    };
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    let mut reader = std::io::BufReader::new(file);
+    let mut position = offset;
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+        position += line.len() as u64;
+        if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
+            let stage_complete = event["stage"] == "ResponseComplete";
+            let ours = event["user"]["username"] == user.as_str();
+            let in_namespace =
+                namespace_filter.is_none_or(|ns| event["objectRef"]["namespace"] == ns);
+            if stage_complete && ours && in_namespace {
+                let mut resource = event["objectRef"]["resource"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string();
+                if let Some(sub) = event["objectRef"]["subresource"].as_str() {
+                    resource = format!("{resource}/{sub}");
+                }
+                *counts
+                    .entry((event["verb"].as_str().unwrap_or("?").to_string(), resource))
+                    .or_insert(0) += 1;
+            }
+        }
+        line.clear();
+    }
+    (counts, position)
+}
+
+fn audit_end() -> u64 {
+    std::fs::metadata(cluster().dir.join("audit.log"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+fn writes(counts: &BTreeMap<(String, String), usize>) -> usize {
+    counts
+        .iter()
+        .filter(|((verb, _), _)| matches!(verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+struct ColdStart {
+    count: usize,
+    workers: usize,
+    seconds: f64,
+    peak_rss: u64,
+}
+
+fn cold_start(count: usize, workers: usize, fake: &GoogleFake) -> ColdStart {
+    let cluster = cluster();
+    let admin = cluster.admin();
+    let ns = cluster.namespace(&format!("cold-{count}-w{workers}"));
+    create_many(count, 16, |client, i| {
+        create_or_exists(client, &ns, &configured(&format!("sa-{i}"), &ns))
+    });
+    let controller = Controller::builder(&ns)
+        .google(&fake.endpoint)
+        .log_level("info")
+        .args(&["--workers", &workers.to_string()])
+        .start();
+    let started = Instant::now();
+    eventually(
+        Duration::from_secs(1800),
+        "every ServiceAccount to have its secret",
+        || {
+            assert!(
+                controller.is_running(),
+                "the controller exited:\n{}",
+                controller.logs()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+            (attached_count(&admin, &ns) == count).then_some(())
+        },
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    let (_, peak_rss, _) = process_stats(controller.pid());
+    println!(
+        "cold start {count} (workers {workers}): {seconds:.1} s, {:.0}/s, peak RSS {:.1} MB",
+        count as f64 / seconds,
+        peak_rss as f64 / 1e6
+    );
+    ColdStart {
+        count,
+        workers,
+        seconds,
+        peak_rss,
+    }
+}
+
+#[test]
+#[ignore = "benchmark: run by scripts/bench"]
+fn benchmark() {
+    let cluster = cluster();
+    let admin = cluster.admin();
+    let latency = env_number("IPSP_BENCH_PROVIDER_LATENCY_MS", 5);
+    let large = env_number("IPSP_BENCH_LARGE", 10_000);
+    let small = env_number("IPSP_BENCH_SMALL", 1_000);
+    let samples = env_number("IPSP_BENCH_SAMPLES", 200);
+    let pods = env_number("IPSP_BENCH_PODS", 50_000);
+    let fake = GoogleFake::builder()
+        .pool(PROVIDER, &[AUDIENCE])
+        .allow(EMAIL, "*")
+        .arg("--latency-ms")
+        .arg(&latency.to_string())
+        .start();
+    let mut report = String::new();
+    let mut line = |text: String| {
+        println!("{text}");
+        report.push_str(&text);
+        report.push('\n');
+    };
+    line(format!("# Benchmark report\n\nProvider stand-in latency: {latency} ms per call (two calls per credential). \
+        Machine: {} cores. Controller: release build. Kubernetes: real kube-apiserver + etcd on the same machine.\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)));
+
+    // 1 and 5: cold start.
+    let default_workers = 4;
+    let runs = vec![
+        cold_start(small, 1, &fake),
+        cold_start(small, default_workers, &fake),
+        cold_start(large, default_workers, &fake),
+    ];
+    line(
+        "## Cold start: configured ServiceAccounts already exist when the controller starts\n"
+            .into(),
+    );
+    line(
+        "| ServiceAccounts | workers | time to all attached | provisioned per second | peak RSS |"
+            .into(),
+    );
+    line("|---:|---:|---:|---:|---:|".into());
+    for run in &runs {
+        line(format!(
+            "| {} | {} | {:.1} s | {:.0} | {:.1} MB |",
+            run.count,
+            run.workers,
+            run.seconds,
+            run.count as f64 / run.seconds,
+            run.peak_rss as f64 / 1e6
+        ));
+    }
+
+    // 2: steady state with many unrelated objects, all in one namespace the controller serves.
+    let ns = cluster.namespace("steady");
+    create_many(large, 16, |client, i| {
+        create_or_exists(client, &ns, &configured(&format!("sa-{i}"), &ns))
+    });
+    let controller = Controller::builder(&ns)
+        .google(&fake.endpoint)
+        .log_level("info")
+        .start();
+    eventually(
+        Duration::from_secs(1800),
+        "the steady-state ServiceAccounts provisioned",
+        || {
+            assert!(
+                controller.is_running(),
+                "the controller exited:\n{}",
+                controller.logs()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+            (attached_count(&admin, &ns) == large).then_some(())
+        },
+    );
+    let (rss_configured, _, _) = process_stats(controller.pid());
+    create_many(large, 16, |client, i| {
+        let mut sa = ServiceAccount::default();
+        sa.metadata.name = format!("plain-{i}");
+        create_or_exists(client, &ns, &sa);
+    });
+    create_many(2 * large, 16, |client, i| {
+        let mut secret = Secret::default();
+        secret.metadata.name = format!("unrelated-{i}");
+        secret.data.insert("k".into(), "dmFsdWU=".into());
+        create_or_exists(client, &ns, &secret);
+    });
+    create_many(pods, 16, |client, i| {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": format!("pod-{i}")},
+            "spec": {"serviceAccountName": format!("plain-{}", i % large), "automountServiceAccountToken": false,
+                "containers": [{"name": "c", "image": "nginx"}]}})).unwrap();
+        create_or_exists(client, &ns, &pod);
+    });
+    // Let the watches digest the flood, then measure a quiet minute.
+    std::thread::sleep(Duration::from_secs(15));
+    let (rss_before, _, cpu_before) = process_stats(controller.pid());
+    let audit_start = audit_end();
+    let minute = Duration::from_secs(env_number("IPSP_BENCH_STEADY_SECONDS", 60) as u64);
+    std::thread::sleep(minute);
+    let (rss_after, peak, cpu_after) = process_stats(controller.pid());
+    let (steady_counts, _) = audit_requests(audit_start, Some(&ns));
+    let per_minute = 60.0 / minute.as_secs_f64();
+    line(format!("\n## Steady state: {large} configured + {large} unconfigured ServiceAccounts, {} unrelated secrets, {pods} pods\n", 2 * large));
+    line("| measure | value |".into());
+    line("|---|---:|".into());
+    line(format!(
+        "| RSS with only the {large} configured ServiceAccounts | {:.1} MB |",
+        rss_configured as f64 / 1e6
+    ));
+    line(format!("| RSS after adding the unrelated objects | {:.1} MB (then {:.1} MB a minute later; peak {:.1} MB) |", rss_before as f64 / 1e6, rss_after as f64 / 1e6, peak as f64 / 1e6));
+    line(format!(
+        "| CPU per minute | {:.2} s |",
+        (cpu_after - cpu_before) * per_minute
+    ));
+    line(format!(
+        "| API writes per minute | {:.0} |",
+        writes(&steady_counts) as f64 * per_minute
+    ));
+    line(format!(
+        "| API requests per minute (all verbs) | {:.0} |",
+        steady_counts.values().sum::<usize>() as f64 * per_minute
+    ));
+    drop(controller);
+
+    // 3 and 4: latency from annotation to attachment, and the requests it took.
+    let ns = cluster.namespace("latency");
+    let controller = Controller::builder(&ns)
+        .google(&fake.endpoint)
+        .log_level("info")
+        .start();
+    eventually(Duration::from_secs(60), "the controller ready", || {
+        controller.logs().contains("ready").then_some(())
+    });
+    for i in 0..samples {
+        let mut sa = ServiceAccount::default();
+        sa.metadata.name = format!("sa-{i}");
+        admin.create(Some(&ns), &sa).unwrap();
+    }
+    let audit_start = audit_end();
+    let mut latencies = Vec::new();
+    for i in 0..samples {
+        let name = format!("sa-{i}");
+        let patch = json!({"metadata": {"annotations": annotations().iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>()}});
+        let started = Instant::now();
+        admin
+            .patch::<ServiceAccount>(
+                Some(&ns),
+                &name,
+                &image_pull_secrets_provisioner::kube::Patch::Merge(patch),
+            )
+            .unwrap();
+        loop {
+            let sa: ServiceAccount = admin.get(Some(&ns), &name).unwrap();
+            if sa.image_pull_secrets.is_some_and(|s| !s.is_empty()) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{name} not attached"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        latencies.push(started.elapsed());
+    }
+    // Scheduled follow-ups (pod checks) finish within a few seconds.
+    std::thread::sleep(Duration::from_secs(10));
+    let (counts, _) = audit_requests(audit_start, Some(&ns));
+    latencies.sort();
+    let percentile = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(latencies.len() - 1)]
+    };
+    line(format!("\n## Annotate-to-attached latency over {samples} ServiceAccounts (annotated one at a time)\n"));
+    line("| p50 | p90 | p99 | max |".into());
+    line("|---:|---:|---:|---:|".into());
+    line(format!(
+        "| {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
+        percentile(0.5).as_secs_f64() * 1e3,
+        percentile(0.9).as_secs_f64() * 1e3,
+        percentile(0.99).as_secs_f64() * 1e3,
+        latencies[latencies.len() - 1].as_secs_f64() * 1e3
+    ));
+    line(format!("\n## API requests per newly configured ServiceAccount (audit log, {samples} ServiceAccounts)\n"));
+    line("| verb | resource | per ServiceAccount |".into());
+    line("|---|---|---:|".into());
+    for ((verb, resource), count) in &counts {
+        line(format!(
+            "| {verb} | {resource} | {:.2} |",
+            *count as f64 / samples as f64
+        ));
+    }
+    line(format!(
+        "| **writes** | | **{:.2}** |",
+        writes(&counts) as f64 / samples as f64
+    ));
+    drop(controller);
+
+    let path = std::env::var("IPSP_BENCH_OUT").unwrap_or_else(|_| {
+        support::project_root()
+            .join("target/bench/report.md")
+            .to_string_lossy()
+            .into_owned()
+    });
+    if let Some(parent) = std::path::Path::new(&path).parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, &report).unwrap();
+    println!("\nreport written to {path}");
+}
