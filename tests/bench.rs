@@ -35,16 +35,18 @@ fn env_number(name: &str, default: usize) -> usize {
 }
 
 fn configured(name: &str, ns: &str) -> ServiceAccount {
-    let mut sa = ServiceAccount::default();
-    sa.metadata = ObjectMeta {
+    let mut metadata = ObjectMeta {
         name: name.into(),
         namespace: ns.into(),
         ..Default::default()
     };
     for (key, value) in annotations() {
-        sa.metadata.annotations.insert(key.into(), value.into());
+        metadata.annotations.insert(key.into(), value.into());
     }
-    sa
+    ServiceAccount {
+        metadata,
+        ..Default::default()
+    }
 }
 
 fn annotations() -> [(&'static str, &'static str); 4] {
