@@ -55,20 +55,23 @@ pub fn validate_base_name(name: &str) -> Result<(), String> {
     if name.len() > MAX_NAME {
         return Err(format!("{name:?} is longer than {MAX_NAME} characters"));
     }
-    let label_ok = |label: &str| {
-        !label.is_empty()
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    };
-    if !name.split('.').all(label_ok) {
+    if !name.split('.').all(is_dns_label) {
         return Err(format!(
             "{name:?} is not a valid secret name: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
         ));
     }
     Ok(())
+}
+
+/// Whether `label` has the characters of a DNS-1123 label: lower-case letters, digits and `-`, neither
+/// first nor last, and is not empty. (Length limits differ by use and are checked by the callers.)
+pub fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
 }
 
 /// The value of the service-account label: the name itself when it fits in a label value (always, for the

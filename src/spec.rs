@@ -254,16 +254,10 @@ pub fn validate_registry_host(registry: &str) -> Result<(), String> {
             "annotation {key}: {registry:?} is not a valid host name"
         ));
     }
-    let label_ok = |label: &str| {
-        !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    };
-    if !host.split('.').all(label_ok) {
+    if !host
+        .split('.')
+        .all(|label| label.len() <= 63 && secret::is_dns_label(label))
+    {
         return Err(format!(
             "annotation {key}: {registry:?} is not a valid host name"
         ));

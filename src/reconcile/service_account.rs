@@ -48,7 +48,7 @@ pub fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<Outcome, 
     let owned = owned_secrets(ctx, &service_account)?;
     match spec::parse(namespace, name, &service_account.metadata.annotations) {
         Parsed::NotConfigured => {
-            decommission(ctx, &service_account, &owned, &[])?;
+            decommission(ctx, &service_account, &owned)?;
             metrics().forget_service_account(namespace, name);
             Ok(Outcome::default())
         }
@@ -441,12 +441,8 @@ fn decommission(
     ctx: &Context,
     service_account: &ServiceAccount,
     owned: &BTreeMap<String, Secret>,
-    keep: &[String],
 ) -> Result<(), ReconcileError> {
-    let unwanted: Vec<&Secret> = owned
-        .values()
-        .filter(|s| !keep.contains(&s.metadata.name))
-        .collect();
+    let unwanted: Vec<&Secret> = owned.values().collect();
     if unwanted.is_empty() {
         return Ok(());
     }
