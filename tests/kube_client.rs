@@ -38,12 +38,17 @@ fn watch_secrets(
 ) {
     let (tx, rx) = mpsc::channel();
     let shutdown = Shutdown::new();
-    let watcher = configure(Watcher::new(
-        client,
-        Some(namespace.to_string()),
-        ListParams::default(),
-        "test",
-    ));
+    // A short server-side timeout, so that a test's shutdown is noticed within seconds: a blocked read
+    // only returns when the server ends the watch.
+    let watcher = configure(
+        Watcher::new(
+            client,
+            Some(namespace.to_string()),
+            ListParams::default(),
+            "test",
+        )
+        .watch_timeout(Duration::from_secs(5)),
+    );
     let stop = shutdown.clone();
     let handle = std::thread::spawn(move || {
         watcher.run::<Secret>(&stop, |event| {
