@@ -19,7 +19,7 @@ use crate::kube::types::{SecretMetadata, ServiceAccount};
 use crate::kube::{Client, Connection, ListParams};
 use crate::metrics::metrics;
 use crate::reconcile::events::EventRecorder;
-use crate::reconcile::{evictor, service_account, Context, Options};
+use crate::reconcile::{evictor, service_account, Context, Options, OwnWrites};
 use crate::runtime::leader::{default_identity, LeaderConfig, LeaderElector};
 use crate::runtime::queue::{BackoffPolicy, Queue};
 use crate::runtime::watcher::{Event, Watcher};
@@ -114,6 +114,7 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
         None
     };
 
+    let own_writes = Arc::new(OwnWrites::default());
     let ctx = Arc::new(Context {
         client: client.clone(),
         clouds,
@@ -125,12 +126,27 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
             ..Options::default()
         },
         may_act: is_leader.clone(),
+        own_writes: own_writes.clone(),
     });
     let queue = Arc::new(Queue::new(BackoffPolicy::default()));
     let lists_done = Arc::new(ListsDone::new(2, health.clone()));
 
-    start_service_account_watch(&client, &config, &queue, &lists_done, &shutdown)?;
-    start_secret_watch(&client, &config, &queue, &lists_done, &shutdown)?;
+    start_service_account_watch(
+        &client,
+        &config,
+        &queue,
+        &lists_done,
+        &own_writes,
+        &shutdown,
+    )?;
+    start_secret_watch(
+        &client,
+        &config,
+        &queue,
+        &lists_done,
+        &own_writes,
+        &shutdown,
+    )?;
 
     let rechecks = Arc::new(Mutex::new(HashMap::new()));
     let mut workers = Vec::new();
@@ -260,6 +276,7 @@ fn start_service_account_watch(
     config: &Config,
     queue: &Arc<Queue<WorkKey>>,
     lists_done: &Arc<ListsDone>,
+    own_writes: &Arc<OwnWrites>,
     shutdown: &Shutdown,
 ) -> Result<(), String> {
     let watcher = Watcher::new(
@@ -270,6 +287,7 @@ fn start_service_account_watch(
     )
     .on_restart(|reason| metrics().watch_restart("serviceaccounts", reason));
     let (queue, lists_done, shutdown) = (queue.clone(), lists_done.clone(), shutdown.clone());
+    let own_writes = own_writes.clone();
     std::thread::Builder::new()
         .name("watch-serviceaccounts".into())
         .spawn(move || {
@@ -289,7 +307,9 @@ fn start_service_account_watch(
                     } else {
                         configured.remove(&key)
                     };
-                    if now_configured || was_configured {
+                    // The echo of this process's own update needs no second look.
+                    let own = own_writes.is_own("ServiceAccount", &sa.metadata);
+                    if (now_configured || was_configured) && !own {
                         queue.add(service_account_key(&key.0, &key.1));
                     }
                 }
@@ -330,6 +350,7 @@ fn start_secret_watch(
     config: &Config,
     queue: &Arc<Queue<WorkKey>>,
     lists_done: &Arc<ListsDone>,
+    own_writes: &Arc<OwnWrites>,
     shutdown: &Shutdown,
 ) -> Result<(), String> {
     let params = ListParams {
@@ -344,6 +365,7 @@ fn start_secret_watch(
     )
     .on_restart(|reason| metrics().watch_restart("secrets", reason));
     let (queue, lists_done, shutdown) = (queue.clone(), lists_done.clone(), shutdown.clone());
+    let own_writes = own_writes.clone();
     std::thread::Builder::new()
         .name("watch-secrets".into())
         .spawn(move || {
@@ -391,7 +413,8 @@ fn start_secret_watch(
                         metrics().set_secret_expiry(&meta.namespace, owner, &meta.name, expires_at);
                     }
                 }
-                if let Some(owner) = owner {
+                let own = !deleted && own_writes.is_own("Secret", meta);
+                if let (Some(owner), false) = (owner, own) {
                     queue.add(service_account_key(&meta.namespace, &owner));
                 }
             })

@@ -5,10 +5,12 @@ pub mod events;
 pub mod evictor;
 pub mod service_account;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cloud::CredentialSource;
+use crate::kube::types::ObjectMeta;
 use crate::kube::Client;
 use events::EventRecorder;
 
@@ -54,6 +56,43 @@ pub struct Context {
     /// Whether this process may write (it holds the lease, or leader election is off). Checked before every
     /// write, so a process that loses the lease stops acting at once.
     pub may_act: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// The versions this process wrote, so the watches can tell its own writes from everyone else's.
+    pub own_writes: Arc<OwnWrites>,
+}
+
+/// The resourceVersions of the objects this process wrote last.
+///
+/// Each write comes back through a watch; without this, that echo would queue another reconcile of the
+/// same ServiceAccount that reads everything again only to find nothing to do. At most one entry per
+/// object, consumed by the matching event, so the map is bounded by the number of objects written.
+#[derive(Debug, Default)]
+pub struct OwnWrites {
+    versions: Mutex<HashMap<(&'static str, String, String), String>>,
+}
+
+impl OwnWrites {
+    /// Remembers that this process wrote `meta` (of kind `kind`) at its resourceVersion.
+    pub fn record(&self, kind: &'static str, meta: &ObjectMeta) {
+        let key = (kind, meta.namespace.clone(), meta.name.clone());
+        self.lock().insert(key, meta.resource_version.clone());
+    }
+
+    /// Whether `meta` is exactly what this process wrote last; the record is consumed.
+    pub fn is_own(&self, kind: &'static str, meta: &ObjectMeta) -> bool {
+        let key = (kind, meta.namespace.clone(), meta.name.clone());
+        let mut versions = self.lock();
+        match versions.get(&key) {
+            Some(version) if *version == meta.resource_version && !version.is_empty() => {
+                versions.remove(&key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(&'static str, String, String), String>> {
+        self.versions.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Why a reconcile did not complete; the worker retries with backoff and logs it once.
@@ -82,5 +121,29 @@ impl Context {
                 "leadership lost; leaving the rest to the new leader".to_string(),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_writes_match_exactly_once_and_only_their_version() {
+        let writes = OwnWrites::default();
+        let meta = |rv: &str| ObjectMeta {
+            namespace: "ns".into(),
+            name: "s".into(),
+            resource_version: rv.into(),
+            ..Default::default()
+        };
+        writes.record("Secret", &meta("5"));
+        assert!(
+            !writes.is_own("Secret", &meta("6")),
+            "someone else's later write"
+        );
+        assert!(!writes.is_own("ServiceAccount", &meta("5")), "another kind");
+        assert!(writes.is_own("Secret", &meta("5")));
+        assert!(!writes.is_own("Secret", &meta("5")), "consumed");
     }
 }

@@ -283,6 +283,7 @@ fn provision_one(
             format!("writing secret {name} for {principal_id}: {e}"),
         )
     })?;
+    ctx.own_writes.record("Secret", &written.metadata);
 
     let lifetime = (credentials.expires_at - obtained_at)
         .to_std()
@@ -387,7 +388,8 @@ fn attach(
             .client
             .replace(Some(&meta.namespace), &meta.name, &updated)
         {
-            Ok(_) => {
+            Ok(written) => {
+                ctx.own_writes.record("ServiceAccount", &written.metadata);
                 log::info!(
                     namespace = meta.namespace.as_str(), serviceaccount = meta.name.as_str();
                     "updated imagePullSecrets (attached {add:?}, detached {remove:?})"
