@@ -25,7 +25,7 @@ pub struct Flag {
 pub const FLAGS: &[Flag] = &[
     Flag { name: "--kubeconfig", value: Some("PATH"), default: "", help: "kubeconfig to use outside a cluster (else KUBECONFIG, else the in-cluster ServiceAccount)" },
     Flag { name: "--namespace", value: Some("NAME"), default: "", help: "only watch ServiceAccounts, secrets and pods in this namespace (default: all namespaces)" },
-    Flag { name: "--workers", value: Some("N"), default: "4", help: "ServiceAccounts reconciled in parallel" },
+    Flag { name: "--workers", value: Some("N"), default: "8", help: "ServiceAccounts reconciled in parallel" },
     Flag { name: "--metrics-bind-address", value: Some("ADDR"), default: ":8080", help: "address of the Prometheus /metrics endpoint; 0 disables it" },
     Flag { name: "--health-probe-bind-address", value: Some("ADDR"), default: ":8081", help: "address of /healthz and /readyz; 0 disables them" },
     Flag { name: "--leader-elect", value: None, default: "false", help: "elect a leader through a Lease so that only one replica acts" },

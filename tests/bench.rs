@@ -203,6 +203,19 @@ struct ColdStart {
     workers: usize,
     seconds: f64,
     peak_rss: u64,
+    /// CPU seconds used during the run by the controller, kube-apiserver and etcd.
+    cpu: [f64; 3],
+}
+
+/// The pids of the test cluster's kube-apiserver and etcd.
+fn cluster_pids() -> [u32; 2] {
+    let read = |name: &str| {
+        std::fs::read_to_string(cluster().dir.join(format!("{name}.pid")))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    [read("kube-apiserver"), read("etcd")]
 }
 
 fn cold_start(count: usize, workers: usize, fake: &GoogleFake) -> ColdStart {
@@ -212,6 +225,8 @@ fn cold_start(count: usize, workers: usize, fake: &GoogleFake) -> ColdStart {
     create_many(count, 16, |client, i| {
         create_or_exists(client, &ns, &configured(&format!("sa-{i}"), &ns))
     });
+    let [apiserver, etcd] = cluster_pids();
+    let cpu_before = [process_stats(apiserver).2, process_stats(etcd).2];
     let controller = Controller::builder(&ns)
         .google(&fake.endpoint)
         .log_level("info")
@@ -232,9 +247,14 @@ fn cold_start(count: usize, workers: usize, fake: &GoogleFake) -> ColdStart {
         },
     );
     let seconds = started.elapsed().as_secs_f64();
-    let (_, peak_rss, _) = process_stats(controller.pid());
+    let (_, peak_rss, controller_cpu) = process_stats(controller.pid());
+    let cpu = [
+        controller_cpu,
+        process_stats(apiserver).2 - cpu_before[0],
+        process_stats(etcd).2 - cpu_before[1],
+    ];
     println!(
-        "cold start {count} (workers {workers}): {seconds:.1} s, {:.0}/s, peak RSS {:.1} MB",
+        "cold start {count} (workers {workers}): {seconds:.1} s, {:.0}/s, peak RSS {:.1} MB, CPU {cpu:?}",
         count as f64 / seconds,
         peak_rss as f64 / 1e6
     );
@@ -243,6 +263,7 @@ fn cold_start(count: usize, workers: usize, fake: &GoogleFake) -> ColdStart {
         workers,
         seconds,
         peak_rss,
+        cpu,
     }
 }
 
@@ -273,29 +294,30 @@ fn benchmark() {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)));
 
     // 1 and 5: cold start.
-    let default_workers = 4;
+    let default_workers = 8;
     let runs = vec![
         cold_start(small, 1, &fake),
         cold_start(small, default_workers, &fake),
+        cold_start(small, 2 * default_workers, &fake),
         cold_start(large, default_workers, &fake),
     ];
     line(
         "## Cold start: configured ServiceAccounts already exist when the controller starts\n"
             .into(),
     );
-    line(
-        "| ServiceAccounts | workers | time to all attached | provisioned per second | peak RSS |"
-            .into(),
-    );
-    line("|---:|---:|---:|---:|---:|".into());
+    line("| ServiceAccounts | workers | time to all attached | provisioned per second | peak RSS | CPU s: controller / kube-apiserver / etcd |".into());
+    line("|---:|---:|---:|---:|---:|---|".into());
     for run in &runs {
         line(format!(
-            "| {} | {} | {:.1} s | {:.0} | {:.1} MB |",
+            "| {} | {} | {:.1} s | {:.0} | {:.1} MB | {:.1} / {:.1} / {:.1} |",
             run.count,
             run.workers,
             run.seconds,
             run.count as f64 / run.seconds,
-            run.peak_rss as f64 / 1e6
+            run.peak_rss as f64 / 1e6,
+            run.cpu[0],
+            run.cpu[1],
+            run.cpu[2]
         ));
     }
 

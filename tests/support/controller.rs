@@ -135,7 +135,11 @@ impl ControllerBuilder {
         ));
         std::fs::create_dir_all(&dir).expect("controller directory");
         let log_path = dir.join("controller.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_image-pull-secrets-provisioner"));
+        // IPSP_CONTROLLER_BIN runs another build of the binary, e.g. the static one the image ships (bench).
+        let binary = std::env::var_os("IPSP_CONTROLLER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_image-pull-secrets-provisioner")));
+        let mut command = Command::new(binary);
         command
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
