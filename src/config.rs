@@ -395,6 +395,17 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_flag_as_help_prints_it() {
+        let readme = include_str!("../README.md");
+        for line in help().lines().filter(|l| l.trim_start().starts_with("--")) {
+            assert!(
+                readme.contains(line),
+                "README.md lacks the --help line {line:?}; paste the new --help output"
+            );
+        }
+    }
+
+    #[test]
     fn help_lists_every_flag() {
         let text = help();
         for flag in FLAGS {
