@@ -67,6 +67,8 @@ impl ProviderHttp {
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
             .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+            .input_buffer_size(crate::kube::client::CONNECTION_BUFFER_BYTES)
+            .output_buffer_size(crate::kube::client::CONNECTION_BUFFER_BYTES)
             .max_redirects(0)
             .user_agent(concat!(
                 "image-pull-secrets-provisioner/",

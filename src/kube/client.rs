@@ -21,6 +21,8 @@ use crate::cloud::Sensitive;
 
 /// Answers larger than this are refused; a page of 500 objects is far below it.
 const MAX_BODY_BYTES: u64 = 64 << 20;
+/// Read and write buffer of each pooled connection.
+pub(crate) const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
 /// A rotated token file is picked up at the latest this long after it changed (or at once after a 401).
 const TOKEN_FILE_REREAD: Duration = Duration::from_secs(60);
 
@@ -113,7 +115,11 @@ impl Client {
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
             .max_redirects(0)
-            .max_idle_connections_per_host(16)
+            .max_idle_connections_per_host(8)
+            // ureq's defaults (128 KiB each way per connection) would make pooled connections the biggest
+            // thing in the process; API answers stream through a small buffer just as well.
+            .input_buffer_size(CONNECTION_BUFFER_BYTES)
+            .output_buffer_size(CONNECTION_BUFFER_BYTES)
             .tls_config(tls_config(&roots, connection.client_cert.clone()))
             .build();
         let token = match connection.auth {
