@@ -450,7 +450,7 @@ impl Worker {
             };
             self.process(&key);
             self.queue.done(&key);
-            metrics().set_queue_depth(self.queue.len());
+            metrics().set_queue_depth(self.queue.ready_len());
         }
     }
 

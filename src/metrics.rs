@@ -163,7 +163,7 @@ impl Metrics {
             &mut out,
             "workqueue_depth",
             "gauge",
-            "Keys waiting in the work queue.",
+            "Keys ready to be processed now (scheduled refreshes are not counted).",
         );
         sample(
             &mut out,

@@ -230,6 +230,11 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
         state.ready.len() + state.due.len()
     }
 
+    /// Keys ready to be processed now (not counting delayed ones): the backlog.
+    pub fn ready_len(&self) -> usize {
+        self.lock().ready.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
