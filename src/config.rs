@@ -198,7 +198,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         .map_err(|e| format!("flag --log-format: {e}"))?;
     let provider_ca_bundle = optional("provider-ca-bundle").map(PathBuf::from);
     if let Some(path) = &provider_ca_bundle {
-        crate::cloud::http::read_pem_certificates(path)
+        crate::transport::certificates_from_file(path)
             .map_err(|e| format!("flag --provider-ca-bundle: {e}"))?;
     }
     Ok(Command::Run(Box::new(Config {

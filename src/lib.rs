@@ -43,3 +43,4 @@ pub mod secret;
 pub mod shutdown;
 pub mod signal;
 pub mod spec;
+pub mod transport;

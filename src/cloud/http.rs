@@ -8,10 +8,8 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
-
 use super::CloudError;
-use crate::jitter;
+use crate::{jitter, transport};
 
 /// Responses larger than this are cut off: no provider answer we read comes close.
 const MAX_BODY_BYTES: u64 = 1 << 20;
@@ -58,23 +56,15 @@ impl ProviderHttp {
         timeout: Duration,
         retry: RetryPolicy,
     ) -> Result<Self, String> {
-        let mut roots: Vec<Certificate<'static>> = webpki_root_certificates();
+        let mut roots = transport::public_roots();
         if let Some(path) = extra_ca_bundle {
-            roots.extend(read_pem_certificates(path)?);
+            roots.extend(
+                transport::certificates_from_file(path).map_err(|e| format!("CA bundle: {e}"))?,
+            );
         }
-        let tls = tls_config(&roots, None);
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
+        let config = transport::agent_config(&roots, None)
             .timeout_global(Some(timeout))
             .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
-            .input_buffer_size(crate::kube::client::CONNECTION_BUFFER_BYTES)
-            .output_buffer_size(crate::kube::client::CONNECTION_BUFFER_BYTES)
-            .max_redirects(0)
-            .user_agent(concat!(
-                "image-pull-secrets-provisioner/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .tls_config(tls)
             .build();
         Ok(ProviderHttp {
             agent: config.new_agent(),
@@ -137,49 +127,4 @@ impl ProviderHttp {
 
 fn transport_error(step: &'static str, url: &str, error: &ureq::Error) -> CloudError {
     CloudError::retryable(step, format!("cannot reach {url}: {error}"))
-}
-
-/// Mozilla's public roots, compiled in, so that no CA file is needed in the image.
-fn webpki_root_certificates() -> Vec<Certificate<'static>> {
-    webpki_root_certs::TLS_SERVER_ROOT_CERTS
-        .iter()
-        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
-        .collect()
-}
-
-/// The TLS configuration shared by all clients: the given roots, ring as crypto provider.
-pub(crate) fn tls_config(
-    roots: &[Certificate<'static>],
-    client_cert: Option<ureq::tls::ClientCert>,
-) -> TlsConfig {
-    TlsConfig::builder()
-        .root_certs(RootCerts::new_with_certs(roots))
-        .client_cert(client_cert)
-        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .build()
-}
-
-/// Reads every certificate of a PEM file; other PEM items (keys) are ignored.
-pub fn read_pem_certificates(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
-    let pem = std::fs::read(path)
-        .map_err(|e| format!("cannot read CA bundle {}: {e}", path.display()))?;
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        match item {
-            Ok(PemItem::Certificate(cert)) => certs.push(cert),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(format!(
-                    "CA bundle {} is not valid PEM: {e}",
-                    path.display()
-                ))
-            }
-        }
-    }
-    if certs.is_empty() {
-        return Err(format!("CA bundle {} holds no certificate", path.display()));
-    }
-    Ok(certs)
 }

@@ -16,13 +16,11 @@ use super::config::{Auth, Connection};
 use super::error::Error;
 use super::types::{ObjectList, Resource};
 use super::watch::WatchStream;
-use crate::cloud::http::tls_config;
 use crate::cloud::Sensitive;
+use crate::transport;
 
 /// Answers larger than this are refused; a page of 500 objects is far below it.
 const MAX_BODY_BYTES: u64 = 64 << 20;
-/// Read and write buffer of each pooled connection.
-pub(crate) const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
 /// A rotated token file is picked up at the latest this long after it changed (or at once after a 401).
 const TOKEN_FILE_REREAD: Duration = Duration::from_secs(60);
 
@@ -49,7 +47,6 @@ pub struct Client {
     server: String,
     token: Arc<TokenSource>,
     timeout: Duration,
-    user_agent: String,
 }
 
 impl std::fmt::Debug for Client {
@@ -104,23 +101,13 @@ impl Client {
     /// server-side timeout plus a margin.
     pub fn new(connection: Connection, timeout: Duration) -> Result<Client, String> {
         let roots = if connection.roots.is_empty() {
-            webpki_root_certs::TLS_SERVER_ROOT_CERTS
-                .iter()
-                .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
-                .collect()
+            transport::public_roots()
         } else {
             connection.roots.clone()
         };
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
+        let config = transport::agent_config(&roots, connection.client_cert.clone())
             .timeout_connect(Some(Duration::from_secs(10)))
-            .max_redirects(0)
             .max_idle_connections_per_host(8)
-            // ureq's defaults (128 KiB each way per connection) would make pooled connections the biggest
-            // thing in the process; API answers stream through a small buffer just as well.
-            .input_buffer_size(CONNECTION_BUFFER_BYTES)
-            .output_buffer_size(CONNECTION_BUFFER_BYTES)
-            .tls_config(tls_config(&roots, connection.client_cert.clone()))
             .build();
         let token = match connection.auth {
             Auth::None => TokenSource::None,
@@ -135,10 +122,6 @@ impl Client {
             server: connection.server,
             token: Arc::new(token),
             timeout,
-            user_agent: format!(
-                "image-pull-secrets-provisioner/{}",
-                env!("CARGO_PKG_VERSION")
-            ),
         })
     }
 
@@ -390,8 +373,7 @@ impl Client {
         let mut builder = ureq::http::Request::builder()
             .method(method)
             .uri(&url)
-            .header("Accept", "application/json")
-            .header("User-Agent", &self.user_agent);
+            .header("Accept", "application/json");
         if let Some(token) = self.token.current()? {
             builder = builder.header("Authorization", format!("Bearer {}", token.expose()));
         }

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use serde::Deserialize;
-use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey};
+use ureq::tls::{Certificate, ClientCert, PrivateKey};
 
 use super::yaml;
 use crate::cloud::Sensitive;
+use crate::transport;
 
 /// The ServiceAccount mount every pod gets.
 pub const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -73,10 +74,7 @@ impl Connection {
             host
         };
         let ca_path = dir.join("ca.crt");
-        let roots = read_certificates(
-            &std::fs::read(&ca_path).map_err(|e| read_error(&ca_path, e))?,
-            &ca_path,
-        )?;
+        let roots = transport::certificates_from_file(&ca_path)?;
         let token_path = dir.join("token");
         std::fs::metadata(&token_path).map_err(|e| read_error(&token_path, e))?;
         let namespace = std::fs::read_to_string(dir.join("namespace"))
@@ -212,14 +210,11 @@ fn resolve(files: &[(Kubeconfig, PathBuf)]) -> Result<Connection, String> {
     ) {
         (Some(data), _) if !data.is_empty() => {
             let pem = decode_base64(data, "certificate-authority-data")?;
-            read_certificates(&pem, Path::new("certificate-authority-data"))?
+            transport::certificates_from_pem(&pem, "certificate-authority-data")?
         }
         (_, Some(file)) if !file.is_empty() => {
             let path = cluster_base.join(file);
-            read_certificates(
-                &std::fs::read(&path).map_err(|e| read_error(&path, e))?,
-                &path,
-            )?
+            transport::certificates_from_file(&path)?
         }
         _ => Vec::new(),
     };
@@ -323,28 +318,9 @@ fn read_error(path: &Path, error: std::io::Error) -> String {
     format!("cannot read {}: {error}", path.display())
 }
 
-/// Every certificate in a PEM blob.
-pub(crate) fn read_certificates(
-    pem: &[u8],
-    source: &Path,
-) -> Result<Vec<Certificate<'static>>, String> {
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(pem) {
-        match item {
-            Ok(PemItem::Certificate(cert)) => certs.push(cert),
-            Ok(_) => {}
-            Err(e) => return Err(format!("{} is not valid PEM: {e}", source.display())),
-        }
-    }
-    if certs.is_empty() {
-        return Err(format!("{} holds no certificate", source.display()));
-    }
-    Ok(certs)
-}
-
 /// A client certificate chain and its key, checked to belong together before any connection is made.
 fn client_certificate(cert_pem: &[u8], key_pem: &[u8]) -> Result<ClientCert, String> {
-    let chain = read_certificates(cert_pem, Path::new("client certificate"))?;
+    let chain = transport::certificates_from_pem(cert_pem, "client certificate")?;
     let key = PrivateKey::from_pem(key_pem)
         .map_err(|e| format!("client key is not a valid PEM private key: {e}"))?;
     // The TLS stack asserts that key and certificate match when it builds a connection; check it here so

@@ -64,13 +64,9 @@ impl Cluster {
     }
 
     pub fn client_with_token(&self, token: &str) -> Client {
-        let pem = std::fs::read(&self.ca_file).expect("CA file");
-        let roots = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
-                _ => None,
-            })
-            .collect();
+        let roots =
+            image_pull_secrets_provisioner::transport::certificates_from_file(&self.ca_file)
+                .expect("the cluster's CA file");
         let connection = Connection {
             server: self.server.clone(),
             roots,
