@@ -37,7 +37,6 @@ pub fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<Outcome, 
         Ok(sa) => sa,
         Err(e) if e.is(Reason::NotFound) => {
             // The garbage collector removes its secrets through their ownerReferences.
-            metrics().forget_service_account(namespace, name);
             return Ok(Outcome::default());
         }
         Err(e) => return Err(ReconcileError(format!("reading serviceaccount: {e}"))),
@@ -49,7 +48,6 @@ pub fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<Outcome, 
     match spec::parse(namespace, name, &service_account.metadata.annotations) {
         Parsed::NotConfigured => {
             decommission(ctx, &service_account, &owned)?;
-            metrics().forget_service_account(namespace, name);
             Ok(Outcome::default())
         }
         Parsed::Invalid(message) => {
@@ -290,7 +288,6 @@ fn provision_one(
         .unwrap_or(Duration::ZERO);
     let refresh_at = secret::refresh_time(credentials.expires_at, lifetime);
     metrics().provisioning(provider, "success");
-    metrics().set_secret_expiry(&meta.namespace, &meta.name, name, credentials.expires_at);
     log::info!(
         namespace = meta.namespace.as_str(), serviceaccount = meta.name.as_str(), secret = name;
         "provisioned secret for {principal_id}, valid until {}", secret::format_time(credentials.expires_at)
@@ -488,7 +485,6 @@ fn delete_secrets(
                 return Err(ReconcileError(message));
             }
         }
-        metrics().forget_secret(&meta.namespace, name);
     }
     if !deleted.is_empty() {
         log::info!(namespace = meta.namespace.as_str(), serviceaccount = meta.name.as_str(); "removed secrets {deleted:?}");
