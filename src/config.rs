@@ -29,7 +29,7 @@ pub const FLAGS: &[Flag] = &[
     Flag { name: "--metrics-bind-address", value: Some("ADDR"), default: ":8080", help: "address of the Prometheus /metrics endpoint; 0 disables it" },
     Flag { name: "--health-probe-bind-address", value: Some("ADDR"), default: ":8081", help: "address of /healthz and /readyz; 0 disables them" },
     Flag { name: "--leader-elect", value: None, default: "false", help: "elect a leader through a Lease so that only one replica acts" },
-    Flag { name: "--leader-election-namespace", value: Some("NAME"), default: "", help: "namespace of the Lease (default: the pod's own namespace)" },
+    Flag { name: "--leader-election-namespace", value: Some("NAME"), default: "", help: "namespace of the Lease (default: the pod's own, or the kubeconfig context's)" },
     Flag { name: "--leader-election-id", value: Some("NAME"), default: DEFAULT_LEADER_ELECTION_ID, help: "name of the Lease; the default is the original controller's, so the two never act at once" },
     Flag { name: "--leader-election-lease-duration", value: Some("DURATION"), default: "15s", help: "how long a standby waits after the last renewal before taking over" },
     Flag { name: "--leader-election-renew-deadline", value: Some("DURATION"), default: "10s", help: "how long the leader keeps trying to renew before giving up leadership" },

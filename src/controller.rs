@@ -37,8 +37,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// A worker that has not come back to the queue for this long is reported stuck by `/healthz`.
 const WORKER_MAX_SILENCE: Duration = Duration::from_secs(300);
 
-/// Connects to the API server as configured: `--kubeconfig`, else `KUBECONFIG`, else in-cluster.
-pub fn connect(config: &Config) -> Result<Client, String> {
+/// Connects to the API server as configured: `--kubeconfig`, else `KUBECONFIG`, else in-cluster. Also
+/// returns the connection's namespace: the pod's own in-cluster, the context's with a kubeconfig.
+pub fn connect(config: &Config) -> Result<(Client, Option<String>), String> {
     let connection = match (&config.kubeconfig, std::env::var_os("KUBECONFIG")) {
         (Some(path), _) => Connection::from_kubeconfig(std::slice::from_ref(path))?,
         (None, Some(paths)) if !paths.is_empty() => {
@@ -49,12 +50,13 @@ pub fn connect(config: &Config) -> Result<Client, String> {
         }
         _ => Connection::in_cluster()?,
     };
-    Client::new(connection, Duration::from_secs(30))
+    let namespace = connection.namespace.clone();
+    Ok((Client::new(connection, Duration::from_secs(30))?, namespace))
 }
 
 /// Runs the controller until `shutdown` is triggered.
 pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
-    let client = connect(&config)?;
+    let (client, own_namespace) = connect(&config)?;
     let identity = default_identity();
     log::info!("connecting to {} as {identity}", client.server());
 
@@ -79,12 +81,8 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
         let namespace = config
             .leader_election_namespace
             .clone()
-            .or_else(|| {
-                crate::kube::config::Connection::in_cluster()
-                    .ok()
-                    .and_then(|c| c.namespace)
-            })
-            .ok_or("--leader-election-namespace is required outside a cluster")?;
+            .or(own_namespace)
+            .ok_or("--leader-election-namespace is required: neither the pod's namespace nor the kubeconfig context's is known")?;
         let elector = LeaderElector::new(
             client.clone(),
             LeaderConfig {
