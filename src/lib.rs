@@ -37,6 +37,7 @@ pub mod jitter;
 pub mod kube;
 pub mod logger;
 pub mod metrics;
+pub mod percent;
 pub mod reconcile;
 pub mod runtime;
 pub mod secret;

@@ -6,6 +6,9 @@
 pub mod aws;
 pub mod google;
 pub mod http;
+pub mod redact;
+#[cfg(test)]
+pub(crate) mod scripted;
 pub mod sigv4;
 
 use std::fmt;

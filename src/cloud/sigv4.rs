@@ -400,18 +400,10 @@ fn date_stamp(time: DateTime<Utc>) -> String {
     time.format("%Y%m%d").to_string()
 }
 
-/// RFC 3986 percent-encoding of everything but the unreserved characters (and `/` unless `encode_slash`).
+/// RFC 3986 percent-encoding of everything but the unreserved characters (and `/` unless `encode_slash`), as
+/// SigV4's canonical request wants it.
 pub fn uri_encode(value: &str, encode_slash: bool) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for &byte in value.as_bytes() {
-        let unreserved = byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~');
-        if unreserved || (byte == b'/' && !encode_slash) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
+    crate::percent::encode(value, if encode_slash { b"" } else { b"/" })
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {

@@ -493,16 +493,7 @@ fn encode_query(query: &[(&str, String)]) -> String {
 
 /// RFC 3986 percent-encoding of everything but unreserved characters.
 pub fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+    crate::percent::encode(value, b"")
 }
 
 #[cfg(test)]

@@ -1,17 +1,15 @@
 //! AWS error answers: the code and message from either error shape, whether trying again may help, and
 //! what the operator should check.
 //!
-//! What must stay true: an error message names the role and quotes at most [`MAX_QUOTE`] characters of what
+//! What must stay true: an error message names the role and quotes at most [`redact::MAX_QUOTE`] characters of what
 //! AWS said, on one line, with every secret of the exchange replaced by `<redacted>` — even if a proxy or a
 //! misbehaving server echoes the request back.
 
 use crate::cloud::http::HttpResponse;
+use crate::cloud::redact;
 use crate::cloud::CloudError;
 
 use super::xml;
-
-/// How much of a remote message or body an error quotes.
-pub const MAX_QUOTE: usize = 300;
 
 /// The two AWS calls of an exchange; each has its own advice for the same error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,32 +218,20 @@ pub fn from_response(
     }
 }
 
-/// Remote text made safe to put in an error: secrets replaced, whitespace folded to one line, cut to
-/// [`MAX_QUOTE`] characters.
+/// Remote text made safe to put in an error (see [`redact::quote`]); an empty body says so.
 pub fn quote(text: &str, secrets: &[&str]) -> String {
-    let mut text = text.to_string();
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        text = text.replace(secret, "<redacted>");
-    }
-    let folded: String = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
-    if folded.is_empty() {
-        return "(empty body)".to_string();
-    }
-    match folded.char_indices().nth(MAX_QUOTE) {
-        Some((cut, _)) => format!("{}…", &folded[..cut]),
-        None => folded,
+    let quoted = redact::quote(text, secrets);
+    if quoted.is_empty() {
+        "(empty body)".to_string()
+    } else {
+        quoted
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::redact::MAX_QUOTE;
 
     #[test]
     fn reads_every_error_shape() {
@@ -419,7 +405,6 @@ mod tests {
         assert_eq!(quoted.chars().count(), MAX_QUOTE + 1);
         assert!(quoted.ends_with('…'));
 
-        // Too-short "secrets" would shred ordinary text; real secrets are never that short.
-        assert_eq!(quote("abc", &["", "a"]), "abc");
+        assert_eq!(quote(" \r\n", &[""]), "(empty body)");
     }
 }

@@ -248,13 +248,12 @@ fn unexpected_answer(call: Call, role_arn: &str, endpoint: &Endpoint, why: &str)
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    use std::thread;
-    use std::time::{Duration, Instant};
+    use std::net::TcpListener;
+    use std::time::Duration;
 
     use super::*;
     use crate::cloud::http::RetryPolicy;
+    use crate::cloud::scripted::ScriptedServer;
 
     const ROLE: &str = "arn:aws:iam::123456789012:role/pull";
     const REGISTRY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
@@ -262,93 +261,6 @@ mod tests {
     const ACCESS_KEY_ID: &str = "ASIATESTACCESSKEY";
     const SECRET_KEY: &str = "SECRET-ACCESS-KEY-MARKER";
     const SESSION_TOKEN: &str = "SESSION-TOKEN-MARKER";
-
-    /// What the scripted server received.
-    struct Received {
-        request_line: String,
-        headers: Vec<(String, String)>,
-        body: String,
-    }
-
-    impl Received {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        }
-    }
-
-    /// Answers one connection per scripted answer, in order, then returns what it received. Gives up
-    /// when no connection comes for a while, so a client that stops early does not hang the test.
-    fn serve(answers: Vec<(u16, String)>) -> (String, thread::JoinHandle<Vec<Received>>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        listener.set_nonblocking(true).unwrap();
-        let server = thread::spawn(move || {
-            let mut received = Vec::new();
-            for (status, body) in answers {
-                // Generous for the first call (a busy machine), short for the rest (the client retries
-                // within milliseconds), so tests that expect no further call finish quickly.
-                let wait = if received.is_empty() { 10 } else { 2 };
-                let deadline = Instant::now() + Duration::from_secs(wait);
-                let stream = loop {
-                    match listener.accept() {
-                        Ok((stream, _)) => break Some(stream),
-                        Err(_) if Instant::now() < deadline => {
-                            thread::sleep(Duration::from_millis(5))
-                        }
-                        Err(_) => break None,
-                    }
-                };
-                let Some(stream) = stream else { break };
-                received.push(answer(stream, status, &body));
-            }
-            received
-        });
-        (base, server)
-    }
-
-    fn answer(stream: TcpStream, status: u16, body: &str) -> Received {
-        stream.set_nonblocking(false).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let request_line = line.trim_end().to_string();
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            reader.read_line(&mut line).unwrap();
-            let Some((name, value)) = line.trim_end().split_once(':') else {
-                break;
-            };
-            headers.push((name.trim().to_string(), value.trim().to_string()));
-        }
-        let received = Received {
-            request_line,
-            body: String::new(),
-            headers,
-        };
-        let length: usize = received
-            .header("content-length")
-            .map_or(0, |v| v.parse().unwrap());
-        let mut request_body = vec![0; length];
-        reader.read_exact(&mut request_body).unwrap();
-        let mut stream = reader.into_inner();
-        write!(
-            stream,
-            "HTTP/1.1 {status} Scripted\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        Received {
-            body: String::from_utf8(request_body).unwrap(),
-            ..received
-        }
-    }
 
     fn sts_success() -> (u16, String) {
         let body = format!(
@@ -438,10 +350,11 @@ mod tests {
 
     #[test]
     fn exchange_sends_the_exact_sts_form_and_a_signed_ecr_request() {
-        let (base, server) = serve(vec![sts_success(), ecr_success()]);
+        let server = ScriptedServer::start(vec![sts_success(), ecr_success()]);
+        let base = server.url.clone();
         let client = client(&base, &format!("{base}/{{region}}/ecr"));
         let credentials = client.registry_credentials(&target(), &token()).unwrap();
-        let received = server.join().unwrap();
+        let received = server.finish();
         assert_eq!(received.len(), 2);
 
         assert_eq!(credentials.username, "AWS");
@@ -504,7 +417,7 @@ mod tests {
 
     #[test]
     fn unavailable_and_throttled_calls_are_retried() {
-        let (base, server) = serve(vec![
+        let server = ScriptedServer::start(vec![
             (503, "Service Unavailable".to_string()),
             sts_success(),
             (
@@ -518,10 +431,11 @@ mod tests {
             ),
             ecr_success(),
         ]);
+        let base = server.url.clone();
         let client = client(&base, &base);
         let credentials = client.registry_credentials(&target(), &token()).unwrap();
         assert_eq!(credentials.password.expose(), "ecr-password");
-        let received = server.join().unwrap();
+        let received = server.finish();
         assert_eq!(received.len(), 5);
         // Each ECR attempt is signed anew and carries the session token.
         assert!(received[2..]
@@ -538,12 +452,13 @@ mod tests {
              </Error></ErrorResponse>",
             sigv4::uri_encode(WEB_IDENTITY_TOKEN, true)
         );
-        let (base, server) = serve(vec![(403, echo), sts_success()]);
+        let server = ScriptedServer::start(vec![(403, echo), sts_success()]);
+        let base = server.url.clone();
         let client = client(&base, &base);
         let error = client
             .registry_credentials(&target(), &token())
             .unwrap_err();
-        assert_eq!(server.join().unwrap().len(), 1, "not retried");
+        assert_eq!(server.finish().len(), 1, "not retried");
         assert_eq!(error.step, "sts AssumeRoleWithWebIdentity");
         assert!(!error.retryable);
         let text = error.to_string();
@@ -564,12 +479,13 @@ mod tests {
         let echo = format!(
             r#"{{"__type":"com.amazonaws.ecr#AccessDeniedException","message":"denied for {SESSION_TOKEN} {SECRET_KEY}"}}"#
         );
-        let (base, server) = serve(vec![sts_success(), (400, echo), ecr_success()]);
+        let server = ScriptedServer::start(vec![sts_success(), (400, echo), ecr_success()]);
+        let base = server.url.clone();
         let client = client(&base, &base);
         let error = client
             .registry_credentials(&target(), &token())
             .unwrap_err();
-        assert_eq!(server.join().unwrap().len(), 2, "not retried");
+        assert_eq!(server.finish().len(), 2, "not retried");
         assert_eq!(error.step, "ecr GetAuthorizationToken");
         assert!(!error.retryable);
         let text = error.to_string();
@@ -586,11 +502,12 @@ mod tests {
         let moto = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse><Errors><Error>\
                     <Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message>\
                     </Error></Errors></ErrorResponse>";
-        let (base, server) = serve(vec![sts_success(), (403, moto.to_string())]);
+        let server = ScriptedServer::start(vec![sts_success(), (403, moto.to_string())]);
+        let base = server.url.clone();
         let error = client(&base, &base)
             .registry_credentials(&target(), &token())
             .unwrap_err();
-        assert_eq!(server.join().unwrap().len(), 2);
+        assert_eq!(server.finish().len(), 2);
         assert!(!error.retryable);
         assert!(
             error.message.contains("InvalidClientTokenId: The security token included in the request is invalid.; ECR did not accept"),
@@ -601,16 +518,17 @@ mod tests {
     #[test]
     fn persistent_unavailability_gives_up_retryable() {
         let unavailable = || (503, "<html>down</html>".to_string());
-        let (base, server) = serve(vec![
+        let server = ScriptedServer::start(vec![
             unavailable(),
             unavailable(),
             unavailable(),
             sts_success(),
         ]);
+        let base = server.url.clone();
         let error = client(&base, &base)
             .registry_credentials(&target(), &token())
             .unwrap_err();
-        assert_eq!(server.join().unwrap().len(), 3, "three attempts, no more");
+        assert_eq!(server.finish().len(), 3, "three attempts, no more");
         assert!(error.retryable);
         assert_eq!(
             error.to_string(),
@@ -624,11 +542,12 @@ mod tests {
             "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
              <SecretAccessKey>{SECRET_KEY}</SecretAccessKey><SessionToken>{SESSION_TOKEN}</SessionToken>"
         );
-        let (base, server) = serve(vec![(200, truncated)]);
+        let server = ScriptedServer::start(vec![(200, truncated)]);
+        let base = server.url.clone();
         let error = client(&base, &base)
             .registry_credentials(&target(), &token())
             .unwrap_err();
-        assert_eq!(server.join().unwrap().len(), 1);
+        assert_eq!(server.finish().len(), 1);
         assert!(!error.retryable);
         assert!(
             error
