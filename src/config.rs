@@ -45,6 +45,8 @@ pub const FLAGS: &[Flag] = &[
     Flag { name: "--provider-timeout", value: Some("DURATION"), default: "30s", help: "timeout of each provider call" },
     Flag { name: "--service-account-token-expiration", value: Some("DURATION"), default: "10m", help: "lifetime of the ServiceAccount tokens exchanged (the API's minimum is 10m)" },
     Flag { name: "--min-refresh-interval", value: Some("DURATION"), default: "1m", help: "no ServiceAccount is processed again sooner than this after a success, whatever its credentials' expiry" },
+    // Limits that keep one ServiceAccount from crowding out the others.
+    Flag { name: "--max-principals-per-service-account", value: Some("N"), default: "20", help: "a ServiceAccount listing more principals gets one Warning event and nothing else (no token request, no secret)" },
     Flag { name: "--log-level", value: Some("LEVEL"), default: "info", help: "error, warn, info, debug or trace (credentials are never logged at any level)" },
     Flag { name: "--log-format", value: Some("FORMAT"), default: "text", help: "text or json" },
     Flag { name: "--help", value: None, default: "false", help: "print this help" },
@@ -72,6 +74,7 @@ pub struct Config {
     pub provider_timeout: Duration,
     pub token_expiration: Duration,
     pub min_refresh_interval: Duration,
+    pub max_principals_per_service_account: usize,
     pub log_level: log::LevelFilter,
     pub log_format: LogFormat,
 }
@@ -187,6 +190,16 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             "flag --service-account-token-expiration: the API's minimum is 10m".to_string(),
         );
     }
+    let max_principals: usize = get("max-principals-per-service-account")
+        .parse()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| {
+            format!(
+                "flag --max-principals-per-service-account: {:?} is not a number of at least 1",
+                get("max-principals-per-service-account")
+            )
+        })?;
     let log_level = get("log-level").parse::<log::LevelFilter>().map_err(|_| {
         format!(
             "flag --log-level: {:?} is not one of error, warn, info, debug, trace",
@@ -228,6 +241,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         provider_timeout: duration("provider-timeout")?,
         token_expiration,
         min_refresh_interval: duration("min-refresh-interval")?,
+        max_principals_per_service_account: max_principals,
         log_level,
         log_format,
     })))
@@ -321,6 +335,7 @@ mod tests {
         );
         assert_eq!(config.aws.session_duration_seconds, 900);
         assert_eq!(config.token_expiration, Duration::from_secs(600));
+        assert_eq!(config.max_principals_per_service_account, 20);
     }
 
     #[test]
@@ -368,6 +383,10 @@ mod tests {
             ),
             (&["--min-refresh-interval", "soon"][..], "not a duration"),
             (&["--leader-elect=maybe"][..], "not true or false"),
+            (
+                &["--max-principals-per-service-account", "0"][..],
+                "--max-principals-per-service-account: \"0\" is not a number of at least 1",
+            ),
             (&["--no-such-flag"][..], "unknown argument"),
             (
                 &["--provider-ca-bundle", "/nonexistent.pem"][..],

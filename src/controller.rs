@@ -19,7 +19,7 @@ use crate::kube::types::{SecretMetadata, ServiceAccount};
 use crate::kube::{Client, Connection, ListParams};
 use crate::metrics::metrics;
 use crate::reconcile::events::EventRecorder;
-use crate::reconcile::{evictor, service_account, Context, Options, OwnWrites};
+use crate::reconcile::{evictor, service_account, Context, Options, OwnWrites, ReconcileError};
 use crate::runtime::leader::{default_identity, LeaderConfig, LeaderElector};
 use crate::runtime::queue::{BackoffPolicy, Queue};
 use crate::runtime::watcher::{Event, Watcher};
@@ -121,12 +121,16 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
             token_expiration: config.token_expiration,
             min_requeue: config.min_refresh_interval,
             pod_eviction: config.pod_eviction,
+            max_principals: config.max_principals_per_service_account,
             ..Options::default()
         },
         may_act: is_leader.clone(),
         own_writes: own_writes.clone(),
     });
-    let queue = Arc::new(Queue::new(BackoffPolicy::default()));
+    let queue = Arc::new(
+        Queue::new(BackoffPolicy::default())
+            .with_depth_observer(|depth| metrics().set_queue_depth(depth)),
+    );
     let lists_done = Arc::new(ListsDone::new(2, health.clone()));
 
     start_service_account_watch(
@@ -448,7 +452,6 @@ impl Worker {
             };
             self.process(&key);
             self.queue.done(&key);
-            metrics().set_queue_depth(self.queue.ready_len());
         }
     }
 
@@ -479,7 +482,7 @@ impl Worker {
                             });
                         }
                     }
-                    Err(error) => self.retry(key, namespace, name, &error.0),
+                    Err(error) => self.retry(key, namespace, name, &error),
                 }
             }
             WorkKey::Pods { namespace, name } => {
@@ -499,15 +502,15 @@ impl Worker {
                             rechecks.remove(&count_key);
                         }
                     }
-                    Err(error) => self.retry(key, namespace, name, &error.0),
+                    Err(error) => self.retry(key, namespace, name, &error),
                 }
             }
         }
     }
 
-    fn retry(&self, key: &WorkKey, namespace: &str, name: &str, error: &str) {
+    fn retry(&self, key: &WorkKey, namespace: &str, name: &str, error: &ReconcileError) {
         let attempt = self.queue.failures(key) + 1;
-        let delay = self.queue.add_rate_limited(key.clone());
+        let delay = self.queue.add_after_failure(key.clone(), error.retry);
         metrics().queue_retry();
         log::warn!(namespace = namespace, serviceaccount = name; "{error} (attempt {attempt}; retrying in {:.1}s)", delay.as_secs_f64());
     }

@@ -39,6 +39,7 @@ pub mod logger;
 pub mod metrics;
 pub mod percent;
 pub mod reconcile;
+pub mod retry;
 pub mod runtime;
 pub mod secret;
 pub mod shutdown;

@@ -10,6 +10,7 @@ use crate::annotations as keys;
 use crate::cloud::aws::{self, AwsTarget};
 use crate::cloud::google::{self, GoogleTarget};
 use crate::cloud::Principal;
+use crate::retry::Retry;
 use crate::secret;
 
 /// The validated configuration of one ServiceAccount.
@@ -201,6 +202,62 @@ fn split_list<'a>(value: &'a str, key: &str) -> Result<Vec<&'a str>, String> {
     Ok(items)
 }
 
+/// The default of `--max-principals-per-service-account`: far more than any real ServiceAccount lists, far
+/// fewer than would let one ServiceAccount monopolise token requests, provider calls and events.
+pub const DEFAULT_MAX_PRINCIPALS: usize = 20;
+
+/// Refuses a configuration with more principals than `limit`: every principal costs a TokenRequest, provider
+/// calls and a secret at each refresh, so one ServiceAccount listing a thousand would crowd out the others.
+/// The message is the one Warning the ServiceAccount gets; nothing is written for it.
+pub fn check_principal_limit(configuration: &Configuration, limit: usize) -> Result<(), String> {
+    let count = configuration.principals.len();
+    if count <= limit {
+        return Ok(());
+    }
+    let key = match configuration.principals.first() {
+        Some(Principal::Aws(_)) => keys::AWS_ROLE_ARN,
+        _ => keys::GOOGLE_SERVICE_ACCOUNT_EMAIL,
+    };
+    Err(format!(
+        "too many principals: annotation {key} lists {count}, more than the {limit} this controller allows \
+         per serviceaccount (flag --max-principals-per-service-account); nothing was provisioned: \
+         split them over several serviceaccounts"
+    ))
+}
+
+/// Why one principal (or the attach step) of a reconcile failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalFailure {
+    /// "what failed: why", naming the principal.
+    pub message: String,
+    /// Whether the failure goes into the reconcile's Warning; a lost leadership or a race being retried is
+    /// not something to tell the user about.
+    pub report: bool,
+    /// How soon trying again may help.
+    pub retry: Retry,
+}
+
+/// The note of the one Warning a reconcile publishes for all its failures, or `None` when there is nothing
+/// to report. One failure keeps its message as it is; several are counted and listed, each naming its
+/// principal, so one event says everything that went wrong and repeats of it form one series.
+pub fn summarize_failures(failures: &[PrincipalFailure], principals: usize) -> Option<String> {
+    let reported: Vec<&str> = failures
+        .iter()
+        .filter(|f| f.report)
+        .map(|f| f.message.as_str())
+        .collect();
+    match reported.as_slice() {
+        [] => None,
+        [one] => Some(one.to_string()),
+        many => Some(format!(
+            "{} failures ({} principals): {}",
+            many.len(),
+            principals,
+            many.join("; ")
+        )),
+    }
+}
+
 fn validate_audience(audience: &str) -> Result<(), String> {
     if audience.len() > 1024 {
         return Err(format!(
@@ -274,6 +331,61 @@ mod tests {
     const PROVIDER: &str =
         "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";
     const EMAIL: &str = "puller@my-project.iam.gserviceaccount.com";
+
+    #[test]
+    fn principals_beyond_the_limit_are_refused_with_one_message() {
+        let emails: Vec<String> = (0..1000).map(|i| format!("p{i}@proj.iam.gserviceaccount.com")).collect();
+        let list = emails.join(",");
+        let Parsed::Configured(configuration) = parse(
+            "ns",
+            "sa",
+            &annotations(&[
+                (keys::REGISTRY, "europe-docker.pkg.dev"),
+                (keys::AUDIENCE, "aud"),
+                (keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER, PROVIDER),
+                (keys::GOOGLE_SERVICE_ACCOUNT_EMAIL, &list),
+            ]),
+        ) else {
+            panic!("a valid configuration");
+        };
+        assert_eq!(
+            check_principal_limit(&configuration, 20).unwrap_err(),
+            "too many principals: annotation imagepullsecrets.preferred.jp/googlecloud-service-account-email \
+             lists 1000, more than the 20 this controller allows per serviceaccount (flag \
+             --max-principals-per-service-account); nothing was provisioned: split them over several serviceaccounts"
+        );
+        assert_eq!(check_principal_limit(&configuration, 1000), Ok(()));
+    }
+
+    #[test]
+    fn failures_become_one_note_naming_each() {
+        let failure = |message: &str, report| PrincipalFailure {
+            message: message.to_string(),
+            report,
+            retry: Retry::Transient,
+        };
+        assert_eq!(summarize_failures(&[], 3), None);
+        assert_eq!(
+            summarize_failures(&[failure("leadership lost", false)], 3),
+            None
+        );
+        assert_eq!(
+            summarize_failures(&[failure("for a@x: denied", true)], 1).as_deref(),
+            Some("for a@x: denied")
+        );
+        assert_eq!(
+            summarize_failures(
+                &[
+                    failure("for a@x: denied", true),
+                    failure("race", false),
+                    failure("for b@x: timeout", true)
+                ],
+                3
+            )
+            .as_deref(),
+            Some("2 failures (3 principals): for a@x: denied; for b@x: timeout")
+        );
+    }
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -125,6 +125,19 @@ impl Client {
         })
     }
 
+    /// The same client (sharing connections) with another per-call timeout.
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        Client {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    /// The per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn server(&self) -> &str {
         &self.server
     }
@@ -439,8 +452,7 @@ fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option<Duration> 
         .headers()
         .get("Retry-After")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+        .and_then(|v| crate::retry::parse_retry_after(v, chrono::Utc::now()))
 }
 
 fn selector_query(params: &ListParams) -> Vec<(&'static str, String)> {

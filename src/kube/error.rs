@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::retry::{Retry, MAX_RETRY_AFTER};
+
 /// Why the API server refused a request, from the HTTP status and the `Status.reason` it sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -61,11 +63,28 @@ impl Error {
             message: String,
             #[serde(default)]
             reason: String,
+            #[serde(default)]
+            details: Option<Details>,
         }
-        let (reason, message) = match serde_json::from_str::<Status>(body) {
-            Ok(status) => (status.reason, status.message),
-            Err(_) => (String::new(), body.chars().take(300).collect()),
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Details {
+            #[serde(default)]
+            retry_after_seconds: u64,
+        }
+        let (reason, message, details_retry_after) = match serde_json::from_str::<Status>(body) {
+            Ok(status) => {
+                let seconds = status.details.map_or(0, |d| d.retry_after_seconds);
+                (status.reason, status.message, seconds)
+            }
+            Err(_) => (String::new(), body.chars().take(300).collect(), 0),
         };
+        // The apiserver sends both the header and `details.retryAfterSeconds`; a proxy may send only one.
+        let retry_after = retry_after.or_else(|| {
+            (details_retry_after > 0).then(|| {
+                Duration::from_secs(details_retry_after).min(MAX_RETRY_AFTER)
+            })
+        });
         let message = if message.is_empty() {
             format!("HTTP {code}")
         } else {
@@ -115,6 +134,26 @@ impl Error {
             Error::Api { reason, code, .. } => {
                 matches!(reason, Reason::TooManyRequests | Reason::Conflict) || *code >= 500
             }
+        }
+    }
+}
+
+impl Error {
+    /// How the worker should retry after this error: as the server asked (`Retry-After`), soon for what
+    /// may pass by itself, long for what a person must fix (forbidden, invalid, undecodable).
+    pub fn retry(&self) -> Retry {
+        match self {
+            Error::Api {
+                retry_after: Some(delay),
+                ..
+            } => Retry::After(*delay),
+            _ if self.is_transient() => Retry::Transient,
+            // 404 and 410 are answered by reading again, which the next attempt does at once.
+            Error::Api {
+                reason: Reason::NotFound | Reason::Gone,
+                ..
+            } => Retry::Transient,
+            _ => Retry::Permanent,
         }
     }
 }
@@ -198,6 +237,27 @@ mod tests {
         );
         assert_eq!(err.to_string(), "secrets \"x\" not found");
         assert_eq!(Error::from_response(502, "", None).to_string(), "HTTP 502");
+    }
+
+    #[test]
+    fn retry_classes_follow_the_server() {
+        let throttled = Error::from_response(
+            429,
+            r#"{"kind":"Status","reason":"TooManyRequests","message":"slow down","details":{"retryAfterSeconds":3},"code":429}"#,
+            None,
+        );
+        assert_eq!(throttled.retry(), Retry::After(Duration::from_secs(3)));
+        let header = Error::from_response(429, "{}", Some(Duration::from_secs(7)));
+        assert_eq!(header.retry(), Retry::After(Duration::from_secs(7)));
+        let huge = Error::from_response(429, r#"{"details":{"retryAfterSeconds":999999}}"#, None);
+        assert_eq!(huge.retry(), Retry::After(MAX_RETRY_AFTER));
+        assert_eq!(Error::from_response(429, "{}", None).retry(), Retry::Transient);
+        assert_eq!(Error::from_response(503, "{}", None).retry(), Retry::Transient);
+        assert_eq!(Error::Transport("reset".into()).retry(), Retry::Transient);
+        assert_eq!(Error::from_response(404, "{}", None).retry(), Retry::Transient);
+        assert_eq!(Error::from_response(403, "{}", None).retry(), Retry::Permanent);
+        assert_eq!(Error::from_response(422, "{}", None).retry(), Retry::Permanent);
+        assert_eq!(Error::Decode("x".into()).retry(), Retry::Permanent);
     }
 
     #[test]

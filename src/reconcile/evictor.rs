@@ -11,6 +11,7 @@ use crate::annotations as keys;
 use crate::kube::types::{ContainerStatus, Pod, ServiceAccount};
 use crate::kube::{ListParams, Reason};
 use crate::metrics::metrics;
+use crate::retry::Retry;
 use crate::spec::{self, Parsed};
 
 /// What to do with one pending pod.
@@ -108,7 +109,7 @@ pub fn check_pods(ctx: &Context, namespace: &str, name: &str) -> Result<bool, Re
     let service_account: ServiceAccount = match ctx.client.get(Some(namespace), name) {
         Ok(sa) => sa,
         Err(e) if e.is(Reason::NotFound) => return Ok(false),
-        Err(e) => return Err(ReconcileError(format!("reading serviceaccount: {e}"))),
+        Err(e) => return Err(ReconcileError::kube("reading serviceaccount", &e)),
     };
     let Parsed::Configured(configuration) =
         spec::parse(namespace, name, &service_account.metadata.annotations)
@@ -141,7 +142,7 @@ pub fn check_pods(ctx: &Context, namespace: &str, name: &str) -> Result<bool, Re
                 pods.push((pod.metadata, verdict));
             }
         })
-        .map_err(|e| ReconcileError(format!("listing pending pods: {e}")))?;
+        .map_err(|e| ReconcileError::kube("listing pending pods", &e))?;
     log::debug!(
         namespace = namespace, serviceaccount = name;
         "looked at {pending} pending pods: {} stuck without the secrets, {} to look at again",
@@ -204,14 +205,18 @@ pub fn check_pods(ctx: &Context, namespace: &str, name: &str) -> Result<bool, Re
                             "Evict",
                             &format!("Eviction failed: {why}"),
                         );
-                        retry_later.push(format!("evicting pod {}: {e}", pod.name));
+                        retry_later.push((format!("evicting pod {}: {e}", pod.name), e.retry()));
                     }
                 }
             }
         }
     }
     if !retry_later.is_empty() {
-        return Err(ReconcileError(retry_later.join("; ")));
+        let (messages, classes): (Vec<String>, Vec<Retry>) = retry_later.into_iter().unzip();
+        return Err(ReconcileError::new(
+            messages.join("; "),
+            Retry::combine_all(classes),
+        ));
     }
     Ok(recheck)
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::cloud::CredentialSource;
 use crate::kube::types::ObjectMeta;
 use crate::kube::Client;
+use crate::retry::Retry;
 use events::EventRecorder;
 
 /// Settings of reconciliation, from flags.
@@ -30,6 +31,8 @@ pub struct Options {
     /// How often and how many times a pod that may still fail to pull is looked at again.
     pub pod_recheck_interval: Duration,
     pub pod_recheck_limit: u32,
+    /// ServiceAccounts listing more principals than this get one Warning and nothing else.
+    pub max_principals: usize,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             pod_eviction: true,
             pod_recheck_interval: Duration::from_secs(5),
             pod_recheck_limit: 12,
+            max_principals: crate::spec::DEFAULT_MAX_PRINCIPALS,
         }
     }
 }
@@ -95,19 +99,42 @@ impl OwnWrites {
     }
 }
 
-/// Why a reconcile did not complete; the worker retries with backoff and logs it once.
+/// Why a reconcile did not complete, and how soon to try again; the worker retries with the backoff of
+/// its class and logs it once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReconcileError(pub String);
+pub struct ReconcileError {
+    pub message: String,
+    pub retry: Retry,
+}
+
+impl ReconcileError {
+    pub fn new(message: impl Into<String>, retry: Retry) -> Self {
+        ReconcileError {
+            message: message.into(),
+            retry,
+        }
+    }
+
+    /// A failure that may pass by itself.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(message, Retry::Transient)
+    }
+
+    /// A failed Kubernetes call while `doing` something: "doing: why", classed by the error.
+    pub fn kube(doing: &str, error: &crate::kube::Error) -> Self {
+        Self::new(format!("{doing}: {error}"), error.retry())
+    }
+}
 
 impl std::fmt::Display for ReconcileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl From<crate::kube::Error> for ReconcileError {
     fn from(error: crate::kube::Error) -> Self {
-        ReconcileError(error.to_string())
+        ReconcileError::new(error.to_string(), error.retry())
     }
 }
 
@@ -117,8 +144,8 @@ impl Context {
         if (self.may_act)() {
             Ok(())
         } else {
-            Err(ReconcileError(
-                "leadership lost; leaving the rest to the new leader".to_string(),
+            Err(ReconcileError::transient(
+                "leadership lost; leaving the rest to the new leader",
             ))
         }
     }

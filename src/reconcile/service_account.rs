@@ -16,8 +16,9 @@ use crate::cloud::Principal;
 use crate::kube::types::{LocalObjectReference, Secret, ServiceAccount};
 use crate::kube::{ListParams, Reason};
 use crate::metrics::metrics;
+use crate::retry::Retry;
 use crate::secret::{self, Freshness};
-use crate::spec::{self, Configuration, Parsed};
+use crate::spec::{self, Configuration, Parsed, PrincipalFailure};
 
 /// Attempts at the read-modify-write of `.imagePullSecrets` before giving up for this run.
 const ATTACH_ATTEMPTS: u32 = 8;
@@ -39,7 +40,7 @@ pub fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<Outcome, 
             // The garbage collector removes its secrets through their ownerReferences.
             return Ok(Outcome::default());
         }
-        Err(e) => return Err(ReconcileError(format!("reading serviceaccount: {e}"))),
+        Err(e) => return Err(ReconcileError::kube("reading serviceaccount", &e)),
     };
     if service_account.metadata.deletion_timestamp.is_some() {
         return Ok(Outcome::default());
@@ -60,7 +61,16 @@ pub fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<Outcome, 
             metrics().provisioning("none", "config");
             Ok(Outcome::default())
         }
-        Parsed::Configured(configuration) => provision(ctx, service_account, owned, &configuration),
+        Parsed::Configured(configuration) => {
+            match spec::check_principal_limit(&configuration, ctx.options.max_principals) {
+                Ok(()) => provision(ctx, service_account, owned, &configuration),
+                Err(message) => {
+                    warn(ctx, &service_account, keys::REASON_FAILED_PROVISIONING, &message);
+                    metrics().provisioning("none", "config");
+                    Ok(Outcome::default())
+                }
+            }
+        }
     }
 }
 
@@ -85,7 +95,7 @@ fn owned_secrets(
                 owned.insert(s.metadata.name.clone(), s);
             }
         })
-        .map_err(|e| ReconcileError(format!("listing the serviceaccount's secrets: {e}")))?;
+        .map_err(|e| ReconcileError::kube("listing the serviceaccount's secrets", &e))?;
     Ok(owned)
 }
 
@@ -166,14 +176,16 @@ fn provision(
         .cloned()
         .collect();
     let attached = attach(ctx, &service_account, &ready, &unwanted);
-    if let Err(message) = &attached {
-        warn(
-            ctx,
-            &service_account,
-            keys::REASON_FAILED_PROVISIONING,
-            message,
-        );
-        failures.push(message.clone());
+    if let Err(error) = &attached {
+        failures.push(PrincipalFailure {
+            message: error.message.clone(),
+            report: true,
+            retry: error.retry,
+        });
+    }
+    // One Warning names every failing principal, so repeats of the same failures form one event series.
+    if let Some(note) = spec::summarize_failures(&failures, names.len()) {
+        warn(ctx, &service_account, keys::REASON_FAILED_PROVISIONING, &note);
     }
     if attached.is_ok() && !unwanted.is_empty() {
         let unwanted_secrets: Vec<&Secret> = unwanted.iter().filter_map(|n| owned.get(n)).collect();
@@ -181,7 +193,9 @@ fn provision(
     }
 
     if !failures.is_empty() {
-        return Err(ReconcileError(failures.join("; ")));
+        let messages: Vec<&str> = failures.iter().map(|f| f.message.as_str()).collect();
+        let retry = Retry::combine_all(failures.iter().map(|f| f.retry));
+        return Err(ReconcileError::new(messages.join("; "), retry));
     }
     let now = Utc::now();
     let requeue_after = next_refresh.map(|at| {
@@ -198,7 +212,7 @@ fn earliest(current: Option<DateTime<Utc>>, candidate: DateTime<Utc>) -> Option<
 }
 
 /// Obtains credentials for one principal and writes its secret. Returns the written secret and when it
-/// should be refreshed; on failure, a Warning event has been published and the message is returned.
+/// should be refreshed, or why not (the caller reports all failures in one Warning).
 fn provision_one(
     ctx: &Context,
     service_account: &ServiceAccount,
@@ -206,33 +220,45 @@ fn provision_one(
     name: &str,
     principal: &Principal,
     configuration: &Configuration,
-) -> Result<(Secret, DateTime<Utc>), String> {
+) -> Result<(Secret, DateTime<Utc>), PrincipalFailure> {
     let meta = &service_account.metadata;
     let provider = principal.provider();
     let principal_id = secret::principal_id(principal);
-    let fail = |step: &str, message: String| {
+    let fail = |step: &str, message: String, retry: Retry| {
         metrics().provisioning(provider, step);
-        warn(
-            ctx,
-            service_account,
-            keys::REASON_FAILED_PROVISIONING,
-            &message,
-        );
-        message
+        PrincipalFailure {
+            message,
+            report: true,
+            retry,
+        }
     };
-    ctx.check_may_act().map_err(|e| e.0)?;
+    let quiet = |error: ReconcileError| PrincipalFailure {
+        message: error.message,
+        report: false,
+        retry: error.retry,
+    };
+    ctx.check_may_act().map_err(quiet)?;
     if existing.is_none() {
         // A name taken by someone else's secret is found before any token is minted or exchanged.
         match ctx.client.get::<Secret>(Some(&meta.namespace), name) {
             Ok(other) if !secret::is_owned_by(&other.metadata, meta) => {
-                return Err(fail("secret", foreign_secret_message(name)));
+                return Err(fail(
+                    "secret",
+                    foreign_secret_message(name),
+                    Retry::Permanent,
+                ));
             }
-            Ok(_) => return Err("the secret was created concurrently; will retry".to_string()),
+            Ok(_) => {
+                return Err(quiet(ReconcileError::transient(
+                    "the secret was created concurrently; will retry",
+                )))
+            }
             Err(e) if e.is(Reason::NotFound) => {}
             Err(e) => {
                 return Err(fail(
                     "secret",
                     format!("checking whether secret {name} exists: {e}"),
+                    e.retry(),
                 ))
             }
         }
@@ -253,6 +279,7 @@ fn provision_one(
                     "requesting a serviceaccount token with audience {:?} for {principal_id}: {e}",
                     configuration.audience
                 ),
+                e.retry(),
             )
         })?;
     let obtained_at = Utc::now();
@@ -260,13 +287,19 @@ fn provision_one(
     let credentials = ctx.clouds.registry_credentials(principal, &token.token);
     metrics().observe_provider_request(provider, started.elapsed().as_secs_f64());
     let credentials = credentials.map_err(|e| {
+        let retry = if e.retryable {
+            Retry::Transient
+        } else {
+            Retry::Permanent
+        };
         fail(
             "exchange",
             format!("obtaining registry credentials for {principal_id}: {e}"),
+            retry,
         )
     })?;
 
-    ctx.check_may_act().map_err(|e| e.0)?;
+    ctx.check_may_act().map_err(quiet)?;
     let desired = secret::build_secret(
         service_account,
         name,
@@ -275,10 +308,11 @@ fn provision_one(
         &credentials,
         obtained_at,
     );
-    let written = write_secret(ctx, service_account, existing, desired).map_err(|e| {
+    let written = write_secret(ctx, service_account, existing, desired).map_err(|(e, retry)| {
         fail(
             "secret",
             format!("writing secret {name} for {principal_id}: {e}"),
+            retry,
         )
     })?;
     ctx.own_writes.record("Secret", &written.metadata);
@@ -306,13 +340,14 @@ fn provision_one(
 }
 
 /// Creates the secret, or updates the owned one in place. A secret of that name that this controller does
-/// not own is left untouched.
+/// not own is left untouched. A failure comes with its retry class.
 fn write_secret(
     ctx: &Context,
     service_account: &ServiceAccount,
     existing: Option<&Secret>,
     desired: Secret,
-) -> Result<Secret, String> {
+) -> Result<Secret, (String, Retry)> {
+    let classed = |e: crate::kube::Error| (e.to_string(), e.retry());
     let namespace = service_account.metadata.namespace.as_str();
     let name = desired.metadata.name.clone();
     let Some(existing) = existing else {
@@ -320,23 +355,25 @@ fn write_secret(
             Ok(created) => Ok(created),
             Err(e) if e.is(Reason::AlreadyExists) => Err(match ctx.client.get::<Secret>(Some(namespace), &name) {
                 Ok(other) if !secret::is_owned_by(&other.metadata, &service_account.metadata) => {
-                    foreign_secret_message(&name)
+                    (foreign_secret_message(&name), Retry::Permanent)
                 }
-                Ok(_) => "the secret was created concurrently; will retry".to_string(),
-                Err(e) => format!("a secret named {name} already exists and cannot be read to check who owns it: {e}"),
+                Ok(_) => ("the secret was created concurrently; will retry".to_string(), Retry::Transient),
+                Err(e) => (format!("a secret named {name} already exists and cannot be read to check who owns it: {e}"), e.retry()),
             }),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(classed(e)),
         };
     };
     if existing.type_ != desired.type_ {
         // The type of a secret cannot change: replace the owned secret, guarded by its UID.
         ctx.client
             .delete::<Secret>(Some(namespace), &name, Some(&existing.metadata.uid))
-            .map_err(|e| format!("replacing the secret of the wrong type: {e}"))?;
-        return ctx
-            .client
-            .create(Some(namespace), &desired)
-            .map_err(|e| e.to_string());
+            .map_err(|e| {
+                (
+                    format!("replacing the secret of the wrong type: {e}"),
+                    e.retry(),
+                )
+            })?;
+        return ctx.client.create(Some(namespace), &desired).map_err(classed);
     }
     let mut updated = existing.clone();
     updated.data = desired.data;
@@ -356,7 +393,7 @@ fn write_secret(
     }
     ctx.client
         .replace(Some(namespace), &name, &updated)
-        .map_err(|e| e.to_string())
+        .map_err(classed)
 }
 
 /// Makes `.imagePullSecrets` contain every name in `add` and none in `remove`, keeping every other entry in
@@ -367,7 +404,7 @@ fn attach(
     service_account: &ServiceAccount,
     add: &[String],
     remove: &[String],
-) -> Result<(), String> {
+) -> Result<(), ReconcileError> {
     let meta = &service_account.metadata;
     let mut current = service_account.clone();
     for _ in 0..ATTACH_ATTEMPTS {
@@ -378,7 +415,7 @@ fn attach(
         ) else {
             return Ok(());
         };
-        ctx.check_may_act().map_err(|e| e.0)?;
+        ctx.check_may_act()?;
         let mut updated = current.clone();
         updated.image_pull_secrets = Some(entries);
         match ctx
@@ -398,22 +435,27 @@ fn attach(
                 current = ctx
                     .client
                     .get(Some(&meta.namespace), &meta.name)
-                    .map_err(|e| format!("re-reading serviceaccount after a conflict: {e}"))?;
+                    .map_err(|e| {
+                        ReconcileError::kube("re-reading serviceaccount after a conflict", &e)
+                    })?;
                 if current.metadata.uid != meta.uid {
-                    return Err("the serviceaccount was re-created meanwhile".to_string());
+                    return Err(ReconcileError::transient(
+                        "the serviceaccount was re-created meanwhile",
+                    ));
                 }
             }
             Err(e) => {
                 metrics().provisioning("none", "attach");
-                return Err(format!(
-                    "updating imagePullSecrets of the serviceaccount: {e}"
+                return Err(ReconcileError::kube(
+                    "updating imagePullSecrets of the serviceaccount",
+                    &e,
                 ));
             }
         }
     }
-    Err(format!(
+    Err(ReconcileError::transient(format!(
         "updating imagePullSecrets: still conflicting after {ATTACH_ATTEMPTS} attempts"
-    ))
+    )))
 }
 
 /// The new `.imagePullSecrets`, or `None` when nothing changes.
@@ -446,14 +488,14 @@ fn decommission(
         return Ok(());
     }
     let names: Vec<String> = unwanted.iter().map(|s| s.metadata.name.clone()).collect();
-    if let Err(message) = attach(ctx, service_account, &[], &names) {
+    if let Err(error) = attach(ctx, service_account, &[], &names) {
         warn(
             ctx,
             service_account,
             keys::REASON_FAILED_DECOMMISSIONING,
-            &message,
+            &error.message,
         );
-        return Err(ReconcileError(message));
+        return Err(error);
     }
     delete_secrets(ctx, service_account, &unwanted)
 }
@@ -475,14 +517,14 @@ fn delete_secrets(
             Ok(()) => deleted.push(name.clone()),
             Err(e) if e.is(Reason::NotFound) => {}
             Err(e) => {
-                let message = format!("deleting secret {name}: {e}");
+                let error = ReconcileError::kube(&format!("deleting secret {name}"), &e);
                 warn(
                     ctx,
                     service_account,
                     keys::REASON_FAILED_DECOMMISSIONING,
-                    &message,
+                    &error.message,
                 );
-                return Err(ReconcileError(message));
+                return Err(error);
             }
         }
     }

@@ -261,6 +261,11 @@ pub(crate) fn build_released_spec(old: &LeaseSpec, now: DateTime<Utc>) -> LeaseS
     }
 }
 
+/// The timeout of each Lease request: a read and a write fit in one renew deadline.
+fn request_timeout(renew_deadline: Duration) -> Duration {
+    (renew_deadline / 2).max(Duration::from_millis(500))
+}
+
 /// `<hostname>_<random hex>`, unique per process like client-go's `<hostname>_<uuid>`.
 pub fn default_identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -295,12 +300,14 @@ pub struct LeaderElector {
 }
 
 impl LeaderElector {
-    /// `client`'s timeout bounds each attempt; keep it at most the renew deadline, as client-go does, so a
-    /// hung request cannot delay the loss notification beyond that.
+    /// Each attempt (a read and a write) must end within the renew deadline, as client-go's does, so a hung
+    /// request cannot delay the loss notification beyond that: the elector uses `client`'s connections with
+    /// its own per-call timeout of half the renew deadline (never longer than `client`'s).
     pub fn new(client: Client, config: LeaderConfig) -> Result<LeaderElector, String> {
         config.validate()?;
+        let timeout = request_timeout(config.renew_deadline).min(client.timeout());
         Ok(LeaderElector {
-            client,
+            client: client.with_timeout(timeout),
             config,
             leadership: Leadership::new(),
             observed: None,
@@ -611,6 +618,18 @@ mod tests {
         assert_eq!(
             decide(Some(&observed), t0 + Duration::from_secs(3), ME, DEFAULT),
             Action::Wait
+        );
+    }
+
+    #[test]
+    fn lease_requests_end_within_the_renew_deadline() {
+        assert_eq!(
+            request_timeout(Duration::from_secs(10)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            request_timeout(Duration::from_millis(600)),
+            Duration::from_millis(500)
         );
     }
 

@@ -12,12 +12,17 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::jitter;
+use crate::retry::Retry;
 
-/// Per-key failure backoff: `first * 2^(failures-1)`, at most `max`, stretched by up to 20% jitter.
+/// Per-key failure backoff, by retry class: `first * 2^(failures-1)`, at most `max`, stretched by up to 20%
+/// jitter. Permanent failures (only a person can fix them) start and end much later than transient ones; a
+/// server's `Retry-After` is a floor on the transient backoff.
 #[derive(Debug, Clone, Copy)]
 pub struct BackoffPolicy {
     pub first: Duration,
     pub max: Duration,
+    pub permanent_first: Duration,
+    pub permanent_max: Duration,
 }
 
 impl Default for BackoffPolicy {
@@ -25,19 +30,33 @@ impl Default for BackoffPolicy {
         BackoffPolicy {
             first: Duration::from_secs(1),
             max: Duration::from_secs(300),
+            permanent_first: Duration::from_secs(30),
+            permanent_max: Duration::from_secs(1800),
         }
     }
 }
 
 impl BackoffPolicy {
+    /// The transient backoff after `failures` failures.
     pub fn delay(&self, failures: u32) -> Duration {
-        let exponent = failures.saturating_sub(1).min(30);
-        let base = self
-            .first
-            .saturating_mul(1u32 << exponent.min(20))
-            .min(self.max);
-        jitter::stretch(base, 0.2).min(self.max.mul_f64(1.2))
+        exponential(self.first, self.max, failures)
     }
+
+    /// The backoff after `failures` failures, the last of class `retry`.
+    pub fn delay_for(&self, failures: u32, retry: Retry) -> Duration {
+        match retry {
+            Retry::Transient => self.delay(failures),
+            Retry::Permanent => exponential(self.permanent_first, self.permanent_max, failures),
+            // Never sooner than the server asked; jitter only lengthens it.
+            Retry::After(at_least) => self.delay(failures).max(jitter::stretch(at_least, 0.1)),
+        }
+    }
+}
+
+fn exponential(first: Duration, max: Duration, failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(20);
+    let base = first.saturating_mul(1u32 << exponent).min(max);
+    jitter::stretch(base, 0.2).min(max.mul_f64(1.2))
 }
 
 struct State<K> {
@@ -53,11 +72,15 @@ struct State<K> {
     shutting_down: bool,
 }
 
+/// Called with the number of ready keys whenever it changes (under the queue's lock: keep it cheap).
+type DepthObserver = Box<dyn Fn(usize) + Send + Sync>;
+
 /// A deduplicating, delaying, rate-limiting queue of keys.
 pub struct Queue<K> {
     state: Mutex<State<K>>,
     wake: Condvar,
     backoff: BackoffPolicy,
+    on_depth: Option<DepthObserver>,
 }
 
 impl<K: Clone + Eq + Hash + Ord> Queue<K> {
@@ -75,6 +98,20 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
             }),
             wake: Condvar::new(),
             backoff,
+            on_depth: None,
+        }
+    }
+
+    /// Reports the backlog (ready keys) to `observer` at every change, so a gauge is current on every
+    /// replica, the standby's included, and under load.
+    pub fn with_depth_observer(mut self, observer: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.on_depth = Some(Box::new(observer));
+        self
+    }
+
+    fn report_depth(&self, state: &State<K>) {
+        if let Some(observer) = &self.on_depth {
+            observer(state.ready.len());
         }
     }
 
@@ -86,6 +123,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     pub fn add(&self, key: K) {
         let mut state = self.lock();
         Self::add_locked(&mut state, key);
+        self.report_depth(&state);
         drop(state);
         self.wake.notify_one();
     }
@@ -124,15 +162,21 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
         self.wake.notify_one();
     }
 
-    /// Adds `key` after its failure backoff and counts the failure. Returns the delay chosen.
+    /// Adds `key` after its transient failure backoff and counts the failure. Returns the delay chosen.
     pub fn add_rate_limited(&self, key: K) -> Duration {
+        self.add_after_failure(key, Retry::Transient)
+    }
+
+    /// Adds `key` after the backoff of a failure of class `retry` and counts the failure. Returns the delay
+    /// chosen.
+    pub fn add_after_failure(&self, key: K, retry: Retry) -> Duration {
         let failures = {
             let mut state = self.lock();
             let failures = state.failures.entry(key.clone()).or_insert(0);
             *failures += 1;
             *failures
         };
-        let delay = self.backoff.delay(failures);
+        let delay = self.backoff.delay_for(failures, retry);
         self.add_after(key, delay);
         delay
     }
@@ -152,6 +196,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
         if !state.processing.contains(key) && state.dirty.remove(key) {
             state.ready.retain(|k| k != key);
         }
+        self.report_depth(&state);
     }
 
     pub fn failures(&self, key: &K) -> u32 {
@@ -173,7 +218,9 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
             }
             let now = Instant::now();
             Self::promote_due(&mut state, now);
-            if let Some(key) = state.ready.pop_front() {
+            let next = state.ready.pop_front();
+            self.report_depth(&state);
+            if let Some(key) = next {
                 state.dirty.remove(&key);
                 state.processing.insert(key.clone());
                 return Some(key);
@@ -219,6 +266,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
         state.processing.remove(key);
         if state.dirty.contains(key) {
             state.ready.push_back(key.clone());
+            self.report_depth(&state);
             drop(state);
             self.wake.notify_one();
         }
@@ -245,7 +293,12 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
 
     /// Wakes every waiting worker with `None`; later adds are ignored.
     pub fn shut_down(&self) {
-        self.lock().shutting_down = true;
+        let mut state = self.lock();
+        state.shutting_down = true;
+        state.ready.clear();
+        state.dirty.clear();
+        self.report_depth(&state);
+        drop(state);
         self.wake.notify_all();
     }
 }
@@ -255,11 +308,17 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn queue() -> Queue<String> {
-        Queue::new(BackoffPolicy {
+    fn policy() -> BackoffPolicy {
+        BackoffPolicy {
             first: Duration::from_millis(10),
             max: Duration::from_millis(80),
-        })
+            permanent_first: Duration::from_millis(1000),
+            permanent_max: Duration::from_millis(4000),
+        }
+    }
+
+    fn queue() -> Queue<String> {
+        Queue::new(policy())
     }
 
     fn now_or_never(q: &Queue<String>) -> Option<String> {
@@ -330,6 +389,45 @@ mod tests {
         assert_eq!(q.failures(&"a".to_string()), 14);
         q.forget(&"a".to_string());
         assert_eq!(q.failures(&"a".to_string()), 0);
+    }
+
+    #[test]
+    fn permanent_failures_back_off_long_and_retry_after_is_a_floor() {
+        let policy = policy();
+        let permanent = policy.delay_for(1, Retry::Permanent);
+        assert!(permanent >= Duration::from_millis(1000) && permanent <= Duration::from_millis(1200));
+        assert!(policy.delay_for(10, Retry::Permanent) <= Duration::from_millis(4800));
+        assert!(policy.delay_for(1, Retry::Transient) <= Duration::from_millis(12));
+        for failures in 1..10 {
+            let delay = policy.delay_for(failures, Retry::After(Duration::from_secs(3)));
+            assert!(delay >= Duration::from_secs(3) && delay <= Duration::from_millis(3300), "{delay:?}");
+        }
+        let q = queue();
+        let delay = q.add_after_failure("a".into(), Retry::After(Duration::from_millis(300)));
+        assert!(delay >= Duration::from_millis(300));
+        assert_eq!(q.failures(&"a".to_string()), 1);
+        let started = Instant::now();
+        assert_eq!(q.get_timeout(Some(Duration::from_secs(2))), Some("a".into()));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[test]
+    fn the_depth_observer_sees_every_change_of_the_backlog() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let q = queue().with_depth_observer(move |n| record.lock().unwrap().push(n));
+        q.add("a".into());
+        q.add("b".into());
+        assert_eq!(*seen.lock().unwrap().last().unwrap(), 2, "without any worker");
+        let key = now_or_never(&q).unwrap();
+        assert_eq!(*seen.lock().unwrap().last().unwrap(), 1);
+        q.add(key.clone());
+        q.done(&key);
+        assert_eq!(*seen.lock().unwrap().last().unwrap(), 2);
+        q.remove(&"b".to_string());
+        assert_eq!(*seen.lock().unwrap().last().unwrap(), 1);
+        q.shut_down();
+        assert_eq!(*seen.lock().unwrap().last().unwrap(), 0);
     }
 
     #[test]
