@@ -38,7 +38,10 @@ impl Retry {
 
     /// The class of a list of failures; `Transient` for none.
     pub fn combine_all(classes: impl IntoIterator<Item = Retry>) -> Retry {
-        classes.into_iter().reduce(Retry::combine).unwrap_or(Retry::Transient)
+        classes
+            .into_iter()
+            .reduce(Retry::combine)
+            .unwrap_or(Retry::Transient)
     }
 }
 
@@ -48,9 +51,16 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
     let delay = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // A number too long for u64 is still "a long time".
-        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX).min(MAX_RETRY_AFTER.as_secs()))
+        Duration::from_secs(
+            value
+                .parse::<u64>()
+                .unwrap_or(u64::MAX)
+                .min(MAX_RETRY_AFTER.as_secs()),
+        )
     } else {
-        let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc2822(value)
+            .ok()?
+            .with_timezone(&Utc);
         (at - now).to_std().unwrap_or(Duration::ZERO)
     };
     Some(delay.min(MAX_RETRY_AFTER))

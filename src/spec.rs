@@ -334,7 +334,9 @@ mod tests {
 
     #[test]
     fn principals_beyond_the_limit_are_refused_with_one_message() {
-        let emails: Vec<String> = (0..1000).map(|i| format!("p{i}@proj.iam.gserviceaccount.com")).collect();
+        let emails: Vec<String> = (0..1000)
+            .map(|i| format!("p{i}@proj.iam.gserviceaccount.com"))
+            .collect();
         let list = emails.join(",");
         let Parsed::Configured(configuration) = parse(
             "ns",

@@ -81,9 +81,8 @@ impl Error {
         };
         // The apiserver sends both the header and `details.retryAfterSeconds`; a proxy may send only one.
         let retry_after = retry_after.or_else(|| {
-            (details_retry_after > 0).then(|| {
-                Duration::from_secs(details_retry_after).min(MAX_RETRY_AFTER)
-            })
+            (details_retry_after > 0)
+                .then(|| Duration::from_secs(details_retry_after).min(MAX_RETRY_AFTER))
         });
         let message = if message.is_empty() {
             format!("HTTP {code}")
@@ -251,12 +250,27 @@ mod tests {
         assert_eq!(header.retry(), Retry::After(Duration::from_secs(7)));
         let huge = Error::from_response(429, r#"{"details":{"retryAfterSeconds":999999}}"#, None);
         assert_eq!(huge.retry(), Retry::After(MAX_RETRY_AFTER));
-        assert_eq!(Error::from_response(429, "{}", None).retry(), Retry::Transient);
-        assert_eq!(Error::from_response(503, "{}", None).retry(), Retry::Transient);
+        assert_eq!(
+            Error::from_response(429, "{}", None).retry(),
+            Retry::Transient
+        );
+        assert_eq!(
+            Error::from_response(503, "{}", None).retry(),
+            Retry::Transient
+        );
         assert_eq!(Error::Transport("reset".into()).retry(), Retry::Transient);
-        assert_eq!(Error::from_response(404, "{}", None).retry(), Retry::Transient);
-        assert_eq!(Error::from_response(403, "{}", None).retry(), Retry::Permanent);
-        assert_eq!(Error::from_response(422, "{}", None).retry(), Retry::Permanent);
+        assert_eq!(
+            Error::from_response(404, "{}", None).retry(),
+            Retry::Transient
+        );
+        assert_eq!(
+            Error::from_response(403, "{}", None).retry(),
+            Retry::Permanent
+        );
+        assert_eq!(
+            Error::from_response(422, "{}", None).retry(),
+            Retry::Permanent
+        );
         assert_eq!(Error::Decode("x".into()).retry(), Retry::Permanent);
     }
 

@@ -65,7 +65,12 @@ pub fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<Outcome, 
             match spec::check_principal_limit(&configuration, ctx.options.max_principals) {
                 Ok(()) => provision(ctx, service_account, owned, &configuration),
                 Err(message) => {
-                    warn(ctx, &service_account, keys::REASON_FAILED_PROVISIONING, &message);
+                    warn(
+                        ctx,
+                        &service_account,
+                        keys::REASON_FAILED_PROVISIONING,
+                        &message,
+                    );
                     metrics().provisioning("none", "config");
                     Ok(Outcome::default())
                 }
@@ -185,7 +190,12 @@ fn provision(
     }
     // One Warning names every failing principal, so repeats of the same failures form one event series.
     if let Some(note) = spec::summarize_failures(&failures, names.len()) {
-        warn(ctx, &service_account, keys::REASON_FAILED_PROVISIONING, &note);
+        warn(
+            ctx,
+            &service_account,
+            keys::REASON_FAILED_PROVISIONING,
+            &note,
+        );
     }
     if attached.is_ok() && !unwanted.is_empty() {
         let unwanted_secrets: Vec<&Secret> = unwanted.iter().filter_map(|n| owned.get(n)).collect();
@@ -373,7 +383,10 @@ fn write_secret(
                     e.retry(),
                 )
             })?;
-        return ctx.client.create(Some(namespace), &desired).map_err(classed);
+        return ctx
+            .client
+            .create(Some(namespace), &desired)
+            .map_err(classed);
     }
     let mut updated = existing.clone();
     updated.data = desired.data;

@@ -395,19 +395,27 @@ mod tests {
     fn permanent_failures_back_off_long_and_retry_after_is_a_floor() {
         let policy = policy();
         let permanent = policy.delay_for(1, Retry::Permanent);
-        assert!(permanent >= Duration::from_millis(1000) && permanent <= Duration::from_millis(1200));
+        assert!(
+            permanent >= Duration::from_millis(1000) && permanent <= Duration::from_millis(1200)
+        );
         assert!(policy.delay_for(10, Retry::Permanent) <= Duration::from_millis(4800));
         assert!(policy.delay_for(1, Retry::Transient) <= Duration::from_millis(12));
         for failures in 1..10 {
             let delay = policy.delay_for(failures, Retry::After(Duration::from_secs(3)));
-            assert!(delay >= Duration::from_secs(3) && delay <= Duration::from_millis(3300), "{delay:?}");
+            assert!(
+                delay >= Duration::from_secs(3) && delay <= Duration::from_millis(3300),
+                "{delay:?}"
+            );
         }
         let q = queue();
         let delay = q.add_after_failure("a".into(), Retry::After(Duration::from_millis(300)));
         assert!(delay >= Duration::from_millis(300));
         assert_eq!(q.failures(&"a".to_string()), 1);
         let started = Instant::now();
-        assert_eq!(q.get_timeout(Some(Duration::from_secs(2))), Some("a".into()));
+        assert_eq!(
+            q.get_timeout(Some(Duration::from_secs(2))),
+            Some("a".into())
+        );
         assert!(started.elapsed() >= Duration::from_millis(300));
     }
 
@@ -418,7 +426,11 @@ mod tests {
         let q = queue().with_depth_observer(move |n| record.lock().unwrap().push(n));
         q.add("a".into());
         q.add("b".into());
-        assert_eq!(*seen.lock().unwrap().last().unwrap(), 2, "without any worker");
+        assert_eq!(
+            *seen.lock().unwrap().last().unwrap(),
+            2,
+            "without any worker"
+        );
         let key = now_or_never(&q).unwrap();
         assert_eq!(*seen.lock().unwrap().last().unwrap(), 1);
         q.add(key.clone());
