@@ -1,22 +1,34 @@
-//! The operator-facing HTTP endpoints — `/metrics`, `/healthz`, `/readyz` — on a minimal HTTP/1.1 server.
+//! The operator-facing HTTP endpoints — `/metrics`, `/healthz`, `/readyz` — on a minimal HTTP/1.1 server
+//! that no client can wedge.
 //!
-//! The server is deliberately tiny: GET only, one request per connection (`Connection: close`), the request
-//! head capped at 8 KiB and read with a 5 s timeout, each connection answered on a short-lived thread so a
-//! slow client cannot hold up a scrape or a probe, and at most [`MAX_CONNECTIONS`] of those at once. That is
-//! all Prometheus and the kubelet need, and it keeps an HTTP server framework out of the binary.
-//! Connection threads are not joined: each ends on its own within the I/O timeouts; the accept thread is.
+//! GET only, one request per connection (`Connection: close`), the request head capped at 8 KiB. What must
+//! stay true, whatever any client on the network does:
+//! - every connection has one deadline, [`REQUEST_DEADLINE`], for reading its whole head (within
+//!   [`HEAD_DEADLINE`]) and writing the whole answer — a client trickling a byte every few seconds is cut off
+//!   when it passes, not reset per read;
+//! - each connection has its own short-lived thread (small stack), so a slow client never delays another, and
+//!   up to [`MAX_CONNECTIONS`] are open at once; a new connection beyond that closes the *oldest* one — real
+//!   probes and scrapes finish in milliseconds, so the oldest is the one most likely stalling — so a probe is
+//!   always accepted and answered at once;
+//! - the accept thread blocks in `accept` (no polling when idle); [`Server::join`] wakes it by connecting to
+//!   it after shutdown has been triggered.
+//!
+//! That is all Prometheus and the kubelet need, and it keeps an HTTP server framework out of the binary.
 //!
 //! Addresses are written as the Go flags write them: `:8080` is every interface, `127.0.0.1:0` lets the
 //! system pick a port, `0` turns the server off.
 
 pub mod health;
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown as Direction, SocketAddr, TcpListener, TcpStream,
+    ToSocketAddrs,
+};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use health::Health;
 
@@ -25,11 +37,17 @@ use crate::shutdown::Shutdown;
 
 /// Request line and headers together may not be longer than this.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
-/// Connections answered at the same time; more are closed unanswered.
-pub const MAX_CONNECTIONS: usize = 16;
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the accept loop sleeps when no connection is waiting; bounds how late it notices shutdown.
-const ACCEPT_POLL: Duration = Duration::from_millis(50);
+/// Connections open at the same time; a new one beyond this closes the oldest.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Reading the request head and writing the answer, together, may take this long.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// The request head must have arrived this long after the connection was accepted; the rest of
+/// [`REQUEST_DEADLINE`] is left for the answer (a 400 to a client that was too slow included).
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(3);
+/// Stack of each connection thread: the handler keeps its buffers on the heap.
+const CONNECTION_STACK: usize = 128 * 1024;
+/// How long to wait before accepting again after `accept` failed (out of file descriptors and the like).
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Which routes a server answers; the others are 404.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,11 +78,19 @@ impl Endpoints {
     }
 }
 
-/// A running server: where it listens and its accept thread, which ends soon after shutdown is triggered.
-#[derive(Debug)]
+/// A running server: where it listens and its accept thread.
 pub struct Server {
     address: SocketAddr,
     handle: JoinHandle<()>,
+    shutdown: Shutdown,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -73,10 +99,24 @@ impl Server {
         self.address
     }
 
-    /// Waits for the accept thread to end (after shutdown).
+    /// Ends the accept thread once shutdown is triggered (waiting for that) and waits for it. Connection
+    /// threads are not joined: each ends within [`REQUEST_DEADLINE`].
     pub fn join(self) {
+        while !self.shutdown.sleep(Duration::from_secs(3600)) {}
+        // The accept thread is blocked in accept: a connection wakes it to see the flag.
+        let _ = TcpStream::connect_timeout(&wake_address(self.address), Duration::from_secs(1));
         let _ = self.handle.join();
     }
+}
+
+/// Where to connect to reach a listener bound to `bound` (a wildcard address is reached over loopback).
+fn wake_address(bound: SocketAddr) -> SocketAddr {
+    let ip = match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, bound.port())
 }
 
 /// Listens on `address` and answers `endpoints` on a thread until `shutdown`; `Ok(None)` when `address` is
@@ -94,18 +134,16 @@ pub fn serve(
     let bound = listener
         .local_addr()
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-    // Non-blocking accept lets the loop look at the shutdown flag between connections.
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let accept_shutdown = shutdown.clone();
     let handle = std::thread::Builder::new()
         .name(endpoints.thread_name().to_string())
-        .spawn(move || accept_loop(listener, endpoints, health, shutdown))
+        .spawn(move || accept_loop(listener, endpoints, health, accept_shutdown))
         .map_err(|e| format!("cannot start the http thread: {e}"))?;
     log::info!("serving {endpoints:?} endpoints on http://{bound}");
     Ok(Some(Server {
         address: bound,
         handle,
+        shutdown,
     }))
 }
 
@@ -147,95 +185,155 @@ fn bind(address: &str, candidates: &[SocketAddr]) -> Result<TcpListener, String>
     Err(format!("cannot listen on {address}: {why}"))
 }
 
+/// The open connections, oldest first, as clones that can cut them off.
+#[derive(Default)]
+struct Open {
+    next_id: u64,
+    streams: BTreeMap<u64, TcpStream>,
+}
+
 fn accept_loop(
     listener: TcpListener,
     endpoints: Endpoints,
     health: Arc<Health>,
     shutdown: Shutdown,
 ) {
-    let active = Arc::new(AtomicUsize::new(0));
-    while !shutdown.is_triggered() {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-                    log::debug!("too many open http connections; closing the one from {peer}");
-                    continue;
-                }
-                spawn_connection(stream, endpoints, health.clone(), active.clone());
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                shutdown.sleep(ACCEPT_POLL);
-            }
+    let open = Arc::new(Mutex::new(Open::default()));
+    loop {
+        let accepted = listener.accept();
+        if shutdown.is_triggered() {
+            return;
+        }
+        match accepted {
+            Ok((stream, _peer)) => admit(stream, endpoints, &health, &open),
             Err(e) => {
                 // Out of file descriptors and the like: pause instead of spinning.
                 log::warn!("http accept failed: {e}");
-                shutdown.sleep(ACCEPT_POLL);
+                if shutdown.sleep(ACCEPT_ERROR_PAUSE) {
+                    return;
+                }
             }
         }
     }
 }
 
-fn spawn_connection(
-    stream: TcpStream,
-    endpoints: Endpoints,
-    health: Arc<Health>,
-    active: Arc<AtomicUsize>,
-) {
-    active.fetch_add(1, Ordering::Relaxed);
-    let counter = active.clone();
+/// Registers the connection (closing the oldest when full) and answers it on its own thread.
+fn admit(stream: TcpStream, endpoints: Endpoints, health: &Arc<Health>, open: &Arc<Mutex<Open>>) {
+    let started = Instant::now();
+    let Ok(handle) = stream.try_clone() else {
+        return;
+    };
+    let id = {
+        let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+        while open.streams.len() >= MAX_CONNECTIONS {
+            if let Some((_, oldest)) = open.streams.pop_first() {
+                log::debug!("too many open http connections; closing the oldest");
+                // Its thread sees the end of the stream and finishes.
+                let _ = oldest.shutdown(Direction::Both);
+            }
+        }
+        open.next_id += 1;
+        let id = open.next_id;
+        open.streams.insert(id, handle);
+        id
+    };
+    let (health, registry) = (health.clone(), open.clone());
     let spawned = std::thread::Builder::new()
         .name("http-conn".to_string())
+        .stack_size(CONNECTION_STACK)
         .spawn(move || {
-            if let Err(e) = handle_connection(stream, endpoints, &health) {
+            if let Err(e) = handle_connection(stream, started, endpoints, &health) {
                 log::debug!("http connection: {e}");
             }
-            counter.fetch_sub(1, Ordering::Relaxed);
+            registry
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .streams
+                .remove(&id);
         });
     if let Err(e) = spawned {
-        active.fetch_sub(1, Ordering::Relaxed);
+        open.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .streams
+            .remove(&id);
         log::warn!("cannot start an http connection thread: {e}");
     }
 }
 
+/// The time left until `deadline`, or a timed-out error when it has passed.
+fn left(deadline: Instant) -> std::io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "request deadline passed",
+        ));
+    }
+    Ok(left)
+}
+
 fn handle_connection(
     mut stream: TcpStream,
+    accepted: Instant,
     endpoints: Endpoints,
     health: &Health,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let response = match read_head(&mut stream)? {
+    let deadline = accepted + REQUEST_DEADLINE;
+    let response = match read_head(&mut stream, accepted + HEAD_DEADLINE)? {
         Head::Complete(head) => respond(&head, endpoints, health),
         Head::TooLarge => Response::text(431, "request header fields too large"),
         Head::Incomplete(0) => return Ok(()),
         Head::Incomplete(_) => Response::text(400, "incomplete request"),
     };
-    stream.write_all(&response.to_bytes())?;
-    stream.flush()?;
+    write_before(&mut stream, &response.to_bytes(), deadline)?;
     stream.shutdown(Direction::Write)?;
     if response.status >= 400 {
         // Closing with unread input makes the kernel send a reset, which can destroy the answer in flight.
-        stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+        let linger = left(deadline)?.min(Duration::from_millis(500));
+        stream.set_read_timeout(Some(linger))?;
         let _ = std::io::copy(&mut (&stream).take(64 * 1024), &mut std::io::sink());
     }
     Ok(())
 }
 
+/// Writes all of `bytes`, failing when `deadline` passes first.
+fn write_before(
+    stream: &mut TcpStream,
+    mut bytes: &[u8],
+    deadline: Instant,
+) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        stream.set_write_timeout(Some(left(deadline)?))?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    stream.flush()
+}
+
 enum Head {
     Complete(String),
     TooLarge,
-    /// The peer stopped sending, or went quiet, after this many bytes.
+    /// The peer stopped sending, or the deadline passed, after this many bytes.
     Incomplete(usize),
 }
 
-/// Reads up to the blank line that ends the request head.
-fn read_head(stream: &mut TcpStream) -> std::io::Result<Head> {
+/// Reads up to the blank line that ends the request head, all of it before `deadline`.
+fn read_head(stream: &mut TcpStream, deadline: Instant) -> std::io::Result<Head> {
     let mut buffer = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
+        let Ok(left) = left(deadline) else {
+            return Ok(Head::Incomplete(buffer.len()));
+        };
+        stream.set_read_timeout(Some(left))?;
         let n = match stream.read(&mut chunk) {
             Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -478,6 +576,54 @@ mod tests {
         shutdown2.trigger();
         metrics_server.join();
         probes_server.join();
+    }
+
+    #[test]
+    fn a_trickling_client_is_cut_off_at_the_request_deadline() {
+        let (address, _health, shutdown, server) = start(Endpoints::Probes);
+        let mut slow = TcpStream::connect(address).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let started = Instant::now();
+        // A byte a second: each read succeeds, but the whole head never arrives in time.
+        let mut answer = Vec::new();
+        for byte in b"GET /healthz HTTP/1.1\r\nX: ".iter() {
+            if slow.write_all(&[*byte]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1000));
+            if started.elapsed() > HEAD_DEADLINE + Duration::from_secs(2) {
+                break;
+            }
+        }
+        let _ = slow.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+        assert!(
+            started.elapsed() < REQUEST_DEADLINE + Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+        shutdown.trigger();
+        server.join();
+    }
+
+    #[test]
+    fn probes_are_answered_while_the_connection_table_is_full() {
+        let (address, _health, shutdown, server) = start(Endpoints::Probes);
+        let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS + 10)
+            .map(|_| TcpStream::connect(address).unwrap())
+            .collect();
+        let started = Instant::now();
+        assert_eq!(get(address, "/healthz").0, 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(idle);
+        shutdown.trigger();
+        server.join();
     }
 
     #[test]
