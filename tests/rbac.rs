@@ -9,7 +9,9 @@ mod support;
 
 use std::time::Duration;
 
-use image_pull_secrets_provisioner::kube::types::{Lease, Pod, Secret, ServiceAccount};
+use image_pull_secrets_provisioner::annotations::REASON_DECOMMISSIONED;
+use image_pull_secrets_provisioner::kube::types::{Event, Lease, Pod, Secret, ServiceAccount};
+use image_pull_secrets_provisioner::reconcile::events::{build_event, reference, EventType};
 use serde_json::{json, Value};
 use support::controller::{service_account_token, Controller, CONTROLLER_NAMESPACE};
 use support::google::GoogleFake;
@@ -181,6 +183,20 @@ fn scenario(cluster: &Cluster, ns: &str) {
         "-p",
         &status.to_string(),
     ]);
+    // An Event an earlier process began for the decommissioning to come: the controller finds it (get) and
+    // continues its series (patch) instead of creating another.
+    let earlier = build_event(
+        &reference("v1", "ServiceAccount", &old.metadata),
+        EventType::Normal,
+        REASON_DECOMMISSIONED,
+        "Decommission",
+        "Removed image pull secrets that are no longer wanted: imagepullsecret-old-1",
+        "an-earlier-process",
+        chrono::Utc::now(),
+    );
+    admin
+        .create(Some(ns), &earlier)
+        .expect("creating the earlier event");
     annotate(cluster, ns, "app", &[]);
     annotate(cluster, ns, "stale", &[]);
     annotate(cluster, ns, "old", &[]);
@@ -301,6 +317,15 @@ fn the_manifests_rbac_suffices_for_the_whole_scenario() {
         .all(|r| events.contains(r))
         .then_some(())
     });
+    // The earlier process's Event was continued, not duplicated.
+    eventually(
+        Duration::from_secs(30),
+        "the earlier event continued",
+        || {
+            let event: Event = admin.get(Some(&ns), &earlier_name(&admin, &ns)).ok()?;
+            (event.other.get("series")?["count"].as_u64()? >= 2).then_some(())
+        },
+    );
     // Refresh: the 20 s credential is replaced at about three quarters of its lifetime.
     let first_expiry =
         first.metadata.annotations["imagepullsecrets.preferred.jp/expires-at"].clone();
@@ -342,6 +367,18 @@ fn the_manifests_rbac_suffices_for_the_whole_scenario() {
         !logs.contains("forbidden"),
         "a call was forbidden with the manifests' RBAC:\n{logs}"
     );
+}
+
+/// The name of the Event the scenario created as if by an earlier process.
+fn earlier_name(admin: &image_pull_secrets_provisioner::kube::Client, ns: &str) -> String {
+    let old: ServiceAccount = admin.get(Some(ns), "old").unwrap();
+    image_pull_secrets_provisioner::reconcile::events::event_name(
+        &reference("v1", "ServiceAccount", &old.metadata),
+        EventType::Normal,
+        REASON_DECOMMISSIONED,
+        "Decommission",
+        "Removed image pull secrets that are no longer wanted: imagepullsecret-old-1",
+    )
 }
 
 /// The message the API server gives when `verb` on `resource` is not allowed.
