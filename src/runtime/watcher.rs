@@ -125,7 +125,7 @@ impl Watcher {
                 State::Watching { resource_version }
             }
             Err(error) => {
-                let delay = self.backoff.next();
+                let delay = self.backoff.next_after(&error);
                 log::warn!("{}: list failed: {error}; retrying in {delay:?}", self.name);
                 self.restarted("list_error");
                 State::NeedsList
@@ -155,7 +155,7 @@ impl Watcher {
                 return State::NeedsList;
             }
             Err(error) => {
-                let delay = self.backoff.next();
+                let delay = self.backoff.next_after(&error);
                 log::warn!(
                     "{}: watch failed: {error}; retrying in {delay:?}",
                     self.name
@@ -239,6 +239,16 @@ impl Backoff {
         delay
     }
 
+    /// The next delay after `error`, never shorter than the server's `Retry-After`.
+    fn next_after(&mut self, error: &crate::kube::Error) -> Duration {
+        let mut delay = self.next();
+        if let crate::retry::Retry::After(at_least) = error.retry() {
+            delay = delay.max(at_least);
+            self.pending = Some(delay);
+        }
+        delay
+    }
+
     fn reset(&mut self) {
         self.current = self.first;
     }
@@ -247,6 +257,16 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_a_floor_on_the_backoff() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let throttled = crate::kube::Error::from_response(429, "{}", Some(Duration::from_secs(3)));
+        assert_eq!(backoff.next_after(&throttled), Duration::from_secs(3));
+        assert_eq!(backoff.pending, Some(Duration::from_secs(3)));
+        let broken = crate::kube::Error::from_response(503, "{}", None);
+        assert!(backoff.next_after(&broken) <= Duration::from_secs(1));
+    }
 
     #[test]
     fn backoff_grows_to_its_ceiling_and_resets() {
