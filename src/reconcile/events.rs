@@ -9,15 +9,16 @@
 //! [`OBJECT_REFILL`], client-go's `EventSourceObjectSpamFilter` defaults) and from the global bucket
 //! ([`GLOBAL_BURST`], [`GLOBAL_PER_SECOND`] a second); a write refused by either is dropped (a series keeps
 //! counting in memory and writes the total with its next update). Series updates are written at once for the
-//! first repeat and then at most every [`SERIES_UPDATE_INTERVAL`], so a ServiceAccount failing in a loop costs
-//! a few writes, not one per attempt.
+//! first repeat and then at most every [`SERIES_UPDATE_INTERVAL`] (repeats still owed when a series stops are
+//! written by the `events` thread when due), so a ServiceAccount failing in a loop costs a few writes, not one
+//! per attempt, and its Event still ends with the full count.
 //!
 //! An Event's name is derived from what it is about and says (`<object>.<hash>`), so a restarted process or
 //! a new leader finds the series the previous one began (create answers AlreadyExists; the series is read and
 //! continued) instead of starting another Event.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -113,11 +114,25 @@ struct SeriesKey {
 
 #[derive(Debug, Clone)]
 struct Series {
+    /// Where its Event is.
+    namespace: String,
+    name: String,
     count: u32,
     last_observed: Instant,
-    /// When the series was last written, and the count written then.
+    last_observed_at: DateTime<Utc>,
+    /// When the series was last written (or a write was last attempted), and the count written then.
     written: Option<Instant>,
     written_count: u32,
+}
+
+/// A series update the flusher owes the server: repeats counted in memory but not written yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Flush {
+    key: SeriesKey,
+    namespace: String,
+    name: String,
+    count: u32,
+    last_observed_at: DateTime<Utc>,
 }
 
 /// The write an occurrence calls for.
@@ -137,6 +152,8 @@ struct State {
     objects: HashMap<String, TokenBucket>,
     global: TokenBucket,
     window: Duration,
+    /// The recorder is gone: the flusher ends.
+    closed: bool,
 }
 
 impl State {
@@ -146,11 +163,73 @@ impl State {
             objects: HashMap::new(),
             global: TokenBucket::full(GLOBAL_BURST, GLOBAL_PER_SECOND, now),
             window,
+            closed: false,
         }
     }
 
-    /// Records one occurrence of `key` and decides what to write.
-    fn observe(&mut self, key: &SeriesKey, now: Instant) -> Write {
+    /// Takes a token from `uid`'s bucket and the global one, or says which refused.
+    fn take_tokens(&mut self, uid: &str, now: Instant) -> Result<(), &'static str> {
+        let object = self.objects.entry(uid.to_string()).or_insert_with(|| {
+            TokenBucket::full(OBJECT_BURST, 1.0 / OBJECT_REFILL.as_secs_f64(), now)
+        });
+        if !object.has_token(now) {
+            return Err("rate limit of events about this object");
+        }
+        if !self.global.has_token(now) {
+            return Err("rate limit of events overall");
+        }
+        object.take(now);
+        self.global.take(now);
+        Ok(())
+    }
+
+    /// The series updates due at `now` (repeats not written for [`SERIES_UPDATE_INTERVAL`]), each holding
+    /// its rate-limit tokens, and when the next one falls due. A refused update is tried an interval later.
+    fn due_flushes(&mut self, now: Instant) -> (Vec<Flush>, Option<Instant>) {
+        let mut due = Vec::new();
+        let mut next: Option<Instant> = None;
+        let pending: Vec<(SeriesKey, Instant)> = self
+            .series
+            .iter()
+            .filter(|(_, s)| s.count > s.written_count)
+            .filter_map(|(k, s)| Some((k.clone(), s.written? + SERIES_UPDATE_INTERVAL)))
+            .collect();
+        for (key, due_at) in pending {
+            if due_at > now {
+                next = Some(next.map_or(due_at, |n| n.min(due_at)));
+                continue;
+            }
+            let allowed = self.take_tokens(&key.uid, now);
+            let Some(series) = self.series.get_mut(&key) else {
+                continue;
+            };
+            series.written = Some(now);
+            match allowed {
+                Ok(()) => due.push(Flush {
+                    key,
+                    namespace: series.namespace.clone(),
+                    name: series.name.clone(),
+                    count: series.count,
+                    last_observed_at: series.last_observed_at,
+                }),
+                Err(_) => {
+                    let again = now + SERIES_UPDATE_INTERVAL;
+                    next = Some(next.map_or(again, |n| n.min(again)));
+                }
+            }
+        }
+        (due, next)
+    }
+
+    /// Records one occurrence of `key` (whose Event is `namespace/name`) and decides what to write.
+    fn observe(
+        &mut self,
+        key: &SeriesKey,
+        namespace: &str,
+        name: &str,
+        now: Instant,
+        now_at: DateTime<Utc>,
+    ) -> Write {
         if self.series.len() >= PRUNE_AT || self.objects.len() >= PRUNE_AT {
             self.prune(now);
         }
@@ -163,6 +242,7 @@ impl State {
             Some(series) => {
                 series.count += 1;
                 series.last_observed = now;
+                series.last_observed_at = now_at;
                 let due = series.written.is_none_or(|at| {
                     series.written_count < 2
                         || now.saturating_duration_since(at) >= SERIES_UPDATE_INTERVAL
@@ -178,8 +258,11 @@ impl State {
                 self.series.insert(
                     key.clone(),
                     Series {
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
                         count: 1,
                         last_observed: now,
+                        last_observed_at: now_at,
                         written: None,
                         written_count: 0,
                     },
@@ -187,25 +270,13 @@ impl State {
                 Write::Create
             }
         };
-        let object = self.objects.entry(key.uid.clone()).or_insert_with(|| {
-            TokenBucket::full(OBJECT_BURST, 1.0 / OBJECT_REFILL.as_secs_f64(), now)
-        });
-        let refused = if !object.has_token(now) {
-            Some("rate limit of events about this object")
-        } else if !self.global.has_token(now) {
-            Some("rate limit of events overall")
-        } else {
-            None
-        };
-        if let Some(why) = refused {
+        if let Err(why) = self.take_tokens(&key.uid, now) {
             if write == Write::Create {
                 // Nothing on the server to continue: the next occurrence tries to create it again.
                 self.series.remove(key);
             }
             return Write::Nothing(why);
         }
-        object.take(now);
-        self.global.take(now);
         write
     }
 
@@ -232,30 +303,111 @@ impl State {
 }
 
 /// Publishes events as series, rate-limited. Shared by all workers.
+///
+/// A thread (`events`) writes the repeats that were counted but not yet written once their update is due,
+/// so a series that stops still shows its full count; it sleeps until then (or until a new repeat) and ends
+/// when the recorder is dropped.
 pub struct EventRecorder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     client: Client,
     instance: String,
     state: Mutex<State>,
+    /// Wakes the flusher: a repeat was counted, or the recorder is gone.
+    wake: Condvar,
+}
+
+impl Drop for EventRecorder {
+    fn drop(&mut self) {
+        self.inner.lock().closed = true;
+        self.inner.wake.notify_all();
+    }
 }
 
 impl EventRecorder {
     /// `instance` identifies this process (`reportingInstance`); a repeat within `window` of the previous
     /// occurrence joins its series.
     pub fn new(client: Client, instance: &str, window: Duration) -> Self {
-        EventRecorder {
+        let inner = Arc::new(Inner {
             client,
             instance: instance.to_string(),
             state: Mutex::new(State::new(window, Instant::now())),
+            wake: Condvar::new(),
+        });
+        let flusher = inner.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("events".into())
+            .spawn(move || flusher.flush_loop())
+        {
+            log::warn!("cannot start the event series thread; series counts are written only with new repeats: {e}");
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        EventRecorder { inner }
     }
 
     /// Publishes an event about `regarding` (kind and apiVersion as given): a new Event, a series update of
     /// the one it repeats, or nothing when rate-limited.
     pub fn publish(
+        &self,
+        regarding: ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
+        self.inner.publish(regarding, type_, reason, action, note);
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes due series updates until the recorder is dropped; blocks while none is due.
+    fn flush_loop(&self) {
+        let mut state = self.lock();
+        loop {
+            if state.closed {
+                return;
+            }
+            let now = Instant::now();
+            let (flushes, next) = state.due_flushes(now);
+            if flushes.is_empty() {
+                state = match next {
+                    Some(at) => {
+                        self.wake
+                            .wait_timeout(state, at.saturating_duration_since(now))
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0
+                    }
+                    None => self.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
+                };
+                continue;
+            }
+            drop(state);
+            for flush in flushes {
+                if let Err(error) = self.update_series(
+                    &flush.key,
+                    &flush.namespace,
+                    &flush.name,
+                    flush.count,
+                    flush.last_observed_at,
+                ) {
+                    log::warn!(
+                        "cannot record the repeats of {} event {}/{}: {error}",
+                        flush.key.reason,
+                        flush.namespace,
+                        flush.name
+                    );
+                }
+            }
+            state = self.lock();
+        }
+    }
+
+    fn publish(
         &self,
         regarding: ObjectReference,
         type_: EventType,
@@ -274,9 +426,11 @@ impl EventRecorder {
         let name = event_name(&regarding, type_, reason, action, &note);
         let namespace = regarding.namespace.clone();
         let (now, now_at) = (Instant::now(), Utc::now());
-        let write = self.lock().observe(&key, now);
+        let write = self.lock().observe(&key, &namespace, &name, now, now_at);
         let result = match write {
             Write::Nothing(why) => {
+                // A counted repeat: the flusher writes it when due.
+                self.wake.notify_one();
                 log::debug!(
                     "not writing {reason} event for {} {namespace}/{}: {why}",
                     regarding.kind,
@@ -540,23 +694,73 @@ mod tests {
         let t0 = Instant::now();
         let mut state = State::new(Duration::from_secs(300), t0);
         let k = key("u", "boom");
-        assert_eq!(state.observe(&k, t0), Write::Create);
+        assert_eq!(state.observe(&k, "ns", "e", t0, Utc::now()), Write::Create);
         state.written(&k, 1, t0);
         let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(state.observe(&k, t1), Write::Series { count: 2 });
+        assert_eq!(
+            state.observe(&k, "ns", "e", t1, Utc::now()),
+            Write::Series { count: 2 }
+        );
         state.written(&k, 2, t1);
         let t2 = t1 + Duration::from_secs(2);
-        assert!(matches!(state.observe(&k, t2), Write::Nothing(_)));
+        assert!(matches!(
+            state.observe(&k, "ns", "e", t2, Utc::now()),
+            Write::Nothing(_)
+        ));
         let t3 = t1 + SERIES_UPDATE_INTERVAL;
         assert_eq!(
-            state.observe(&k, t3),
+            state.observe(&k, "ns", "e", t3, Utc::now()),
             Write::Series { count: 4 },
             "the repeats in between are counted"
         );
         state.written(&k, 4, t3);
         // Silent for longer than the window: the next occurrence begins a new series.
         let later = t3 + Duration::from_secs(301);
-        assert_eq!(state.observe(&k, later), Write::Create);
+        assert_eq!(
+            state.observe(&k, "ns", "e", later, Utc::now()),
+            Write::Create
+        );
+    }
+
+    #[test]
+    fn repeats_not_written_yet_are_flushed_when_due_even_if_the_series_stops() {
+        let t0 = Instant::now();
+        let mut state = State::new(Duration::from_secs(300), t0);
+        let k = key("u", "boom");
+        state.observe(&k, "ns", "e", t0, Utc::now());
+        state.written(&k, 1, t0);
+        assert_eq!(state.due_flushes(t0), (vec![], None), "nothing owed");
+        let t1 = t0 + Duration::from_secs(1);
+        state.observe(&k, "ns", "e", t1, Utc::now());
+        state.written(&k, 2, t1);
+        let last_at = Utc::now();
+        for i in 2..5 {
+            let write = state.observe(&k, "ns", "e", t1 + Duration::from_secs(i), last_at);
+            assert_eq!(write, Write::Nothing("series update not due yet"));
+        }
+        let due_at = t1 + SERIES_UPDATE_INTERVAL;
+        assert_eq!(
+            state.due_flushes(t1 + Duration::from_secs(5)),
+            (vec![], Some(due_at)),
+            "the flusher sleeps until the update is due"
+        );
+        let (flushes, next) = state.due_flushes(due_at);
+        assert_eq!(
+            flushes,
+            vec![Flush {
+                key: k.clone(),
+                namespace: "ns".into(),
+                name: "e".into(),
+                count: 5,
+                last_observed_at: last_at,
+            }]
+        );
+        assert_eq!(next, None);
+        state.written(&k, 5, due_at);
+        assert_eq!(
+            state.due_flushes(due_at + SERIES_UPDATE_INTERVAL),
+            (vec![], None)
+        );
     }
 
     #[test]
@@ -566,7 +770,7 @@ mod tests {
         let mut writes = 0;
         for i in 0..40 {
             let k = key("u", &format!("note {i}"));
-            if state.observe(&k, t0) == Write::Create {
+            if state.observe(&k, "ns", "e", t0, Utc::now()) == Write::Create {
                 writes += 1;
             }
         }
@@ -578,16 +782,22 @@ mod tests {
         );
         let k = key("u", "after");
         assert!(matches!(
-            state.observe(&k, t0 + Duration::from_secs(10)),
+            state.observe(&k, "ns", "e", t0 + Duration::from_secs(10), Utc::now()),
             Write::Nothing("rate limit of events about this object")
         ));
         assert_eq!(
-            state.observe(&key("u", "after 2"), t0 + OBJECT_REFILL),
+            state.observe(
+                &key("u", "after 2"),
+                "ns",
+                "e",
+                t0 + OBJECT_REFILL,
+                Utc::now()
+            ),
             Write::Create,
             "one more per refill period"
         );
         assert_eq!(
-            state.observe(&key("other", "x"), t0),
+            state.observe(&key("other", "x"), "ns", "e", t0, Utc::now()),
             Write::Create,
             "other objects have their own bucket"
         );
@@ -598,12 +808,18 @@ mod tests {
         let t0 = Instant::now();
         let mut state = State::new(Duration::from_secs(300), t0);
         let created = (0..500)
-            .filter(|i| state.observe(&key(&format!("u{i}"), "down"), t0) == Write::Create)
+            .filter(|i| {
+                state.observe(&key(&format!("u{i}"), "down"), "ns", "e", t0, Utc::now())
+                    == Write::Create
+            })
             .count();
         assert_eq!(created, GLOBAL_BURST as usize);
         let t1 = t0 + Duration::from_secs(1);
         let created = (500..600)
-            .filter(|i| state.observe(&key(&format!("u{i}"), "down"), t1) == Write::Create)
+            .filter(|i| {
+                state.observe(&key(&format!("u{i}"), "down"), "ns", "e", t1, Utc::now())
+                    == Write::Create
+            })
             .count();
         assert_eq!(created, GLOBAL_PER_SECOND as usize);
     }
@@ -613,7 +829,7 @@ mod tests {
         let t0 = Instant::now();
         let mut state = State::new(Duration::from_secs(300), t0);
         for i in 0..10 {
-            state.observe(&key(&format!("u{i}"), "x"), t0);
+            state.observe(&key(&format!("u{i}"), "x"), "ns", "e", t0, Utc::now());
         }
         state.prune(t0 + Duration::from_secs(301) + OBJECT_REFILL);
         assert!(state.series.is_empty());
