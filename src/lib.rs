@@ -17,7 +17,8 @@
 //!  watch-secrets ─────────┼─> work queue (keys) ─┼─ worker-1 ─┼─> kube-apiserver, cloud providers
 //!                         │                      └─ worker-N ─┘
 //!  leader (Lease) ────────┘ gates the workers     evictor (delayed pod re-checks)
-//!  http (metrics, healthz, readyz)
+//!  http (metrics, healthz, readyz) ─ http-conn (one per connection, each with its own deadline)
+//!  events (writes event series repeats when due)
 //! ```
 //!
 //! Everything is synchronous: plain threads, blocking HTTP (ureq), one shutdown flag.
