@@ -189,7 +189,10 @@ fn provision(
         });
     }
     // One Warning names every failing principal, so repeats of the same failures form one event series.
-    if let Some(note) = spec::summarize_failures(&failures, names.len()) {
+    // A process that just lost the lease leaves the telling to the new leader.
+    let note =
+        spec::summarize_failures(&failures, names.len()).filter(|_| ctx.check_may_act().is_ok());
+    if let Some(note) = note {
         warn(
             ctx,
             &service_account,

@@ -31,7 +31,9 @@ impl Default for BackoffPolicy {
             first: Duration::from_secs(1),
             max: Duration::from_secs(300),
             permanent_first: Duration::from_secs(30),
-            permanent_max: Duration::from_secs(1800),
+            // client-go's controllers cap their backoff near here (1000 s): long, yet a fix made without
+            // touching the ServiceAccount (RBAC, a trust policy, a foreign secret removed) is seen the same hour.
+            permanent_max: Duration::from_secs(900),
         }
     }
 }
