@@ -413,6 +413,41 @@ fn a_thousand_principals_get_one_warning_and_no_token_request() {
     assert_eq!(fake.stats()["sts_calls"], 1, "only the control's exchange");
 }
 
+#[test]
+fn failures_of_several_principals_make_one_warning_naming_each() {
+    let cluster = cluster();
+    let admin = cluster.admin();
+    let ns = cluster.namespace("several");
+    let fake = google_fake();
+    fake.control(json!({"failure_rate": 1.0}));
+    let controller = Controller::builder(&ns).google(&fake.endpoint).start();
+    let second = "second@proj.iam.gserviceaccount.com";
+    create_sa(&admin, &ns, "app", &format!("{EMAIL},{second}"));
+    let warnings = |admin: &Client| -> Vec<Event> {
+        events_in(admin, &ns)
+            .into_iter()
+            .filter(|e| e.regarding.name == "app" && e.reason == FAILED)
+            .collect()
+    };
+    let events = eventually(PATIENCE, "the Warning and a repeat of it", || {
+        let events = warnings(&admin);
+        events
+            .iter()
+            .any(|e| series_count(e) >= 2)
+            .then_some(events)
+    });
+    assert_eq!(events.len(), 1, "one Warning per reconcile: {events:#?}");
+    let note = &events[0].note;
+    println!("warning: {note}");
+    assert!(note.starts_with("2 failures (2 principals): "), "{note}");
+    assert!(
+        note.contains(&format!("obtaining registry credentials for {EMAIL}: "))
+            && note.contains(&format!("obtaining registry credentials for {second}: ")),
+        "{note}"
+    );
+    assert!(controller.is_running());
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Kubernetes Retry-After
 
