@@ -7,7 +7,8 @@
 //!   [`HEAD_DEADLINE`]) and writing the whole answer — a client trickling a byte every few seconds is cut off
 //!   when it passes, not reset per read;
 //! - each connection has its own short-lived thread (small stack), so a slow client never delays another, and
-//!   up to [`MAX_CONNECTIONS`] are open at once; a new connection beyond that closes the *oldest* one — real
+//!   up to [`MAX_CONNECTIONS`] are open at once (one file descriptor each, so both servers fit a default
+//!   limit of 1024); a new connection beyond that closes the *oldest* one — real
 //!   probes and scrapes finish in milliseconds, so the oldest is the one most likely stalling — so a probe is
 //!   always accepted and answered at once;
 //! - the accept thread blocks in `accept` (no polling when idle); [`Server::join`] wakes it by connecting to
@@ -38,7 +39,7 @@ use crate::shutdown::Shutdown;
 /// Request line and headers together may not be longer than this.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Connections open at the same time; a new one beyond this closes the oldest.
-pub const MAX_CONNECTIONS: usize = 512;
+pub const MAX_CONNECTIONS: usize = 256;
 /// Reading the request head and writing the answer, together, may take this long.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// The request head must have arrived this long after the connection was accepted; the rest of
@@ -194,7 +195,7 @@ fn bind(address: &str, candidates: &[SocketAddr]) -> Result<TcpListener, String>
 #[derive(Default)]
 struct Open {
     next_id: u64,
-    streams: BTreeMap<u64, TcpStream>,
+    streams: BTreeMap<u64, Arc<TcpStream>>,
 }
 
 fn accept_loop(
@@ -225,9 +226,10 @@ fn accept_loop(
 /// Registers the connection (closing the oldest when full) and answers it on its own thread.
 fn admit(stream: TcpStream, endpoints: Endpoints, health: &Arc<Health>, open: &Arc<Mutex<Open>>) {
     let started = Instant::now();
-    let Ok(handle) = stream.try_clone() else {
-        return;
-    };
+    // Shared, not duplicated: one file descriptor per connection, so a default limit of 1024 holds both
+    // servers full.
+    let stream = Arc::new(stream);
+    let handle = stream.clone();
     let id = {
         let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
         while open.streams.len() >= MAX_CONNECTIONS {
@@ -278,33 +280,33 @@ fn left(deadline: Instant) -> std::io::Result<Duration> {
 }
 
 fn handle_connection(
-    mut stream: TcpStream,
+    stream: Arc<TcpStream>,
     accepted: Instant,
     endpoints: Endpoints,
     health: &Health,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     let deadline = accepted + REQUEST_DEADLINE;
-    let response = match read_head(&mut stream, accepted + HEAD_DEADLINE)? {
+    let response = match read_head(&stream, accepted + HEAD_DEADLINE)? {
         Head::Complete(head) => respond(&head, endpoints, health),
         Head::TooLarge => Response::text(431, "request header fields too large"),
         Head::Incomplete(0) => return Ok(()),
         Head::Incomplete(_) => Response::text(400, "incomplete request"),
     };
-    write_before(&mut stream, &response.to_bytes(), deadline)?;
+    write_before(&stream, &response.to_bytes(), deadline)?;
     stream.shutdown(Direction::Write)?;
     if response.status >= 400 {
         // Closing with unread input makes the kernel send a reset, which can destroy the answer in flight.
         let linger = left(deadline)?.min(Duration::from_millis(500));
         stream.set_read_timeout(Some(linger))?;
-        let _ = std::io::copy(&mut (&stream).take(64 * 1024), &mut std::io::sink());
+        let _ = std::io::copy(&mut (&*stream).take(64 * 1024), &mut std::io::sink());
     }
     Ok(())
 }
 
 /// Writes all of `bytes`, failing when `deadline` passes first.
 fn write_before(
-    stream: &mut TcpStream,
+    mut stream: &TcpStream,
     mut bytes: &[u8],
     deadline: Instant,
 ) -> std::io::Result<()> {
@@ -328,7 +330,7 @@ enum Head {
 }
 
 /// Reads up to the blank line that ends the request head, all of it before `deadline`.
-fn read_head(stream: &mut TcpStream, deadline: Instant) -> std::io::Result<Head> {
+fn read_head(mut stream: &TcpStream, deadline: Instant) -> std::io::Result<Head> {
     let mut buffer = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
