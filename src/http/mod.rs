@@ -8,9 +8,9 @@
 //!   when it passes, not reset per read;
 //! - each connection has its own short-lived thread (small stack), so a slow client never delays another, and
 //!   up to [`MAX_CONNECTIONS`] are open at once (one file descriptor each, so both servers fit a default
-//!   limit of 1024); a new connection beyond that closes the *oldest* one — real
-//!   probes and scrapes finish in milliseconds, so the oldest is the one most likely stalling — so a probe is
-//!   always accepted and answered at once;
+//!   limit of 1024); a new connection beyond that closes the *oldest* one — real probes and scrapes finish in
+//!   milliseconds, so the oldest is the one most likely stalling — so a probe is always accepted and answered
+//!   at once;
 //! - the accept thread blocks in `accept` (no polling when idle); [`Server::join`] wakes it by connecting to
 //!   it after shutdown has been triggered.
 //!
