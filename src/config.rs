@@ -90,7 +90,7 @@ pub enum Command {
 /// The `--help` text, generated from [`FLAGS`].
 pub fn help() -> String {
     let mut text = format!(
-        "image-pull-secrets-provisioner {}\nProvisions short-lived image pull secrets for ServiceAccounts through identity federation.\n\nUsage: image-pull-secrets-provisioner [FLAGS]\n\nFlags:\n",
+        "image-pull-secrets-provisioner {}\nProvisions short-lived image pull secrets for ServiceAccounts through identity federation.\n\nUsage: image-pull-secrets-provisioner [FLAGS]\n       image-pull-secrets-provisioner check NAMESPACE/NAME [--image IMAGE] [--output text|json] [FLAGS]  (see check --help)\n\nFlags:\n",
         env!("CARGO_PKG_VERSION")
     );
     for flag in FLAGS {

@@ -30,6 +30,7 @@
 //! a token, key, password or signature.
 
 pub mod annotations;
+pub mod check;
 pub mod cloud;
 pub mod config;
 pub mod controller;

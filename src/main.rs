@@ -1,12 +1,17 @@
-//! The `image-pull-secrets-provisioner` binary: flags → logger → controller → exit code.
+//! The `image-pull-secrets-provisioner` binary: flags → logger → controller → exit code, or the `check`
+//! subcommand.
 
 use std::process::ExitCode;
 
 use image_pull_secrets_provisioner::config::{self, Command};
 use image_pull_secrets_provisioner::shutdown::Shutdown;
-use image_pull_secrets_provisioner::{controller, logger, signal};
+use image_pull_secrets_provisioner::{check, controller, logger, signal};
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.peek().is_some_and(|a| a == "check") {
+        return ExitCode::from(check::main(args.skip(1).collect()));
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

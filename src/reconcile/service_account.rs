@@ -560,7 +560,8 @@ fn delete_secrets(
     Ok(())
 }
 
-fn foreign_secret_message(name: &str) -> String {
+/// The Warning when a Secret of a wanted name belongs to someone else; `check` reports the same words.
+pub fn foreign_secret_message(name: &str) -> String {
     format!(
         "a secret named {name} already exists and is not managed by this controller for this serviceaccount; \
          it was left untouched: delete or rename it, or choose another name with the {} annotation",
