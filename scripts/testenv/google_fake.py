@@ -239,6 +239,7 @@ class State:
         self.token_lifetime = args.token_lifetime
         self.now_offset_seconds = args.now_offset_seconds
         self.stats_file = args.stats_file
+        self.access_token = getattr(args, "access_token", None)
         self.federated = {}  # STS token -> (provider, subject, expiry epoch)
         self.stats = self._zero_stats()
 
@@ -687,7 +688,8 @@ class Handler(BaseHTTPRequestHandler):
         # The test knob caps what the client asked for, so outage and refresh tests can shorten lifetimes.
         lifetime = min(lifetime, self.state.settings()["token_lifetime"])
         expire_time = datetime.fromtimestamp(self.state.now(), timezone.utc) + timedelta(seconds=lifetime)
-        payload = {"accessToken": "ya29.c." + secrets.token_urlsafe(64), "expireTime": rfc3339(expire_time)}
+        token = self.state.access_token or "ya29.c." + secrets.token_urlsafe(64)
+        payload = {"accessToken": token, "expireTime": rfc3339(expire_time)}
         return 200, payload, f"ok sub={subject} lifetime={lifetime:g}s"
 
 
@@ -726,8 +728,19 @@ def parse_args(argv):
         default=0.0,
         help="run the fake's clock this many seconds ahead of the host's (negative: behind)",
     )
+    parser.add_argument(
+        "--access-token-file",
+        help="issue the access token held in this file instead of a random one, so that a test registry can "
+        "accept exactly what this fake issues (as Artifact Registry accepts Google's tokens)",
+    )
     parser.add_argument("--watch-pid", type=int, help="stop once the process with this ID is gone")
     args = parser.parse_args(argv)
+    args.access_token = None
+    if args.access_token_file:
+        with open(args.access_token_file, encoding="utf-8") as f:
+            args.access_token = f.read().strip()
+        if not args.access_token:
+            parser.error("--access-token-file: the file is empty")
 
     host = "127.0.0.1" if args.host == "localhost" else args.host
     try:

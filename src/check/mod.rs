@@ -336,6 +336,24 @@ fn pull_step(
         image.registry, image.repository, image.reference
     );
     if image.registry != configuration.registry {
+        let regions = (
+            crate::cloud::aws::parse_registry_host(&image.registry, None),
+            crate::cloud::aws::parse_registry_host(&configuration.registry, None),
+        );
+        if let (Ok(image_host), Ok(configured)) = regions {
+            if image_host.region != configured.region {
+                return step(Status::Fail)
+                    .detail(format!(
+                        "the image is in ECR region {}, but the credentials are for {} in region {} (the registry annotation); \
+                         an ECR token is valid only in the region it was obtained for",
+                        image_host.region, configuration.registry, configured.region
+                    ))
+                    .fix(format!(
+                        "set the registry annotation to {} (with a role allowed to pull there), or pull from {}",
+                        image.registry, configuration.registry
+                    ));
+            }
+        }
         return step(Status::Fail)
             .detail(format!(
                 "the image is on {}, but the credentials are for {} (the registry annotation); \

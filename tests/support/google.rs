@@ -11,8 +11,8 @@ use image_pull_secrets_provisioner::cloud::google::{GoogleClient, GoogleConfig};
 use image_pull_secrets_provisioner::cloud::http::{ProviderHttp, RetryPolicy};
 use serde_json::Value;
 
-use super::cluster;
 use super::moto::{get, post, StandIn};
+use super::{cluster, Cluster};
 
 /// A running fake.
 pub struct GoogleFake {
@@ -56,7 +56,11 @@ impl GoogleFakeBuilder {
 
     /// Starts the fake against the shared cluster's issuer.
     pub fn start(self) -> GoogleFake {
-        let cluster = cluster();
+        self.start_for(cluster())
+    }
+
+    /// Starts the fake against `cluster`'s issuer.
+    pub fn start_for(self, cluster: &Cluster) -> GoogleFake {
         let mut args = vec![
             "--issuer".to_string(),
             cluster.issuer.clone(),

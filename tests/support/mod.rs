@@ -165,6 +165,11 @@ pub struct PrivateCluster {
 impl PrivateCluster {
     /// `apiserver_args` are added to kube-apiserver's flags.
     pub fn start(name: &str, apiserver_args: &[&str]) -> PrivateCluster {
+        PrivateCluster::start_with(name, &[], apiserver_args)
+    }
+
+    /// Like [`PrivateCluster::start`], with options of `cluster up` too (`--audit-log`, `--issuer URL`).
+    pub fn start_with(name: &str, options: &[&str], apiserver_args: &[&str]) -> PrivateCluster {
         let dir = std::env::temp_dir().join(format!(
             "ipsp-private-{name}-{}-{}",
             std::process::id(),
@@ -175,6 +180,7 @@ impl PrivateCluster {
             "--watch-pid".to_string(),
             std::process::id().to_string(),
         ];
+        extra.extend(options.iter().map(|o| o.to_string()));
         for arg in apiserver_args {
             extra.push("--apiserver-arg".to_string());
             extra.push(arg.to_string());

@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""A real OCI registry (the `distribution` registry, built by build-registry) for pull tests, behind TLS and
+htpasswd authentication, holding one small image.
+
+It accepts exactly the credentials it is given -- in the tests, the ones the provider stand-ins issue: user
+`oauth2accesstoken` with the Google stand-in's access token (see its --access-token-file), user `AWS` with the
+password in moto's ECR authorization token -- and nothing else.
+
+    registry_server.py --registry-bin PATH --dir DIR --user NAME=PASSWORD_FILE [--user ...]
+                       [--image REPO:TAG] [--port 0] [--watch-pid PID]
+
+Writes DIR/ca.crt (the CA that signed the registry's certificate for 127.0.0.1: give it to clients as a CA
+bundle), DIR/htpasswd (bcrypt, which is all the registry takes), DIR/config.yml, then starts the registry, pushes
+--image (one tiny layer, an OCI manifest) with the first user's credentials, and prints `READY port=N`.
+Passwords are read from files so they appear on no command line; they are never logged.
+"""
+
+import argparse
+import base64
+import datetime
+import hashlib
+import json
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import warnings
+
+with warnings.catch_warnings():
+    # crypt(3) is the one bcrypt implementation at hand (glibc's libxcrypt); the module warns of its removal
+    # in Python 3.13, after which this launcher needs the `bcrypt` package instead.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+import ipaddress
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_certificates(directory):
+    """A CA and, signed by it, a serving certificate for 127.0.0.1 and localhost."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ipsp-test-registry-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ipsp-test-registry")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    with open(os.path.join(directory, "ca.crt"), "wb") as f:
+        f.write(ca.public_bytes(pem))
+    with open(os.path.join(directory, "registry.crt"), "wb") as f:
+        f.write(cert.public_bytes(pem))
+    with open(os.path.join(directory, "registry.key"), "wb") as f:
+        f.write(
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+    os.chmod(os.path.join(directory, "registry.key"), 0o600)
+
+
+def bcrypt(password):
+    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 5))
+    if not hashed or not hashed.startswith("$2"):
+        raise SystemExit("registry_server: this system's crypt(3) cannot make bcrypt hashes")
+    return hashed
+
+
+class Client:
+    """Just enough of the registry API to push one image, with Basic authentication."""
+
+    def __init__(self, base, user, password, ca_file):
+        self.base = base
+        self.context = ssl.create_default_context(cafile=ca_file)
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.authorization = f"Basic {token}"
+
+    def request(self, method, url, body=None, content_type=None):
+        if not url.startswith("http"):
+            url = self.base + url
+        request = urllib.request.Request(url, data=body, method=method)
+        request.add_header("Authorization", self.authorization)
+        if content_type:
+            request.add_header("Content-Type", content_type)
+        with urllib.request.urlopen(request, timeout=30, context=self.context) as response:
+            return response.status, dict(response.headers), response.read()
+
+    def push_blob(self, repository, data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        _, headers, _ = self.request("POST", f"/v2/{repository}/blobs/uploads/", b"")
+        location = headers["Location"]
+        separator = "&" if "?" in location else "?"
+        self.request("PUT", f"{location}{separator}digest={digest}", data, "application/octet-stream")
+        return digest
+
+    def push_image(self, repository, tag):
+        layer = b"ipsp test layer\n"
+        config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": self.push_blob(repository, config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": self.push_blob(repository, layer),
+                    "size": len(layer),
+                }
+            ],
+        }
+        self.request(
+            "PUT",
+            f"/v2/{repository}/manifests/{tag}",
+            json.dumps(manifest).encode(),
+            "application/vnd.oci.image.manifest.v1+json",
+        )
+
+
+def wait_until_serving(port, process, deadline):
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"registry_server: the registry exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("registry_server: the registry did not start listening")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--registry-bin", required=True)
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--user", action="append", default=[], metavar="NAME=PASSWORD_FILE", required=True)
+    parser.add_argument("--image", default="test/app:1", metavar="REPO:TAG")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--watch-pid", type=int)
+    args = parser.parse_args(argv)
+
+    directory = os.path.abspath(args.dir)
+    os.makedirs(directory, exist_ok=True)
+    users = []
+    for item in args.user:
+        name, _, path = item.partition("=")
+        with open(path, encoding="utf-8") as f:
+            password = f.read().strip()
+        if not name or not password:
+            parser.error(f"--user {name!r}: expected NAME=PASSWORD_FILE with a non-empty file")
+        users.append((name, password))
+    write_certificates(directory)
+    with open(os.path.join(directory, "htpasswd"), "w", encoding="utf-8") as f:
+        for name, password in users:
+            f.write(f"{name}:{bcrypt(password)}\n")
+    port = args.port or free_port()
+    config = f"""version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: {directory}/data
+http:
+  addr: 127.0.0.1:{port}
+  secret: {secrets.token_hex(16)}
+  tls:
+    certificate: {directory}/registry.crt
+    key: {directory}/registry.key
+auth:
+  htpasswd:
+    realm: ipsp-test-registry
+    path: {directory}/htpasswd
+"""
+    with open(os.path.join(directory, "config.yml"), "w", encoding="utf-8") as f:
+        f.write(config)
+    log = open(os.path.join(directory, "registry.log"), "ab")
+    process = subprocess.Popen(
+        [args.registry_bin, "serve", os.path.join(directory, "config.yml")],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        env={"PATH": os.environ.get("PATH", ""), "OTEL_TRACES_EXPORTER": "none"},
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        wait_until_serving(port, process, time.monotonic() + 30)
+        repository, _, tag = args.image.rpartition(":")
+        name, password = users[0]
+        Client(f"https://127.0.0.1:{port}", name, password, os.path.join(directory, "ca.crt")).push_image(
+            repository, tag
+        )
+        print(f"READY port={port}", flush=True)
+        while not stop.wait(0.5):
+            if process.poll() is not None:
+                sys.stderr.write(f"registry_server: the registry exited with {process.returncode}\n")
+                return 1
+            if args.watch_pid:
+                try:
+                    os.kill(args.watch_pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
