@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::google::{member, GoogleFake};
-use support::moto::{moto, StandIn, ACCOUNT_ID, PULLER_ROLE};
+use support::moto::{Moto, StandIn, ACCOUNT_ID, PULLER_ROLE};
 use support::{base64_encode, eventually, project_root, unique, PrivateCluster};
 
 const PROVIDER: &str =
@@ -39,6 +39,9 @@ struct Env {
     google_token: String,
     google_token_file: PathBuf,
     checker_kubeconfig: PathBuf,
+    /// moto that checks web identities as AWS does (`--verify-web-identity`), with an IAM OIDC provider for
+    /// the cluster's issuer whose client ID is `sts.amazonaws.com`.
+    moto: Moto,
 }
 
 fn env() -> &'static Env {
@@ -106,7 +109,14 @@ fn env() -> &'static Env {
         });
         let checker_kubeconfig = cluster.kubeconfig_for_token("checker", token.token.expose());
         let registry_host = format!("127.0.0.1:{}", registry.port);
+        let moto = Moto::start_with(&[
+            "--verify-web-identity".to_string(),
+            "--ca-file".to_string(),
+            cluster.ca_file.display().to_string(),
+        ]);
+        moto.create_oidc_provider(&cluster.issuer, &["sts.amazonaws.com"]);
         Env {
+            moto,
             private,
             _registry: registry,
             registry_host,
@@ -164,8 +174,42 @@ fn google_for(namespace: &str) -> GoogleFake {
         .start_for(&env().private.cluster)
 }
 
+/// The trust policy AWS documents for a ServiceAccount: the cluster's OIDC provider, with `sub` and `aud`.
+fn trust_policy(namespace: &str, service_account: &str) -> String {
+    let issuer = &env().private.cluster.issuer;
+    let host = issuer.trim_start_matches("https://");
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": format!("arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{host}")},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                format!("{host}:sub"): format!("system:serviceaccount:{namespace}:{service_account}"),
+                format!("{host}:aud"): "sts.amazonaws.com",
+            }},
+        }],
+    })
+    .to_string()
+}
+
+/// A role that trusts `namespace/app` and may get ECR tokens and pull.
+fn trusting_role(namespace: &str) -> String {
+    env().moto.create_role_trusting(
+        &format!("pull-{namespace}"),
+        &[
+            "ecr:GetAuthorizationToken",
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+        ],
+        &trust_policy(namespace, "app"),
+    )
+}
+
 /// One `check` run.
 struct Run {
+    /// The STS role session name of the ServiceAccount checked.
+    session_name: String,
     code: i32,
     stdout: String,
     stderr: String,
@@ -226,9 +270,9 @@ fn check_with(
         .arg(&env.ca_bundle)
         .args([
             "--aws-sts-endpoint",
-            &moto().endpoint,
+            &env.moto.endpoint,
             "--aws-ecr-endpoint",
-            &moto().endpoint,
+            &env.moto.endpoint,
         ])
         .args(["--provider-timeout", "20s"])
         .args(extra)
@@ -254,6 +298,7 @@ fn check_with(
         })
         .collect();
     let run = Run {
+        session_name: format!("{namespace}.app"),
         code: output.status.code().unwrap_or(-1),
         stdout,
         stderr,
@@ -276,6 +321,16 @@ fn assert_no_secrets(run: &Run) {
         base64_encode(format!("AWS:{MOTO_ECR_PASSWORD}").as_bytes()),
         env.private.cluster.admin_token.clone(),
     ];
+    // Every STS session moto issued for this ServiceAccount: its keys must not show either.
+    let sessions = env.moto.sessions(&run.session_name);
+    let forbidden = forbidden
+        .into_iter()
+        .chain(sessions.into_iter().flat_map(|s| {
+            [
+                s.secret_access_key.expose().to_string(),
+                s.session_token.expose().to_string(),
+            ]
+        }));
     for secret in forbidden {
         assert!(
             !output.contains(&secret),
@@ -603,6 +658,7 @@ fn unreachable_issuer_warns_with_its_url_and_fails_the_exchange() {
         .expect("check runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let run = Run {
+        session_name: format!("{namespace}.app"),
         code: output.status.code().unwrap_or(-1),
         steps: stdout
             .lines()
@@ -677,31 +733,49 @@ fn malformed_role_arn() {
     );
 }
 
+/// Sets annotation `key` (without the prefix) on `namespace/app`.
+fn annotate(namespace: &str, key: &str, value: &str) {
+    env().private.cluster.kubectl(&[
+        "-n",
+        namespace,
+        "annotate",
+        "--overwrite",
+        "serviceaccount",
+        "app",
+        &format!("{KEY_PREFIX}{key}={value}"),
+    ]);
+}
+
+/// An AWS ServiceAccount whose role is set afterwards (roles are named after the namespace).
+fn aws_service_account(prefix: &str, registry: &str, audience: &str) -> String {
+    let mut annotations = vec![("registry", registry), ("audience", audience)];
+    if !registry.contains(".dkr.ecr.") {
+        annotations.push(("aws-region", "us-east-1"));
+    }
+    service_account(prefix, &annotations)
+}
+
 #[test]
 fn aws_correct_service_account_exchanges_and_pulls_from_a_mirror() {
     let env = env();
     // The registry on 127.0.0.1 stands in for ECR: a non-ECR host with the region annotation.
-    let namespace = service_account(
-        "check-aws-ok",
-        &[
-            ("registry", &env.registry_host),
-            ("aws-region", "us-east-1"),
-            ("audience", "sts.amazonaws.com"),
-            ("aws-role-arn", PULLER_ROLE),
-        ],
-    );
+    let namespace = aws_service_account("check-aws-ok", &env.registry_host, "sts.amazonaws.com");
+    let role = trusting_role(&namespace);
+    annotate(&namespace, "aws-role-arn", &role);
     let image = format!("{}/test/app:1", env.registry_host);
     let run = check(&namespace, &["--image", &image], None);
     let exchange = run.step("exchange");
     // moto's ECR always answers an expiry in 2015: shown as a warning, not a failure.
     assert_eq!(exchange["ok"], true, "{}", run.stdout);
-    assert!(exchange["detail"]
-        .as_str()
-        .unwrap()
-        .contains("username: AWS"));
-    assert!(exchange["detail"].as_str().unwrap().contains(&format!(
-        "role {PULLER_ROLE} trusts system:serviceaccount:{namespace}:app via arn:aws:iam::{ACCOUNT_ID}:oidc-provider/127.0.0.1:"
-    )), "{exchange}");
+    assert_eq!(exchange["status"], "warn", "{exchange}");
+    let detail = exchange["detail"].as_str().unwrap();
+    assert!(detail.contains("username: AWS"), "{detail}");
+    assert!(
+        detail.contains(&format!(
+            "role {role} trusts system:serviceaccount:{namespace}:app via arn:aws:iam::{ACCOUNT_ID}:oidc-provider/127.0.0.1:"
+        )),
+        "{detail}"
+    );
     let pull = run.step("pull");
     assert_eq!(pull["ok"], true, "{pull}");
     assert!(pull["detail"].as_str().unwrap().contains("is pullable"));
@@ -721,15 +795,87 @@ fn aws_correct_service_account_exchanges_and_pulls_from_a_mirror() {
 }
 
 #[test]
-fn registry_of_another_region() {
-    let namespace = service_account(
-        "check-region",
+fn aws_role_not_trusting_the_subject() {
+    let namespace = aws_service_account(
+        "check-aws-trust",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        "sts.amazonaws.com",
+    );
+    // The trust policy names another ServiceAccount (a typo in the subject, say).
+    let role = env().moto.create_role_trusting(
+        &format!("pull-{namespace}"),
+        &["ecr:GetAuthorizationToken"],
+        &trust_policy(&namespace, "ap"),
+    );
+    annotate(&namespace, "aws-role-arn", &role);
+    let run = check(&namespace, &[], None);
+    let host = env()
+        .private
+        .cluster
+        .issuer
+        .trim_start_matches("https://")
+        .to_string();
+    run.assert_failed(
+        "exchange",
+        &[&format!("obtaining registry credentials for {role}: sts AssumeRoleWithWebIdentity: for {role}: AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity")],
         &[
-            ("registry", "123456789012.dkr.ecr.us-west-2.amazonaws.com"),
-            ("audience", "sts.amazonaws.com"),
-            ("aws-role-arn", PULLER_ROLE),
+            &format!("role {role} must trust system:serviceaccount:{namespace}:app with this trust policy"),
+            &format!("\"{host}:sub\": \"system:serviceaccount:{namespace}:app\""),
+            &format!("\"{host}:aud\": \"sts.amazonaws.com\""),
+            &format!("\"Federated\": \"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{host}\""),
         ],
     );
+}
+
+#[test]
+fn aws_unknown_role() {
+    let namespace = aws_service_account(
+        "check-aws-unknown",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        "sts.amazonaws.com",
+    );
+    let role = format!("arn:aws:iam::{ACCOUNT_ID}:role/no-such-role");
+    annotate(&namespace, "aws-role-arn", &role);
+    let run = check(&namespace, &[], None);
+    run.assert_failed(
+        "exchange",
+        &["AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity"],
+        &[&format!(
+            "check that role {role} exists (STS answers AccessDenied for an unknown role too)"
+        )],
+    );
+}
+
+#[test]
+fn aws_wrong_audience() {
+    let namespace = aws_service_account(
+        "check-aws-aud",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        "my-cluster",
+    );
+    let role = trusting_role(&namespace);
+    annotate(&namespace, "aws-role-arn", &role);
+    let run = check(&namespace, &[], None);
+    let issuer = &env().private.cluster.issuer;
+    run.assert_failed(
+        "exchange",
+        &["InvalidIdentityToken: Incorrect token audience"],
+        &[&format!(
+            "the token's audience my-cluster is not a client ID of the OIDC provider for {issuer}: \
+             aws iam add-client-id-to-open-id-connect-provider --open-id-connect-provider-arn arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{} --client-id my-cluster",
+            issuer.trim_start_matches("https://")
+        )],
+    );
+}
+
+#[test]
+fn registry_of_another_region() {
+    let namespace = aws_service_account(
+        "check-region",
+        "123456789012.dkr.ecr.us-west-2.amazonaws.com",
+        "sts.amazonaws.com",
+    );
+    annotate(&namespace, "aws-role-arn", &trusting_role(&namespace));
     let run = check(
         &namespace,
         &[
@@ -738,6 +884,7 @@ fn registry_of_another_region() {
         ],
         None,
     );
+    assert_eq!(run.step("exchange")["ok"], true, "{}", run.stdout);
     run.assert_failed(
         "pull",
         &["the image is in ECR region us-east-1, but the credentials are for 123456789012.dkr.ecr.us-west-2.amazonaws.com in region us-west-2"],

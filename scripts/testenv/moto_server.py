@@ -9,7 +9,14 @@ What differs from `moto_server -H 127.0.0.1 -p PORT`, and why:
    AssumeRoleWithWebIdentity, no `Authorization` header -- skips authentication. Every other request,
    ECR's above all, still goes through moto's SigV4 check (botocore's signer), session token check and IAM
    policy evaluation. moto does not validate the web identity token either way.
-2. It binds the port itself (`--port 0` picks a free one) and prints `READY port=N` once it accepts
+2. With `--verify-web-identity` (off by default), AssumeRoleWithWebIdentity is checked as AWS checks it,
+   which moto never does: the token's issuer must be an IAM OIDC provider of the account, its signature must
+   verify with the keys published through the issuer's OIDC discovery (fetched with `--ca-file`), it must not
+   have expired, its `aud` must be one of the provider's client IDs, the role must exist, and its trust policy
+   must allow the action for that provider with its `StringEquals`/`StringLike` conditions on `ISSUER:sub`
+   and `ISSUER:aud` met. Refusals carry AWS's codes and messages (`InvalidIdentityToken`,
+   `ExpiredTokenException`, `AccessDenied`). Roles and OIDC providers are created through moto's IAM API.
+3. It binds the port itself (`--port 0` picks a free one) and prints `READY port=N` once it accepts
    connections, so the test harness needs no port guessing and no polling; `--watch-pid PID` stops it when
    process PID is gone, so a test run that dies leaves no server behind.
 
@@ -22,14 +29,21 @@ Authentication is switched on by the caller after seeding IAM, as with plain mot
 """
 
 import argparse
+import fnmatch
 import io
 import json
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
+from xml.sax.saxutils import escape
+
+import jwt
+from moto.iam.models import iam_backends
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.sts.models import sts_backends
@@ -65,11 +79,128 @@ def assumed_role_of(access_key_id):
     return None, None
 
 
+ACCOUNT_ID = "123456789012"
+
+
+class Refusal(Exception):
+    """An STS error answer: HTTP status, AWS error code, message."""
+
+    def __init__(self, status, code, message):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def not_authorized():
+    return Refusal(403, "AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity")
+
+
+class WebIdentityVerifier:
+    """What AWS STS checks before AssumeRoleWithWebIdentity succeeds (see change 2)."""
+
+    def __init__(self, ca_file):
+        self.context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+
+    def _get_json(self, url, accept):
+        request = urllib.request.Request(url, headers={"Accept": accept})
+        with urllib.request.urlopen(request, timeout=5, context=self.context) as response:
+            return json.loads(response.read(1 << 20))
+
+    def _keys(self, issuer):
+        try:
+            discovery = self._get_json(issuer.rstrip("/") + "/.well-known/openid-configuration", "application/json")
+            jwks = self._get_json(discovery["jwks_uri"], "application/jwk-set+json, application/json;q=0.9")
+            return {k.get("kid"): jwt.PyJWK.from_dict(k) for k in jwks.get("keys", [])}
+        except Exception:  # AWS says the same whatever went wrong
+            raise Refusal(
+                400,
+                "InvalidIdentityToken",
+                "Couldn't retrieve verification key from your identity provider,  please reference "
+                "AssumeRoleWithWebIdentity documentation for requirements",
+            )
+
+    def verify(self, role_arn, token):
+        try:
+            header = jwt.get_unverified_header(token)
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.exceptions.PyJWTError:
+            raise Refusal(400, "InvalidIdentityToken", "The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)")
+        issuer = claims.get("iss", "")
+        host_path = issuer[len("https://"):] if issuer.startswith("https://") else issuer
+        iam = iam_backends[ACCOUNT_ID]["aws"]
+        provider = next((p for p in iam.open_id_providers.values() if p.url == host_path), None)
+        if provider is None:
+            raise Refusal(400, "InvalidIdentityToken", f"No OpenIDConnect provider found in your account for {issuer}")
+        key = self._keys(issuer).get(header.get("kid"))
+        if key is None:
+            raise Refusal(400, "InvalidIdentityToken", "Couldn't retrieve verification key from your identity provider,  please reference AssumeRoleWithWebIdentity documentation for requirements")
+        try:
+            jwt.decode(token, key=key, algorithms=[header.get("alg", "RS256")], options={"verify_aud": False})
+        except jwt.exceptions.ExpiredSignatureError:
+            raise Refusal(400, "ExpiredTokenException", "Token expired: current date/time must be before the expiration date/time")
+        except jwt.exceptions.PyJWTError:
+            raise Refusal(400, "InvalidIdentityToken", "The web identity token that was passed could not be validated by AWS.")
+        audiences = claims.get("aud", [])
+        audiences = [audiences] if isinstance(audiences, str) else audiences
+        audience = next((a for a in audiences if a in provider.client_id_list), None)
+        if audience is None:
+            raise Refusal(400, "InvalidIdentityToken", "Incorrect token audience")
+        try:
+            role = iam.get_role(role_arn.rsplit("/", 1)[-1])
+        except Exception:
+            raise not_authorized()
+        if role.arn != role_arn or not self._trusts(role, provider.arn, host_path, claims.get("sub", ""), audience):
+            raise not_authorized()
+
+    @staticmethod
+    def _trusts(role, provider_arn, host_path, subject, audience):
+        document = role.assume_role_policy_document
+        if isinstance(document, str):
+            document = json.loads(urllib.parse.unquote(document) if document.startswith("%") else document)
+        statements = document.get("Statement", [])
+        statements = [statements] if isinstance(statements, dict) else statements
+        values = {f"{host_path}:sub": subject, f"{host_path}:aud": audience}
+        as_list = lambda v: v if isinstance(v, list) else [v]
+        for statement in statements:
+            if statement.get("Effect") != "Allow":
+                continue
+            if not any(a in ("sts:AssumeRoleWithWebIdentity", "sts:*", "*") for a in as_list(statement.get("Action", []))):
+                continue
+            if provider_arn not in as_list(statement.get("Principal", {}).get("Federated", [])):
+                continue
+            met = True
+            for operator, conditions in statement.get("Condition", {}).items():
+                for key, wanted in conditions.items():
+                    have = values.get(key)
+                    if operator == "StringEquals":
+                        met &= have is not None and have in as_list(wanted)
+                    elif operator == "StringLike":
+                        met &= have is not None and any(fnmatch.fnmatchcase(have, w) for w in as_list(wanted))
+                    else:
+                        met = False  # an operator this stand-in does not know never grants
+            if met:
+                return True
+        return False
+
+
+def refusal_response(start_response, refusal):
+    body = (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+        f"<Code>{escape(refusal.code)}</Code><Message>{escape(refusal.message)}</Message></Error>"
+        "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+    ).encode()
+    reason = {400: "Bad Request", 403: "Forbidden"}.get(refusal.status, "Error")
+    start_response(
+        f"{refusal.status} {reason}", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
 class CallLog:
     """WSGI middleware that records each API call and serves the record at /ipsp/calls."""
 
-    def __init__(self, app):
+    def __init__(self, app, verifier=None):
         self.app = app
+        self.verifier = verifier
         self.lock = threading.Lock()
         self.calls = []
 
@@ -93,7 +224,17 @@ class CallLog:
             status.append(int(status_line.split(" ", 1)[0]))
             return start_response(status_line, headers, exc_info)
 
-        result = self.app(environ, recording_start_response)
+        refusal = None
+        if self.verifier and call["action"] == "AssumeRoleWithWebIdentity" and not call["signed"]:
+            form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace")))
+            try:
+                self.verifier.verify(form.get("RoleArn", ""), form.get("WebIdentityToken", ""))
+            except Refusal as e:
+                refusal = e
+        if refusal is not None:
+            result = refusal_response(recording_start_response, refusal)
+        else:
+            result = self.app(environ, recording_start_response)
         if call["action"]:
             call["status"] = status[0] if status else None
             if call["role_arn"] is None and call["access_key_id"]:
@@ -158,12 +299,17 @@ def main(argv=None):
     parser.add_argument("-H", "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("-p", "--port", type=int, default=0, help="port; 0 picks a free one (default 0)")
     parser.add_argument("--watch-pid", type=int, help="stop when this process is gone")
+    parser.add_argument(
+        "--verify-web-identity", action="store_true", help="check AssumeRoleWithWebIdentity as AWS does (change 2)"
+    )
+    parser.add_argument("--ca-file", help="PEM bundle that verifies the token issuers' TLS certificates")
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "localhost"):
         parser.error("only 127.0.0.1 is served")
 
     allow_unsigned_assume_role_with_web_identity()
-    app = CallLog(DomainDispatcherApplication(create_backend_app))
+    verifier = WebIdentityVerifier(args.ca_file) if args.verify_web_identity else None
+    app = CallLog(DomainDispatcherApplication(create_backend_app), verifier)
     server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler)
     server.daemon_threads = True
 

@@ -85,10 +85,15 @@ pub fn moto() -> &'static Moto {
 impl Moto {
     /// Starts a moto of the caller's own, seeded, with authentication on. Stopped when dropped.
     pub fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// Like [`Moto::start`], with flags of `moto_server.py`, e.g. `--verify-web-identity --ca-file PEM`.
+    pub fn start_with(args: &[String]) -> Moto {
         let process = StandIn::start(
             "moto",
             &project_root().join("scripts/testenv/moto_server.py"),
-            &[],
+            args,
         );
         let endpoint = format!("http://127.0.0.1:{}", process.port);
         // With authentication off, moto accepts any signature; the keys only name the account.
@@ -147,11 +152,43 @@ impl Moto {
         format!("arn:aws:iam::{ACCOUNT_ID}:role/{name}")
     }
 
+    /// Creates a role with trust policy `trust_policy` that may perform `actions`. Returns the role ARN.
+    pub fn create_role_trusting(&self, name: &str, actions: &[&str], trust_policy: &str) -> String {
+        self.put_role_trusting(name, actions, trust_policy);
+        format!("arn:aws:iam::{ACCOUNT_ID}:role/{name}")
+    }
+
+    /// Registers an IAM OIDC identity provider for `issuer` (an https URL) with `client_ids` as audiences.
+    pub fn create_oidc_provider(&self, issuer: &str, client_ids: &[&str]) {
+        let mut fields = vec![
+            ("Action", "CreateOpenIDConnectProvider"),
+            ("Url", issuer),
+            (
+                "ThumbprintList.member.1",
+                "0123456789abcdef0123456789abcdef01234567",
+            ),
+        ];
+        let names: Vec<String> = (1..=client_ids.len())
+            .map(|i| format!("ClientIDList.member.{i}"))
+            .collect();
+        fields.extend(
+            names
+                .iter()
+                .map(String::as_str)
+                .zip(client_ids.iter().copied()),
+        );
+        self.iam(&fields);
+    }
+
     fn put_role(&self, name: &str, actions: &[&str]) {
+        self.put_role_trusting(name, actions, TRUST_POLICY)
+    }
+
+    fn put_role_trusting(&self, name: &str, actions: &[&str], trust_policy: &str) {
         self.iam(&[
             ("Action", "CreateRole"),
             ("RoleName", name),
-            ("AssumeRolePolicyDocument", TRUST_POLICY),
+            ("AssumeRolePolicyDocument", trust_policy),
         ]);
         self.iam(&[
             ("Action", "PutRolePolicy"),
