@@ -911,7 +911,24 @@ fn foreign_secret_in_the_way() {
         "imagepullsecret-app",
         "--from-literal=x=y",
     ]);
+    // The Warning the controller publishes about it, as events.k8s.io/v1 (its API).
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    env().private.cluster.apply(&format!(
+        "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata:\n  name: app.foreign\n  namespace: {namespace}\n\
+         eventTime: \"{now}\"\nreportingController: imagepullsecrets.preferred.jp/image-pull-secrets-provisioner\n\
+         reportingInstance: test\naction: Provision\nreason: FailedProvisioningImagePullSecret\ntype: Warning\n\
+         note: a secret named imagepullsecret-app already exists\n\
+         regarding:\n  apiVersion: v1\n  kind: ServiceAccount\n  name: app\n  namespace: {namespace}\n"
+    ));
     let run = check(&namespace, &[], None);
+    let events = run.step("events");
+    assert_eq!(events["status"], "warn", "{events}");
+    assert!(
+        events["detail"].as_str().unwrap().contains(
+            "FailedProvisioningImagePullSecret: a secret named imagepullsecret-app already exists"
+        ),
+        "{events}"
+    );
     run.assert_failed(
         "secrets",
         &["imagepullsecret-app: a secret named imagepullsecret-app already exists and is not managed by this controller"],
