@@ -223,12 +223,12 @@ fn bearer_token(
     let mut url = format!(
         "{realm}{}scope={}",
         if realm.contains('?') { '&' } else { '?' },
-        crate::kube::client::percent_encode(&format!("repository:{}:pull", image.repository))
+        crate::percent::encode(&format!("repository:{}:pull", image.repository), b"")
     );
     if let Some(service) = service {
         url.push_str(&format!(
             "&service={}",
-            crate::kube::client::percent_encode(service)
+            crate::percent::encode(service, b"")
         ));
     }
     let response = web

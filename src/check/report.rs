@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+use crate::cloud::redact::REDACTED;
+
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -184,7 +186,7 @@ pub fn redact(mut text: String, forbidden: &[String]) -> String {
         let encodings = [
             secret.clone(),
             base64::engine::general_purpose::STANDARD.encode(secret),
-            crate::kube::client::percent_encode(secret),
+            crate::percent::encode(secret, b""),
             serde_json::to_string(secret)
                 .unwrap_or_default()
                 .trim_matches('"')
@@ -192,7 +194,7 @@ pub fn redact(mut text: String, forbidden: &[String]) -> String {
         ];
         for form in encodings.iter().filter(|f| f.len() >= 8) {
             if text.contains(form.as_str()) {
-                text = text.replace(form.as_str(), "<redacted>");
+                text = text.replace(form.as_str(), REDACTED);
             }
         }
     }
