@@ -61,27 +61,14 @@ fn env() -> &'static Env {
         std::fs::write(&google_token_file, &google_token).expect("token file");
         let moto_password_file = dir.join("moto-password");
         std::fs::write(&moto_password_file, MOTO_ECR_PASSWORD).expect("password file");
-        let registry_bin = Command::new(project_root().join("scripts/testenv/build-registry"))
-            .output()
-            .expect("scripts/testenv/build-registry runs");
-        assert!(registry_bin.status.success(), "build-registry failed");
-        let registry_bin = String::from_utf8(registry_bin.stdout).expect("path").trim().to_string();
         let registry_dir = dir.join("registry");
-        let registry = StandIn::start(
-            "registry",
-            &project_root().join("scripts/testenv/registry_server.py"),
+        let registry = start_registry(
+            &registry_dir,
             &[
-                "--registry-bin".to_string(),
-                registry_bin,
-                "--dir".to_string(),
-                registry_dir.display().to_string(),
-                "--user".to_string(),
                 format!("oauth2accesstoken={}", google_token_file.display()),
-                "--user".to_string(),
                 format!("AWS={}", moto_password_file.display()),
-                "--image".to_string(),
-                "test/app:1".to_string(),
             ],
+            false,
         );
         let mut bundle = std::fs::read(&cluster.ca_file).expect("cluster CA");
         bundle.extend(std::fs::read(registry_dir.join("ca.crt")).expect("registry CA"));
@@ -126,6 +113,38 @@ fn env() -> &'static Env {
             checker_kubeconfig,
         }
     })
+}
+
+/// Starts a `distribution` registry (htpasswd, or token authentication) accepting `users`
+/// (`NAME=PASSWORD_FILE`) and holding `test/app:1`.
+fn start_registry(dir: &std::path::Path, users: &[String], token_auth: bool) -> StandIn {
+    let registry_bin = Command::new(project_root().join("scripts/testenv/build-registry"))
+        .output()
+        .expect("scripts/testenv/build-registry runs");
+    assert!(registry_bin.status.success(), "build-registry failed");
+    let registry_bin = String::from_utf8(registry_bin.stdout)
+        .expect("path")
+        .trim()
+        .to_string();
+    let mut args = vec![
+        "--registry-bin".to_string(),
+        registry_bin,
+        "--dir".to_string(),
+        dir.display().to_string(),
+        "--image".to_string(),
+        "test/app:1".to_string(),
+    ];
+    for user in users {
+        args.extend(["--user".to_string(), user.clone()]);
+    }
+    if token_auth {
+        args.push("--token-auth".to_string());
+    }
+    StandIn::start(
+        "registry",
+        &project_root().join("scripts/testenv/registry_server.py"),
+        &args,
+    )
 }
 
 /// A namespace with ServiceAccount `app` annotated with `annotations` (keys without the prefix).
@@ -266,8 +285,6 @@ fn check_with(
         .args(["--output", "json", "--log-level", "trace"])
         .arg("--kubeconfig")
         .arg(kubeconfig)
-        .arg("--provider-ca-bundle")
-        .arg(&env.ca_bundle)
         .args([
             "--aws-sts-endpoint",
             &env.moto.endpoint,
@@ -278,6 +295,9 @@ fn check_with(
         .args(extra)
         .env_remove("KUBECONFIG")
         .stdin(Stdio::null());
+    if !extra.iter().any(|a| a.starts_with("--provider-ca-bundle")) {
+        command.arg("--provider-ca-bundle").arg(&env.ca_bundle);
+    }
     if let Some(fake) = google {
         command.args([
             "--google-sts-endpoint",
@@ -553,6 +573,59 @@ fn a_credential_the_registry_refuses_and_a_missing_image_are_told_apart() {
         "pull",
         &["does not exist (the credentials were accepted): HTTP 404 MANIFEST_UNKNOWN"],
         &["check the repository and tag"],
+    );
+}
+
+#[test]
+fn token_authentication_registry_takes_the_bearer_path() {
+    let env = env();
+    // Signed by a CA of its own, which check must be told about too.
+    let dir = env
+        .private
+        .cluster
+        .dir
+        .join(format!("token-registry-{}", unique()));
+    let registry = start_registry(
+        &dir,
+        &[format!(
+            "oauth2accesstoken={}",
+            env.google_token_file.display()
+        )],
+        true,
+    );
+    let host = format!("127.0.0.1:{}", registry.port);
+    let mut bundle = std::fs::read(&env.ca_bundle).expect("CA bundle");
+    bundle.extend(std::fs::read(dir.join("ca.crt")).expect("registry CA"));
+    let ca_bundle = dir.join("ca-bundle.pem");
+    std::fs::write(&ca_bundle, bundle).expect("CA bundle");
+    let ca_flag = format!("--provider-ca-bundle={}", ca_bundle.display());
+    let namespace = service_account("check-token-auth", &pairs(&google_annotations(&host)));
+    let image = format!("{host}/test/app:1");
+
+    let run = check(
+        &namespace,
+        &["--image", &image, &ca_flag],
+        Some(&google_for(&namespace)),
+    );
+    let pull = run.step("pull");
+    assert_eq!(pull["ok"], true, "{}\n{}", run.stdout, registry.log());
+    assert!(pull["detail"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("{image} is pullable")));
+
+    let stranger = GoogleFake::builder()
+        .pool(PROVIDER, &[AUDIENCE])
+        .allow(EMAIL, &member(&namespace, "app"))
+        .start_for(&env.private.cluster);
+    let run = check(&namespace, &["--image", &image, &ca_flag], Some(&stranger));
+    run.assert_failed(
+        "pull",
+        &[
+            &format!("{host} refused the credentials: token service https://127.0.0.1:"),
+            "HTTP 401 UNAUTHORIZED: authentication required",
+        ],
+        &["did not accept the access token"],
     );
 }
 

@@ -7,7 +7,12 @@ It accepts exactly the credentials it is given -- in the tests, the ones the pro
 password in moto's ECR authorization token -- and nothing else.
 
     registry_server.py --registry-bin PATH --dir DIR --user NAME=PASSWORD_FILE [--user ...]
-                       [--image REPO:TAG] [--port 0] [--watch-pid PID]
+                       [--image REPO:TAG] [--token-auth] [--port 0] [--watch-pid PID]
+
+With --token-auth the registry uses token authentication instead of htpasswd, as Artifact Registry and Docker
+Hub do: it answers `WWW-Authenticate: Bearer realm=...`, and a token service started here (HTTPS, same CA)
+exchanges the users' Basic credentials for short JWTs (ES256, trusted by the registry through a JWKS file)
+granting the scope asked for.
 
 Writes DIR/ca.crt (the CA that signed the registry's certificate for 127.0.0.1: give it to clients as a CA
 bundle), DIR/htpasswd (bcrypt, which is all the registry takes), DIR/config.yml, then starts the registry, pushes
@@ -19,6 +24,7 @@ import argparse
 import base64
 import datetime
 import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -30,6 +36,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 
@@ -39,6 +46,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import crypt
 
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -108,14 +118,85 @@ def bcrypt(password):
     return hashed
 
 
+TOKEN_ISSUER = "ipsp-test-token-service"
+SERVICE = "ipsp-test-registry"
+KEY_ID = "ipsp-test-token-key"
+
+
+def start_token_service(directory, users, context):
+    """The realm of token authentication: Basic credentials in, a JWT for the asked scope out."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": KEY_ID, "use": "sig", "alg": "ES256"})
+    with open(os.path.join(directory, "token-jwks.json"), "w", encoding="utf-8") as f:
+        json.dump({"keys": [jwk]}, f)
+    known = dict(users)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            url = urllib.parse.urlsplit(self.path)
+            query = dict(urllib.parse.parse_qsl(url.query))
+            user = None
+            header = self.headers.get("Authorization", "")
+            if header.startswith("Basic "):
+                try:
+                    name, _, password = base64.b64decode(header[6:]).decode().partition(":")
+                except (ValueError, UnicodeDecodeError):
+                    name, password = "", ""
+                wanted = known.get(name)
+                if wanted is not None and hmac.compare_digest(wanted.encode(), password.encode()):
+                    user = name
+            if url.path != "/token" or user is None:
+                return self._send(401, {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]})
+            access = []
+            for scope in query.get("scope", "").split():
+                kind, _, rest = scope.partition(":")
+                name, _, actions = rest.rpartition(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            now = int(time.time())
+            claims = {
+                "iss": TOKEN_ISSUER,
+                "sub": user,
+                "aud": query.get("service", ""),
+                "exp": now + 300,
+                "nbf": now - 10,
+                "iat": now,
+                "jti": secrets.token_hex(8),
+                "access": access,
+            }
+            token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": KEY_ID})
+            self._send(200, {"token": token, "access_token": token, "expires_in": 300})
+
+        def _send(self, status, payload):
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format, *args):
+            sys.stderr.write("token-service: %s\n" % (format % args))
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+    return server
+
+
 class Client:
     """Just enough of the registry API to push one image, with Basic authentication."""
 
-    def __init__(self, base, user, password, ca_file):
+    def __init__(self, base, user, password, ca_file, token_realm=None, repository=None):
         self.base = base
         self.context = ssl.create_default_context(cafile=ca_file)
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self.authorization = f"Basic {token}"
+        if token_realm:
+            scope = urllib.parse.quote(f"repository:{repository}:pull,push")
+            _, _, body = self.request("GET", f"{token_realm}?service={SERVICE}&scope={scope}")
+            self.authorization = "Bearer " + json.loads(body)["token"]
 
     def request(self, method, url, body=None, content_type=None):
         if not url.startswith("http"):
@@ -180,6 +261,7 @@ def main(argv=None):
     parser.add_argument("--dir", required=True)
     parser.add_argument("--user", action="append", default=[], metavar="NAME=PASSWORD_FILE", required=True)
     parser.add_argument("--image", default="test/app:1", metavar="REPO:TAG")
+    parser.add_argument("--token-auth", action="store_true", help="token authentication instead of htpasswd")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--watch-pid", type=int)
     args = parser.parse_args(argv)
@@ -213,7 +295,22 @@ http:
   tls:
     certificate: {directory}/registry.crt
     key: {directory}/registry.key
-auth:
+"""
+    token_realm = None
+    if args.token_auth:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(os.path.join(directory, "registry.crt"), os.path.join(directory, "registry.key"))
+        token_service = start_token_service(directory, users, context)
+        token_realm = f"https://127.0.0.1:{token_service.server_address[1]}/token"
+        config += f"""auth:
+  token:
+    realm: {token_realm}
+    service: {SERVICE}
+    issuer: {TOKEN_ISSUER}
+    jwks: {directory}/token-jwks.json
+"""
+    else:
+        config += f"""auth:
   htpasswd:
     realm: ipsp-test-registry
     path: {directory}/htpasswd
@@ -235,9 +332,9 @@ auth:
         wait_until_serving(port, process, time.monotonic() + 30)
         repository, _, tag = args.image.rpartition(":")
         name, password = users[0]
-        Client(f"https://127.0.0.1:{port}", name, password, os.path.join(directory, "ca.crt")).push_image(
-            repository, tag
-        )
+        Client(
+            f"https://127.0.0.1:{port}", name, password, os.path.join(directory, "ca.crt"), token_realm, repository
+        ).push_image(repository, tag)
         print(f"READY port={port}", flush=True)
         while not stop.wait(0.5):
             if process.poll() is not None:

@@ -282,6 +282,12 @@ fn exchange(
     match clouds.registry_credentials(principal, token) {
         Ok(credentials) => {
             report.forbid(credentials.password.expose());
+            // As Basic authentication carries it, should a registry echo the header.
+            report.forbid(&format!(
+                "{}:{}",
+                credentials.username,
+                credentials.password.expose()
+            ));
             let now = Utc::now();
             let expiry = if credentials.expires_at <= now {
                 format!(
@@ -390,5 +396,50 @@ fn pull_step(
         registry::PullOutcome::Other(answer) => step(Status::Fail)
             .detail(format!("pulling {name}: {answer}"))
             .fix("check that this machine reaches the registry over https (proxy, --provider-ca-bundle)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(subject: &str, audience: &str) -> claims::Claims {
+        claims::Claims {
+            issuer: "https://issuer.example".to_string(),
+            subject: subject.to_string(),
+            audiences: vec![audience.to_string()],
+            expires_at: chrono::DateTime::from_timestamp(1_900_000_000, 0),
+            key_id: Some("k1".to_string()),
+            algorithm: Some("RS256".to_string()),
+        }
+    }
+
+    #[test]
+    fn token_step_shows_the_claims_and_fails_on_a_rewritten_token() {
+        let step = token_step(
+            &claims("system:serviceaccount:ns:sa", "aud"),
+            "ns",
+            "sa",
+            "aud",
+        );
+        assert_eq!(step.status, Status::Pass);
+        assert_eq!(
+            step.detail,
+            vec![
+                "iss: https://issuer.example",
+                "sub: system:serviceaccount:ns:sa",
+                "aud: aud",
+                "exp: 2030-03-17T17:46:40Z",
+                "kid: k1 (RS256)"
+            ]
+        );
+        let step = token_step(
+            &claims("system:serviceaccount:ns:sa", "other"),
+            "ns",
+            "sa",
+            "aud",
+        );
+        assert_eq!(step.status, Status::Fail);
+        assert!(step.fix[0].contains("--api-audiences"), "{:?}", step.fix);
     }
 }
