@@ -670,23 +670,47 @@ fn google_wrong_pool_or_provider() {
 
 #[test]
 fn google_service_account_not_granted() {
-    let namespace = service_account(
-        "check-google-grant",
-        &pairs(&google_annotations("europe-docker.pkg.dev")),
-    );
+    // Two principals: the first is granted, the second is not. Each gets its own step.
+    let other = "other@my-project.iam.gserviceaccount.com";
+    let mut annotations = google_annotations("europe-docker.pkg.dev");
+    annotations[3].1 = format!("{EMAIL},{other}");
+    let namespace = service_account("check-google-grant", &pairs(&annotations));
     let fake = GoogleFake::builder()
         .pool(PROVIDER, &[AUDIENCE])
-        .allow(EMAIL, &member("some-other-namespace", "app"))
+        .allow(EMAIL, &member(&namespace, "app"))
+        .allow(other, &member("some-other-namespace", "app"))
         .start_for(&env().private.cluster);
     let run = check(&namespace, &[], Some(&fake));
-    run.assert_failed(
-        "exchange",
-        &["iamcredentials generateAccessToken: service account puller@my-project.iam.gserviceaccount.com: HTTP 403 PERMISSION_DENIED"],
-        &[&format!(
-            "gcloud iam service-accounts add-iam-policy-binding {EMAIL} --role=roles/iam.workloadIdentityUser \
-             --member=principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/cluster-pool/subject/system:serviceaccount:{namespace}:app"
-        )],
+    let exchanges: Vec<&Value> = run
+        .steps
+        .iter()
+        .filter(|s| s["name"] == "exchange")
+        .collect();
+    assert_eq!(exchanges.len(), 2, "{}", run.stdout);
+    assert_eq!(
+        (&exchanges[0]["principal"], &exchanges[0]["ok"]),
+        (&Value::from(EMAIL), &Value::Bool(true))
     );
+    assert_eq!(
+        (&exchanges[1]["principal"], &exchanges[1]["ok"]),
+        (&Value::from(other), &Value::Bool(false))
+    );
+    let detail = exchanges[1]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!(
+            "iamcredentials generateAccessToken: service account {other}: HTTP 403 PERMISSION_DENIED"
+        )),
+        "{detail}"
+    );
+    let fix = exchanges[1]["fix"].as_str().unwrap();
+    assert!(
+        fix.contains(&format!(
+            "gcloud iam service-accounts add-iam-policy-binding {other} --role=roles/iam.workloadIdentityUser \
+             --member=principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/cluster-pool/subject/system:serviceaccount:{namespace}:app"
+        )),
+        "{fix}"
+    );
+    assert_eq!(run.code, 1);
 }
 
 #[test]

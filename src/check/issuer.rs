@@ -213,6 +213,17 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_http_issuer_fails() {
+        let claims = Claims {
+            issuer: "http://issuer.example".to_string(),
+            ..claims()
+        };
+        let step = evaluate(&claims, &discovery("http://issuer.example", &["k1"]));
+        assert_eq!(step.status, Status::Fail);
+        assert!(step.fix[0].starts_with("clouds accept only an https:// issuer"));
+    }
+
+    #[test]
     fn anonymous_refusal_says_how_to_allow_it() {
         let step = evaluate(
             &claims(),
