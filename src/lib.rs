@@ -23,6 +23,9 @@
 //!
 //! Everything is synchronous: plain threads, blocking HTTP (ureq), one shutdown flag.
 //!
+//! The `check NAMESPACE/NAME` subcommand ([`check`]) walks one ServiceAccount's federation chain through the
+//! same code — annotation parsing, TokenRequest, the provider exchanges — and says what to change.
+//!
 //! ## Errors
 //!
 //! Each layer adds its context once, so a failure reads as "what failed: why", for example

@@ -4,10 +4,10 @@
 //! It goes through the controller's own code paths: annotations are parsed by [`crate::spec`], the token
 //! is minted by the same TokenRequest call, and credentials come from the same [`crate::cloud::Clouds`]
 //! exchange. What must stay true: the only API write is that one TokenRequest, and no token, key or
-//! password appears in the output at any log level (every rendering is scrubbed by [`report::Report`]).
+//! password appears in the output at any log level (every rendering is scrubbed by `report::Report`).
 //!
 //! Steps: `configuration`, `token`, `issuer`, `exchange` (per principal), `pull` (per principal, with
-//! `--image`), `secrets`, `events`. One module per step group; [`fix`] holds the per-provider fixes.
+//! `--image`), `secrets`, `events`. One module per step group; `fix` holds the per-provider fixes.
 
 mod args;
 mod claims;

@@ -143,9 +143,17 @@ pub enum PullOutcome {
     Other(String),
 }
 
+/// Where a registry's v2 API is served: the host itself, except for Docker Hub, whose API lives elsewhere.
+pub fn api_base(registry: &str) -> String {
+    match registry {
+        "docker.io" | "index.docker.io" => "https://registry-1.docker.io".to_string(),
+        host => format!("https://{host}"),
+    }
+}
+
 /// Asks the registry whether `credentials` can pull `image`.
 pub fn pull_test(web: &Web, image: &ImageRef, credentials: &RegistryCredentials) -> PullOutcome {
-    let base = format!("https://{}", image.registry);
+    let base = api_base(&image.registry);
     let ping = match web.call("GET", &format!("{base}/v2/"), &[]) {
         Ok(response) => response,
         Err(why) => return PullOutcome::Other(why),
@@ -330,6 +338,12 @@ mod tests {
         for bad in ["", "https://x/y", "a b", "reg.io/app:"] {
             assert!(parse_image(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn docker_hub_is_served_elsewhere() {
+        assert_eq!(api_base("docker.io"), "https://registry-1.docker.io");
+        assert_eq!(api_base("127.0.0.1:5000"), "https://127.0.0.1:5000");
     }
 
     #[test]
