@@ -925,6 +925,31 @@ fn aws_role_not_trusting_the_subject() {
 }
 
 #[test]
+fn aws_role_without_ecr_permission() {
+    let namespace = aws_service_account(
+        "check-aws-ecr",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        "sts.amazonaws.com",
+    );
+    let role = env().moto.create_role_trusting(
+        &format!("pull-{namespace}"),
+        &["ecr:DescribeRepositories"],
+        &trust_policy(&namespace, "app"),
+    );
+    annotate(&namespace, "aws-role-arn", &role);
+    let run = check(&namespace, &[], None);
+    run.assert_failed(
+        "exchange",
+        &[&format!("ecr GetAuthorizationToken: for {role}: AccessDenied")],
+        &[
+            &format!("role {role} may not get ECR tokens"),
+            &format!("aws iam attach-role-policy --role-name pull-{namespace} --policy-arn arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"),
+            "\"ecr:GetAuthorizationToken\"",
+        ],
+    );
+}
+
+#[test]
 fn aws_unknown_role() {
     let namespace = aws_service_account(
         "check-aws-unknown",
