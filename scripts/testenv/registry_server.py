@@ -243,6 +243,14 @@ class Client:
         )
 
 
+def die_with_parent():
+    """In the registry's process: get SIGTERM when this launcher dies, even by SIGKILL (Linux prctl)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def wait_until_serving(port, process, deadline):
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -320,6 +328,7 @@ http:
     log = open(os.path.join(directory, "registry.log"), "ab")
     process = subprocess.Popen(
         [args.registry_bin, "serve", os.path.join(directory, "config.yml")],
+        preexec_fn=die_with_parent,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
