@@ -46,7 +46,7 @@ pub fn connect(config: &Config) -> Result<(Client, Option<String>), String> {
             let paths: Vec<_> = std::env::split_paths(&paths)
                 .filter(|p| !p.as_os_str().is_empty())
                 .collect();
-            Connection::from_kubeconfig(&paths)?
+            Connection::from_kubeconfig_list(&paths)?
         }
         _ => Connection::in_cluster()?,
     };

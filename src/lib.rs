@@ -39,6 +39,7 @@ pub mod kube;
 pub mod logger;
 pub mod metrics;
 pub mod percent;
+pub mod proxy;
 pub mod reconcile;
 pub mod retry;
 pub mod runtime;

@@ -73,6 +73,9 @@ impl Cluster {
             client_cert: None,
             auth: Auth::Token(image_pull_secrets_provisioner::cloud::Sensitive::new(token)),
             namespace: None,
+            tls_server_name: None,
+            insecure_skip_tls_verify: false,
+            proxy: None,
         };
         Client::new(connection, Duration::from_secs(30)).expect("client")
     }
