@@ -126,6 +126,15 @@ impl Connection {
     /// The configuration of the current context of the kubeconfig files `paths` (`--kubeconfig`: one file,
     /// which must exist), merged as kubectl merges them: the first file to set a value wins.
     pub fn from_kubeconfig(paths: &[PathBuf]) -> Result<Connection, String> {
+        Self::from_kubeconfig_with(paths, &ProxyConfig::from_env()?)
+    }
+
+    /// Like [`Connection::from_kubeconfig`], with `proxies` in place of the environment's proxy settings
+    /// (which the kubeconfig's `proxy-url` overrides).
+    pub fn from_kubeconfig_with(
+        paths: &[PathBuf],
+        proxies: &ProxyConfig,
+    ) -> Result<Connection, String> {
         let mut files = Vec::new();
         for path in paths {
             let text = std::fs::read_to_string(path).map_err(|e| read_error(path, e))?;
@@ -133,9 +142,7 @@ impl Connection {
         }
         let mut connection = resolve(&files)?;
         if connection.proxy.is_none() {
-            connection.proxy = ProxyConfig::from_env()?
-                .proxy_for(&connection.server)
-                .cloned();
+            connection.proxy = proxies.proxy_for(&connection.server).cloned();
         }
         Ok(connection)
     }

@@ -10,6 +10,7 @@
 pub mod controller;
 pub mod google;
 pub mod moto;
+pub mod tinyproxy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
