@@ -12,11 +12,13 @@ use image_pull_secrets_provisioner::kube::types::{ObjectMeta, Secret};
 use image_pull_secrets_provisioner::kube::{Client, Connection};
 use support::{cluster, eventually, unique};
 
-/// Prints an ExecCredential from the files in `$PLUGIN_DIR`, and records each run and what it was given.
+/// Prints an ExecCredential from the files in `$PLUGIN_DIR` (`credential.json` as it is, else one made of
+/// `token` and `expires`), and records each run and what it was given.
 const PLUGIN: &str = r#"#!/bin/sh
 set -eu
 echo "$*" >>"$PLUGIN_DIR/runs"
 printf '%s' "$KUBERNETES_EXEC_INFO" >"$PLUGIN_DIR/exec-info.json"
+if [ -f "$PLUGIN_DIR/credential.json" ]; then exec cat "$PLUGIN_DIR/credential.json"; fi
 printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s","expirationTimestamp":"%s"}}\n' \
   "$(cat "$PLUGIN_DIR/token")" "$(cat "$PLUGIN_DIR/expires")"
 "#;
@@ -234,4 +236,82 @@ fn a_missing_plugin_names_its_install_hint() {
         )
     );
     assert!(!Path::new(&plugin.dir.join("runs")).exists());
+}
+
+#[test]
+fn a_client_certificate_from_the_plugin_is_presented() {
+    let cluster = cluster();
+    let plugin = Plugin::new();
+    // A client certificate signed by the cluster's client CA, for a user of its own name.
+    let key = plugin.dir.join("client.key");
+    let csr = plugin.dir.join("client.csr");
+    let cert = plugin.dir.join("client.crt");
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &path(&key),
+        "-out",
+        &path(&csr),
+        "-subj",
+        "/CN=exec-cert-user",
+    ]);
+    let ca_key = cluster.dir.join("ca.key");
+    // Extensions make it an X.509 v3 certificate, the only version TLS libraries accept.
+    let ext = plugin.dir.join("client.ext");
+    std::fs::write(&ext, "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path(&csr),
+        "-CA",
+        &path(&cluster.ca_file),
+        "-CAkey",
+        &path(&ca_key),
+        "-set_serial",
+        &unique().to_string(),
+        "-days",
+        "1",
+        "-extfile",
+        &path(&ext),
+        "-out",
+        &path(&cert),
+    ]);
+    let credential = serde_json::json!({
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {
+            "clientCertificateData": std::fs::read_to_string(&cert).unwrap(),
+            "clientKeyData": std::fs::read_to_string(&key).unwrap(),
+        },
+    });
+    std::fs::write(plugin.dir.join("credential.json"), credential.to_string()).unwrap();
+    let connection = Connection::from_kubeconfig(&[plugin.kubeconfig("./plugin.sh", "not used")])
+        .expect("kubeconfig");
+    let client = Client::new(connection, Duration::from_secs(20)).expect("client");
+    for _ in 0..3 {
+        assert_eq!(whoami(&client).unwrap(), "exec-cert-user");
+    }
+    assert_eq!(
+        plugin.runs(),
+        1,
+        "a credential without expiry is kept until a 401"
+    );
 }
