@@ -13,9 +13,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use image_pull_secrets_provisioner::cloud::http::{ProviderHttp, RetryPolicy};
+use image_pull_secrets_provisioner::kube::types::{ObjectMeta, ServiceAccount};
 use image_pull_secrets_provisioner::kube::{Client, Connection};
 use image_pull_secrets_provisioner::proxy::ProxyConfig;
-use support::moto::moto;
+use support::controller::{
+    controller_kubeconfig, service_account_token, Controller, CONTROLLER_NAMESPACE,
+    CONTROLLER_SERVICE_ACCOUNT,
+};
+use support::moto::{moto, PULLER_ROLE, REGISTRY};
 use support::tinyproxy::{loopback_name, Tinyproxy};
 use support::{cluster, eventually, unique};
 
@@ -92,6 +97,10 @@ fn server_port(url: &str) -> u16 {
 
 /// A kubeconfig for the test cluster reached as `host`, checked against a name on its certificate.
 fn kubeconfig(host: &str, port: u16, proxy_url: Option<&str>) -> PathBuf {
+    kubeconfig_for(host, port, proxy_url, &cluster().admin_token)
+}
+
+fn kubeconfig_for(host: &str, port: u16, proxy_url: Option<&str>, token: &str) -> PathBuf {
     let cluster = cluster();
     let path = std::env::temp_dir().join(format!(
         "ipsp-proxy-{}-{}.kubeconfig",
@@ -106,7 +115,7 @@ fn kubeconfig(host: &str, port: u16, proxy_url: Option<&str>) -> PathBuf {
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: https://{host}:{port}\n    certificate-authority: {}\n    tls-server-name: kubernetes.default.svc\n{proxy}contexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\ncurrent-context: test\nusers:\n- name: admin\n  user:\n    token: {}\n",
             cluster.ca_file.display(),
-            cluster.admin_token
+            token
         ),
     )
     .expect("write kubeconfig");
@@ -235,4 +244,77 @@ fn no_proxy_decides_which_provider_requests_reach_the_proxy() {
         before,
         "http:// with only HTTPS_PROXY",
     );
+}
+
+/// The controller binary itself, configured only through its environment (lower- and upper-case spellings
+/// mixed), sends its API server and provider (moto's STS and ECR) requests through the proxy — or, with the
+/// host in `no_proxy`, past it — and provisions the secret either way.
+#[test]
+fn the_controller_binary_follows_the_proxy_environment() {
+    let cluster = cluster();
+    let admin = cluster.admin();
+    let proxy = Tinyproxy::start();
+    let name = loopback_name();
+    let port = server_port(&cluster.server);
+    let moto = moto();
+    controller_kubeconfig();
+    let token = service_account_token(cluster, CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT);
+    let kubeconfig = kubeconfig_for(&name, port, None, &token);
+
+    for (no_proxy, proxied) in [("other.example", true), (name.as_str(), false)] {
+        let ns = cluster.namespace("proxy-env");
+        let (api_before, moto_before) = (
+            proxy.connects(&name, port),
+            proxy.connects(&name, moto.port),
+        );
+        let controller = Controller::builder(&ns)
+            .kubeconfig(&kubeconfig)
+            .aws(&format!("http://{name}:{}", moto.port))
+            .env("https_proxy", &proxy.url)
+            .env("HTTP_PROXY", &proxy.url)
+            .env("no_proxy", no_proxy)
+            .start();
+        let annotations = [
+            ("registry", REGISTRY),
+            ("audience", "ipsp-test"),
+            ("aws-role-arn", PULLER_ROLE),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("imagepullsecrets.preferred.jp/{k}"), v.to_string()))
+        .collect();
+        let sa = ServiceAccount {
+            metadata: ObjectMeta {
+                name: "app".into(),
+                namespace: ns.clone(),
+                annotations,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        admin.create(Some(&ns), &sa).expect("ServiceAccount");
+        eventually(Duration::from_secs(60), "the secret provisioned", || {
+            let sa: ServiceAccount = admin.get(Some(&ns), "app").ok()?;
+            sa.image_pull_secrets.filter(|s| !s.is_empty()).map(|_| ())
+        });
+        let what = format!(
+            "controller with no_proxy={no_proxy:?}:\n{}",
+            controller.logs()
+        );
+        if proxied {
+            assert!(
+                proxy.connects(&name, port) > api_before,
+                "{what}\nproxy log:\n{}",
+                proxy.log()
+            );
+            assert!(
+                proxy.connects(&name, moto.port) > moto_before,
+                "{what}\nproxy log:\n{}",
+                proxy.log()
+            );
+        } else {
+            assert_eq!(proxy.connects(&name, port), api_before, "{what}");
+            assert_eq!(proxy.connects(&name, moto.port), moto_before, "{what}");
+        }
+        controller.terminate(Duration::from_secs(30));
+    }
 }
