@@ -88,6 +88,20 @@ impl Connection {
         Ok(connection)
     }
 
+    /// In a pod, [`Connection::in_cluster`]; elsewhere `~/.kube/config` when it exists — the order of
+    /// controller-runtime's `GetConfig`, which the original controller uses.
+    pub fn in_cluster_or_home() -> Result<Connection, String> {
+        let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty());
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|h| PathBuf::from(h).join(".kube").join("config"))
+            .filter(|p| p.exists());
+        match home {
+            Some(path) if !in_pod => Self::from_kubeconfig(&[path]),
+            _ => Self::in_cluster(),
+        }
+    }
+
     fn in_cluster_from(
         dir: &Path,
         env: impl Fn(&str) -> Option<String>,
@@ -96,7 +110,7 @@ impl Connection {
         let port = env("KUBERNETES_SERVICE_PORT").filter(|p| !p.is_empty());
         let (Some(host), Some(port)) = (host, port) else {
             return Err("not running in a cluster (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not \
-                        set): pass --kubeconfig or set KUBECONFIG"
+                        set): pass --kubeconfig, set KUBECONFIG or create ~/.kube/config"
                 .to_string());
         };
         let host = if host.contains(':') {
