@@ -23,7 +23,7 @@ pub struct Flag {
 
 /// Every flag, in the order `--help` lists them.
 pub const FLAGS: &[Flag] = &[
-    Flag { name: "--kubeconfig", value: Some("PATH"), default: "", help: "kubeconfig to use outside a cluster (else KUBECONFIG, else the in-cluster ServiceAccount)" },
+    Flag { name: "--kubeconfig", value: Some("PATH"), default: "", help: "kubeconfig to use outside a cluster (else KUBECONFIG, else the in-cluster ServiceAccount, else ~/.kube/config)" },
     Flag { name: "--namespace", value: Some("NAME"), default: "", help: "only watch ServiceAccounts, secrets and pods in this namespace (default: all namespaces)" },
     Flag { name: "--workers", value: Some("N"), default: "8", help: "ServiceAccounts reconciled in parallel" },
     Flag { name: "--metrics-bind-address", value: Some("ADDR"), default: ":8080", help: "address of the Prometheus /metrics endpoint; 0 disables it" },

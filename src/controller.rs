@@ -37,7 +37,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// A worker that has not come back to the queue for this long is reported stuck by `/healthz`.
 const WORKER_MAX_SILENCE: Duration = Duration::from_secs(300);
 
-/// Connects to the API server as configured: `--kubeconfig`, else `KUBECONFIG`, else in-cluster. Also
+/// Connects to the API server as configured: `--kubeconfig`, else `KUBECONFIG`, else in-cluster, else
+/// `~/.kube/config`. Also
 /// returns the connection's namespace: the pod's own in-cluster, the context's with a kubeconfig.
 pub fn connect(config: &Config) -> Result<(Client, Option<String>), String> {
     let connection = match (&config.kubeconfig, std::env::var_os("KUBECONFIG")) {
@@ -46,9 +47,9 @@ pub fn connect(config: &Config) -> Result<(Client, Option<String>), String> {
             let paths: Vec<_> = std::env::split_paths(&paths)
                 .filter(|p| !p.as_os_str().is_empty())
                 .collect();
-            Connection::from_kubeconfig(&paths)?
+            Connection::from_kubeconfig_list(&paths)?
         }
-        _ => Connection::in_cluster()?,
+        _ => Connection::in_cluster_or_home()?,
     };
     let namespace = connection.namespace.clone();
     Ok((Client::new(connection, Duration::from_secs(30))?, namespace))

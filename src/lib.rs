@@ -43,6 +43,7 @@ pub mod kube;
 pub mod logger;
 pub mod metrics;
 pub mod percent;
+pub mod proxy;
 pub mod reconcile;
 pub mod retry;
 pub mod runtime;

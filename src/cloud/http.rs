@@ -2,13 +2,15 @@
 //!
 //! Provider TLS trusts the public web roots compiled into the binary (so a `scratch` image needs no CA files)
 //! plus, optionally, an extra PEM bundle for TLS-intercepting proxies and private endpoints. `HTTPS_PROXY`,
-//! `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` are honoured. Nothing here logs a body or a header value.
+//! `HTTP_PROXY` and `NO_PROXY` choose a proxy per request URL with Go's rules ([`crate::proxy`]), as for the
+//! API server. Nothing here logs a body or a header value.
 
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
 use super::CloudError;
+use crate::proxy::{ProxyConfig, ProxyUrl};
 use crate::{jitter, transport};
 
 /// Responses larger than this are cut off: no provider answer we read comes close.
@@ -26,6 +28,7 @@ pub struct HttpResponse {
 pub struct ProviderHttp {
     agent: ureq::Agent,
     retry: RetryPolicy,
+    proxy: ProxyConfig,
 }
 
 /// How often and how patiently a retryable failure is tried again within one exchange.
@@ -65,11 +68,20 @@ impl ProviderHttp {
         let config = transport::agent_config(&roots, None)
             .timeout_global(Some(timeout))
             .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+            // Chosen per request instead: ureq's own NO_PROXY matching is not Go's.
+            .proxy(None)
             .build();
         Ok(ProviderHttp {
             agent: config.new_agent(),
             retry,
+            proxy: ProxyConfig::from_env()?,
         })
+    }
+
+    /// The same client with proxy settings other than the environment's.
+    pub fn with_proxy(mut self, proxy: ProxyConfig) -> Self {
+        self.proxy = proxy;
+        self
     }
 
     /// POSTs a body and reads the answer. Transport failures become retryable errors of `step`.
@@ -81,7 +93,13 @@ impl ProviderHttp {
         content_type: &str,
         body: &[u8],
     ) -> Result<HttpResponse, CloudError> {
-        let mut request = self.agent.post(url).header("Content-Type", content_type);
+        let mut request = self
+            .agent
+            .post(url)
+            .config()
+            .proxy(self.proxy.proxy_for(url).map(ProxyUrl::ureq))
+            .build()
+            .header("Content-Type", content_type);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

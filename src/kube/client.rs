@@ -5,24 +5,22 @@
 //! never reach a log line.
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::config::{Auth, Connection};
+use super::agent::AgentRecipe;
+use super::auth::{Credentials, Presented};
+use super::config::Connection;
 use super::error::Error;
 use super::types::{ObjectList, Resource};
 use super::watch::WatchStream;
 use crate::cloud::Sensitive;
-use crate::transport;
 
 /// Answers larger than this are refused; a page of 500 objects is far below it.
 const MAX_BODY_BYTES: u64 = 64 << 20;
-/// A rotated token file is picked up at the latest this long after it changed (or at once after a 401).
-const TOKEN_FILE_REREAD: Duration = Duration::from_secs(60);
 
 /// Parameters of list and watch calls.
 #[derive(Debug, Clone, Default)]
@@ -40,12 +38,18 @@ pub enum Patch {
     Json(serde_json::Value),
 }
 
+/// An agent and the leaf certificate (DER) it presents.
+type ExecAgent = (Vec<u8>, ureq::Agent);
+
 /// A blocking Kubernetes API client. Cheap to clone; clones share connections.
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
+    /// The agent presenting the client certificate an exec plugin issued last, built when it changes.
+    exec_agent: Arc<Mutex<Option<ExecAgent>>>,
+    recipe: Arc<AgentRecipe>,
     server: String,
-    token: Arc<TokenSource>,
+    credentials: Arc<Credentials>,
     timeout: Duration,
 }
 
@@ -57,70 +61,24 @@ impl std::fmt::Debug for Client {
     }
 }
 
-enum TokenSource {
-    None,
-    Fixed(Sensitive),
-    File {
-        path: PathBuf,
-        cached: Mutex<Option<(Sensitive, Instant)>>,
-    },
-}
-
-impl TokenSource {
-    fn current(&self) -> Result<Option<Sensitive>, Error> {
-        match self {
-            TokenSource::None => Ok(None),
-            TokenSource::Fixed(token) => Ok(Some(token.clone())),
-            TokenSource::File { path, cached } => {
-                let mut cached = cached.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some((token, read_at)) = cached.as_ref() {
-                    if read_at.elapsed() < TOKEN_FILE_REREAD {
-                        return Ok(Some(token.clone()));
-                    }
-                }
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    Error::Transport(format!("cannot read token file {}: {e}", path.display()))
-                })?;
-                let token = Sensitive::new(text.trim());
-                *cached = Some((token.clone(), Instant::now()));
-                Ok(Some(token))
-            }
-        }
-    }
-
-    /// Forgets a cached file token, so that the next request reads the rotated one.
-    fn invalidate(&self) {
-        if let TokenSource::File { cached, .. } = self {
-            *cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
-    }
-}
-
 impl Client {
     /// Builds a client. `timeout` bounds every call except watches, which are bounded by their own
     /// server-side timeout plus a margin.
     pub fn new(connection: Connection, timeout: Duration) -> Result<Client, String> {
-        let roots = if connection.roots.is_empty() {
-            transport::public_roots()
-        } else {
-            connection.roots.clone()
-        };
-        let config = transport::agent_config(&roots, connection.client_cert.clone())
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .max_idle_connections_per_host(8)
-            .build();
-        let token = match connection.auth {
-            Auth::None => TokenSource::None,
-            Auth::Token(token) => TokenSource::Fixed(token),
-            Auth::TokenFile(path) => TokenSource::File {
-                path,
-                cached: Mutex::new(None),
-            },
-        };
+        let recipe = AgentRecipe::new(&connection)?;
+        let agent = recipe.build(connection.client_cert.as_ref())?;
+        if let Some(proxy) = &connection.proxy {
+            log::info!(
+                "reaching the API server {} through the proxy {proxy}",
+                connection.server
+            );
+        }
         Ok(Client {
-            agent: config.new_agent(),
+            agent,
+            exec_agent: Arc::new(Mutex::new(None)),
+            recipe: Arc::new(recipe),
             server: connection.server,
-            token: Arc::new(token),
+            credentials: Arc::new(Credentials::new(connection.auth)),
             timeout,
         })
     }
@@ -136,6 +94,27 @@ impl Client {
     /// The per-call timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The agent that presents `presented`'s client certificate, if it brings one.
+    fn agent_for(&self, presented: &Presented) -> Result<ureq::Agent, Error> {
+        let Some(cert) = &presented.client_cert else {
+            return Ok(self.agent.clone());
+        };
+        let leaf = cert
+            .certs()
+            .first()
+            .map(|c| c.der().to_vec())
+            .unwrap_or_default();
+        let mut slot = self.exec_agent.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_ref() {
+            Some((current, agent)) if *current == leaf => Ok(agent.clone()),
+            _ => {
+                let agent = self.recipe.build(Some(cert)).map_err(Error::Transport)?;
+                *slot = Some((leaf, agent.clone()));
+                Ok(agent)
+            }
+        }
     }
 
     pub fn server(&self) -> &str {
@@ -355,13 +334,14 @@ impl Client {
         timeout: Duration,
     ) -> Result<ureq::http::Response<ureq::Body>, Error> {
         let started = Instant::now();
-        let mut result = self.send_once(method, path, query, body, timeout);
-        // A 401 with a token file usually means the kubelet rotated the token since it was cached.
+        let presented = self.credentials.current()?;
+        let mut result = self.send_once(method, path, query, body, timeout, &presented);
+        // A 401 means a rotated token file or an expired or revoked plugin credential: renew it, try again.
         if matches!(&result, Ok(r) if r.status().as_u16() == 401)
-            && matches!(*self.token, TokenSource::File { .. })
+            && self.credentials.refused(&presented)
         {
-            self.token.invalidate();
-            result = self.send_once(method, path, query, body, timeout);
+            let presented = self.credentials.current()?;
+            result = self.send_once(method, path, query, body, timeout, &presented);
         }
         match &result {
             Ok(response) => log::trace!(
@@ -381,13 +361,14 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Body>,
         timeout: Duration,
+        presented: &Presented,
     ) -> Result<ureq::http::Response<ureq::Body>, Error> {
         let url = format!("{}{}{}", self.server, path, encode_query(query));
         let mut builder = ureq::http::Request::builder()
             .method(method)
             .uri(&url)
             .header("Accept", "application/json");
-        if let Some(token) = self.token.current()? {
+        if let Some(token) = &presented.token {
             builder = builder.header("Authorization", format!("Bearer {}", token.expose()));
         }
         if let Some(body) = body {
@@ -397,13 +378,13 @@ impl Client {
         let request = builder
             .body(bytes)
             .map_err(|e| Error::Transport(format!("{method} {path}: {e}")))?;
-        let request = self
-            .agent
+        let agent = self.agent_for(presented)?;
+        let request = agent
             .configure_request(request)
             .timeout_global(Some(timeout))
             .allow_non_standard_methods(true)
             .build();
-        self.agent
+        agent
             .run(request)
             .map_err(|e| Error::Transport(format!("{method} {path}: {e}")))
     }

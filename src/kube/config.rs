@@ -1,21 +1,34 @@
 //! Where the API server is and how to authenticate to it: in-cluster or from a kubeconfig file.
 //!
 //! In a pod, the ServiceAccount mount gives a CA, a token that the kubelet rotates, and the namespace. Outside,
-//! a kubeconfig (from `--kubeconfig` or `KUBECONFIG`) gives the same through its current context. TLS is always
-//! verified against the cluster's CA; there is deliberately no way to switch verification off.
+//! a kubeconfig (from `--kubeconfig` or `KUBECONFIG`) gives the same through its current context, read as
+//! kubectl reads it: files of a `KUBECONFIG` list are merged with the first file winning per name, paths are
+//! relative to the file that names them, and only the entries the current context uses must be valid — a
+//! broken entry of another context does not matter. Users may authenticate with a token, a token file, a
+//! client certificate or an exec credential plugin; `auth-provider` (removed from kubectl) and basic
+//! authentication are refused with what to do instead. `insecure-skip-tls-verify` is honoured as kubectl
+//! honours it, with a loud warning at every start.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use base64::Engine;
 use serde::Deserialize;
+use serde_json::Value;
 use ureq::tls::{Certificate, ClientCert, PrivateKey};
 
+use super::exec::{ExecPlugin, API_VERSIONS};
 use super::yaml;
 use crate::cloud::Sensitive;
+use crate::proxy::{ProxyConfig, ProxyUrl};
 use crate::transport;
 
 /// The ServiceAccount mount every pod gets.
 pub const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// How long an exec credential plugin may run before it is stopped.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+/// The cluster extension whose content client-go hands to exec plugins as `spec.cluster.config`.
+const EXEC_EXTENSION: &str = "client.authentication.k8s.io/exec";
 
 /// How to reach and authenticate to one API server.
 #[derive(Clone)]
@@ -28,6 +41,14 @@ pub struct Connection {
     pub auth: Auth,
     /// The namespace of the context, or the pod's own namespace in-cluster.
     pub namespace: Option<String>,
+    /// The name the server's certificate is checked against (and sent as SNI) instead of the host of
+    /// `server` (kubeconfig `tls-server-name`).
+    pub tls_server_name: Option<String>,
+    /// Accept any server certificate (kubeconfig `insecure-skip-tls-verify`).
+    pub insecure_skip_tls_verify: bool,
+    /// The forward proxy to the API server: the kubeconfig's `proxy-url`, else what `HTTPS_PROXY` and
+    /// `NO_PROXY` say for `server`.
+    pub proxy: Option<ProxyUrl>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -38,6 +59,9 @@ impl std::fmt::Debug for Connection {
             .field("client_cert", &self.client_cert.is_some())
             .field("auth", &self.auth)
             .field("namespace", &self.namespace)
+            .field("tls_server_name", &self.tls_server_name)
+            .field("insecure_skip_tls_verify", &self.insecure_skip_tls_verify)
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -49,12 +73,33 @@ pub enum Auth {
     Token(Sensitive),
     /// A token file that is re-read as it rotates (projected ServiceAccount tokens are replaced hourly).
     TokenFile(PathBuf),
+    /// A credential plugin, run when its credential expires or the server refuses it.
+    Exec(ExecPlugin),
 }
 
 impl Connection {
     /// The configuration of a controller running in a pod.
     pub fn in_cluster() -> Result<Connection, String> {
-        Self::in_cluster_from(Path::new(IN_CLUSTER_DIR), |name| std::env::var(name).ok())
+        let mut connection =
+            Self::in_cluster_from(Path::new(IN_CLUSTER_DIR), |name| std::env::var(name).ok())?;
+        connection.proxy = ProxyConfig::from_env()?
+            .proxy_for(&connection.server)
+            .cloned();
+        Ok(connection)
+    }
+
+    /// In a pod, [`Connection::in_cluster`]; elsewhere `~/.kube/config` when it exists — the order of
+    /// controller-runtime's `GetConfig`, which the original controller uses.
+    pub fn in_cluster_or_home() -> Result<Connection, String> {
+        let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty());
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|h| PathBuf::from(h).join(".kube").join("config"))
+            .filter(|p| p.exists());
+        match home {
+            Some(path) if !in_pod => Self::from_kubeconfig(&[path]),
+            _ => Self::in_cluster(),
+        }
     }
 
     fn in_cluster_from(
@@ -65,7 +110,7 @@ impl Connection {
         let port = env("KUBERNETES_SERVICE_PORT").filter(|p| !p.is_empty());
         let (Some(host), Some(port)) = (host, port) else {
             return Err("not running in a cluster (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not \
-                        set): pass --kubeconfig or set KUBECONFIG"
+                        set): pass --kubeconfig, set KUBECONFIG or create ~/.kube/config"
                 .to_string());
         };
         let host = if host.contains(':') {
@@ -86,75 +131,188 @@ impl Connection {
             client_cert: None,
             auth: Auth::TokenFile(token_path),
             namespace: namespace.filter(|n| !n.is_empty()),
+            tls_server_name: None,
+            insecure_skip_tls_verify: false,
+            proxy: None,
         })
     }
 
-    /// The configuration of a kubeconfig's current context. `paths` is `--kubeconfig`, or the
-    /// colon-separated `KUBECONFIG`, whose files are merged as kubectl does: the first file to set a
-    /// value wins.
+    /// The configuration of the current context of the kubeconfig files `paths` (`--kubeconfig`: one file,
+    /// which must exist), merged as kubectl merges them: the first file to set a value wins.
     pub fn from_kubeconfig(paths: &[PathBuf]) -> Result<Connection, String> {
+        Self::from_kubeconfig_with(paths, &ProxyConfig::from_env()?)
+    }
+
+    /// Like [`Connection::from_kubeconfig`], with `proxies` in place of the environment's proxy settings
+    /// (which the kubeconfig's `proxy-url` overrides).
+    pub fn from_kubeconfig_with(
+        paths: &[PathBuf],
+        proxies: &ProxyConfig,
+    ) -> Result<Connection, String> {
         let mut files = Vec::new();
         for path in paths {
             let text = std::fs::read_to_string(path).map_err(|e| read_error(path, e))?;
-            let value =
-                yaml::parse(&text).map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
-            let config: Kubeconfig = serde_json::from_value(value)
-                .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
-            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            files.push((config, base));
+            files.push(KubeconfigFile::parse(path, &text)?);
         }
-        resolve(&files)
+        let mut connection = resolve(&files)?;
+        if connection.proxy.is_none() {
+            connection.proxy = proxies.proxy_for(&connection.server).cloned();
+        }
+        Ok(connection)
+    }
+
+    /// Like [`Connection::from_kubeconfig`] for the files of `KUBECONFIG`, of which kubectl skips those that
+    /// do not exist.
+    pub fn from_kubeconfig_list(paths: &[PathBuf]) -> Result<Connection, String> {
+        let existing: Vec<PathBuf> = paths.iter().filter(|p| p.exists()).cloned().collect();
+        if existing.is_empty() {
+            return Err(format!(
+                "none of the KUBECONFIG files exists: {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Self::from_kubeconfig(&existing)
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct Kubeconfig {
-    #[serde(default, rename = "current-context")]
+/// One kubeconfig file: its named entries kept as loose JSON, so that only the ones used are checked.
+struct KubeconfigFile {
+    path: PathBuf,
+    /// The directory relative paths in this file are resolved against.
+    base: PathBuf,
     current_context: Option<String>,
+    clusters: Vec<(String, Value)>,
+    users: Vec<(String, Value)>,
+    contexts: Vec<(String, Value)>,
+}
+
+impl KubeconfigFile {
+    fn parse(path: &Path, text: &str) -> Result<KubeconfigFile, String> {
+        let document =
+            yaml::parse(text).map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+        let Value::Object(mut top) = document else {
+            return Err(format!(
+                "kubeconfig {}: is not a mapping of clusters, users and contexts",
+                path.display()
+            ));
+        };
+        let current_context = match top.remove("current-context") {
+            Some(Value::String(name)) if !name.is_empty() => Some(name),
+            _ => None,
+        };
+        let mut named = |list: &str, field: &str| -> Vec<(String, Value)> {
+            let Some(Value::Array(items)) = top.remove(list) else {
+                return Vec::new();
+            };
+            items
+                .into_iter()
+                .filter_map(|item| {
+                    let Value::Object(mut item) = item else {
+                        return None;
+                    };
+                    let Some(Value::String(name)) = item.remove("name") else {
+                        return None;
+                    };
+                    Some((name, item.remove(field).unwrap_or(Value::Null)))
+                })
+                .collect()
+        };
+        Ok(KubeconfigFile {
+            clusters: named("clusters", "cluster"),
+            users: named("users", "user"),
+            contexts: named("contexts", "context"),
+            path: path.to_path_buf(),
+            base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            current_context,
+        })
+    }
+}
+
+/// The entry `name` of a list, from the first file that has it, decoded; `what` names it in errors.
+fn find<'a, T: serde::de::DeserializeOwned>(
+    files: &'a [KubeconfigFile],
+    what: &str,
+    name: &str,
+    list: impl Fn(&'a KubeconfigFile) -> &'a [(String, Value)],
+) -> Result<Option<(T, &'a KubeconfigFile)>, String> {
+    for file in files {
+        if let Some((_, value)) = list(file).iter().find(|(n, _)| n == name) {
+            let value = match value {
+                Value::Null => Value::Object(serde_json::Map::new()),
+                other => other.clone(),
+            };
+            let entry = serde_json::from_value(value)
+                .map_err(|e| format!("kubeconfig {}: {what} {name:?}: {e}", file.path.display()))?;
+            return Ok(Some((entry, file)));
+        }
+    }
+    Ok(None)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct ClusterEntry {
+    server: Option<String>,
+    certificate_authority: Option<String>,
+    certificate_authority_data: Option<String>,
     #[serde(default)]
-    clusters: Option<Vec<Named<ClusterEntry>>>,
+    insecure_skip_tls_verify: Option<bool>,
+    tls_server_name: Option<String>,
+    proxy_url: Option<String>,
     #[serde(default)]
-    users: Option<Vec<Named<UserEntry>>>,
-    #[serde(default)]
-    contexts: Option<Vec<Named<ContextEntry>>>,
+    extensions: Option<Vec<NamedExtension>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Named<T> {
+struct NamedExtension {
     name: String,
-    #[serde(alias = "cluster", alias = "user", alias = "context")]
-    #[serde(default = "Option::default")]
-    value: Option<T>,
+    #[serde(default)]
+    extension: Value,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct ClusterEntry {
-    server: Option<String>,
-    #[serde(rename = "certificate-authority")]
-    certificate_authority: Option<String>,
-    #[serde(rename = "certificate-authority-data")]
-    certificate_authority_data: Option<String>,
-    #[serde(rename = "insecure-skip-tls-verify", default)]
-    insecure_skip_tls_verify: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 struct UserEntry {
     token: Option<String>,
     #[serde(rename = "tokenFile")]
     token_file: Option<String>,
-    #[serde(rename = "client-certificate")]
     client_certificate: Option<String>,
-    #[serde(rename = "client-certificate-data")]
     client_certificate_data: Option<String>,
-    #[serde(rename = "client-key")]
     client_key: Option<String>,
-    #[serde(rename = "client-key-data")]
     client_key_data: Option<String>,
-    exec: Option<serde_json::Value>,
-    #[serde(rename = "auth-provider")]
-    auth_provider: Option<serde_json::Value>,
+    exec: Option<ExecEntry>,
+    auth_provider: Option<Value>,
     username: Option<String>,
+    #[serde(rename = "as")]
+    impersonate: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecEntry {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    command: String,
+    #[serde(default)]
+    args: Option<Vec<String>>,
+    #[serde(default)]
+    env: Option<Vec<ExecEnv>>,
+    install_hint: Option<String>,
+    #[serde(default)]
+    provide_cluster_info: bool,
+    interactive_mode: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ExecEnv {
+    name: String,
+    #[serde(default)]
+    value: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,39 +322,22 @@ struct ContextEntry {
     namespace: Option<String>,
 }
 
-fn find<'a, T>(
-    files: &'a [(Kubeconfig, PathBuf)],
-    name: &str,
-    list: impl Fn(&'a Kubeconfig) -> &'a Option<Vec<Named<T>>>,
-) -> Option<(&'a T, &'a Path)> {
-    files.iter().find_map(|(config, base)| {
-        list(config)
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .find(|entry| entry.name == name)
-            .and_then(|entry| entry.value.as_ref())
-            .map(|value| (value, base.as_path()))
-    })
-}
-
-fn resolve(files: &[(Kubeconfig, PathBuf)]) -> Result<Connection, String> {
+fn resolve(files: &[KubeconfigFile]) -> Result<Connection, String> {
     let context_name = files
         .iter()
-        .find_map(|(c, _)| c.current_context.clone().filter(|s| !s.is_empty()))
+        .find_map(|f| f.current_context.clone())
         .ok_or("kubeconfig has no current-context: run `kubectl config use-context NAME`")?;
-    let (context, _) = find(files, &context_name, |c| &c.contexts)
+    let (context, _) = find::<ContextEntry>(files, "context", &context_name, |f| &f.contexts)?
         .ok_or_else(|| format!("kubeconfig: context {context_name:?} not found"))?;
     let cluster_name = context.cluster.as_deref().unwrap_or_default();
-    let (cluster, cluster_base) = find(files, cluster_name, |c| &c.clusters).ok_or_else(|| {
-        format!("kubeconfig: cluster {cluster_name:?} of context {context_name:?} not found")
-    })?;
-    if cluster.insecure_skip_tls_verify == Some(true) {
-        return Err(format!(
-            "kubeconfig: cluster {cluster_name:?} sets insecure-skip-tls-verify, which this controller refuses: \
-             give the cluster's CA as certificate-authority or certificate-authority-data"
-        ));
-    }
+    let (cluster, cluster_file) =
+        find::<ClusterEntry>(files, "cluster", cluster_name, |f| &f.clusters)?.ok_or_else(
+            || {
+                format!(
+                    "kubeconfig: cluster {cluster_name:?} of context {context_name:?} not found"
+                )
+            },
+        )?;
     let server = cluster
         .server
         .as_deref()
@@ -204,35 +345,49 @@ fn resolve(files: &[(Kubeconfig, PathBuf)]) -> Result<Connection, String> {
         .ok_or_else(|| format!("kubeconfig: cluster {cluster_name:?} has no server"))?
         .trim_end_matches('/')
         .to_string();
-    let roots = match (
+    let insecure = cluster.insecure_skip_tls_verify == Some(true);
+    let ca_pem = pem_source(
         &cluster.certificate_authority_data,
         &cluster.certificate_authority,
-    ) {
-        (Some(data), _) if !data.is_empty() => {
-            let pem = decode_base64(data, "certificate-authority-data")?;
-            transport::certificates_from_pem(&pem, "certificate-authority-data")?
-        }
-        (_, Some(file)) if !file.is_empty() => {
-            let path = cluster_base.join(file);
-            transport::certificates_from_file(&path)?
-        }
-        _ => Vec::new(),
+        &cluster_file.base,
+        "certificate-authority",
+    )?;
+    if insecure && ca_pem.is_some() {
+        // kubectl refuses this combination too: a CA that is never checked is a mistake.
+        return Err(format!(
+            "kubeconfig: cluster {cluster_name:?} sets both a certificate authority and insecure-skip-tls-verify: \
+             remove insecure-skip-tls-verify"
+        ));
+    }
+    let roots = match &ca_pem {
+        Some(pem) => transport::certificates_from_pem(pem, "certificate-authority")
+            .map_err(|e| format!("kubeconfig: cluster {cluster_name:?}: {e}"))?,
+        None => Vec::new(),
+    };
+    let tls_server_name = cluster.tls_server_name.clone().filter(|n| !n.is_empty());
+    let proxy = match cluster.proxy_url.as_deref().filter(|p| !p.is_empty()) {
+        Some(url) => Some(ProxyUrl::parse(
+            url,
+            &format!("kubeconfig: cluster {cluster_name:?}: proxy-url"),
+        )?),
+        None => None,
     };
 
     let user_name = context.user.as_deref().unwrap_or_default();
-    let (user, user_base) = match find(files, user_name, |c| &c.users) {
-        Some(found) => found,
-        None if user_name.is_empty() => (&EMPTY_USER, Path::new("")),
+    let (user, user_base) = match find::<UserEntry>(files, "user", user_name, |f| &f.users)? {
+        Some((user, file)) => (user, file.base.as_path()),
+        None if user_name.is_empty() => (UserEntry::default(), Path::new("")),
         None => {
             return Err(format!(
                 "kubeconfig: user {user_name:?} of context {context_name:?} not found"
             ))
         }
     };
-    if user.exec.is_some() || user.auth_provider.is_some() {
+    if user.auth_provider.is_some() {
         return Err(format!(
-            "kubeconfig: user {user_name:?} uses an exec or auth-provider credential plugin, which this controller \
-             does not support: use a kubeconfig with a token, token file or client certificate, or run it in-cluster"
+            "kubeconfig: user {user_name:?} uses an auth-provider, which kubectl no longer supports: \
+             switch the user to its exec credential plugin (gke-gcloud-auth-plugin for GKE, kubelogin for AKS, \
+             `aws eks get-token` for EKS) and run this again"
         ));
     }
     if user.username.is_some() {
@@ -241,11 +396,12 @@ fn resolve(files: &[(Kubeconfig, PathBuf)]) -> Result<Connection, String> {
              use a token or client certificate"
         ));
     }
-    let auth = match (&user.token, &user.token_file) {
-        (Some(token), _) if !token.is_empty() => Auth::Token(Sensitive::new(token.clone())),
-        (_, Some(file)) if !file.is_empty() => Auth::TokenFile(user_base.join(file)),
-        _ => Auth::None,
-    };
+    if user.impersonate.is_some() {
+        return Err(format!(
+            "kubeconfig: user {user_name:?} impersonates another user (as), which this controller does not do: \
+             give it the credentials of the identity it should act as"
+        ));
+    }
     let cert_pem = pem_source(
         &user.client_certificate_data,
         &user.client_certificate,
@@ -267,26 +423,134 @@ fn resolve(files: &[(Kubeconfig, PathBuf)]) -> Result<Connection, String> {
             ))
         }
     };
+    // As in client-go, a token in the kubeconfig is sent as it is and the exec plugin is not run.
+    let auth = match (&user.token, &user.token_file, user.exec) {
+        (Some(token), _, _) if !token.is_empty() => Auth::Token(Sensitive::new(token.clone())),
+        (_, Some(file), _) if !file.is_empty() => Auth::TokenFile(user_base.join(file)),
+        (_, _, Some(exec)) => {
+            let cluster_info = exec
+                .provide_cluster_info
+                .then(|| exec_cluster_info(&server, &cluster, ca_pem.as_deref(), insecure));
+            Auth::Exec(exec_plugin(user_name, exec, user_base, cluster_info)?)
+        }
+        _ => Auth::None,
+    };
+    if matches!(auth, Auth::Exec(_)) && client_cert.is_some() {
+        return Err(format!(
+            "kubeconfig: user {user_name:?} has both a client certificate and an exec plugin: keep one"
+        ));
+    }
+    if insecure {
+        log::warn!(
+            "INSECURE: kubeconfig cluster {cluster_name:?} sets insecure-skip-tls-verify: the API server's \
+             certificate is NOT checked, so anyone on the network path can read and change everything this \
+             controller sends, including the credentials it provisions; give the cluster's CA as \
+             certificate-authority-data instead"
+        );
+    }
     Ok(Connection {
         server,
         roots,
         client_cert,
         auth,
-        namespace: context.namespace.clone(),
+        namespace: context.namespace.clone().filter(|n| !n.is_empty()),
+        tls_server_name,
+        insecure_skip_tls_verify: insecure,
+        proxy,
     })
 }
 
-static EMPTY_USER: UserEntry = UserEntry {
-    token: None,
-    token_file: None,
-    client_certificate: None,
-    client_certificate_data: None,
-    client_key: None,
-    client_key_data: None,
-    exec: None,
-    auth_provider: None,
-    username: None,
-};
+/// The plugin of an `exec` entry, checked as client-go checks it.
+fn exec_plugin(
+    user: &str,
+    exec: ExecEntry,
+    base: &Path,
+    cluster: Option<Value>,
+) -> Result<ExecPlugin, String> {
+    let what = format!("kubeconfig: user {user:?}: exec");
+    if exec.command.is_empty() {
+        return Err(format!("{what}: command is missing"));
+    }
+    if !API_VERSIONS.contains(&exec.api_version.as_str()) {
+        return Err(format!(
+            "{what}: apiVersion {:?} is not supported: use {} or {}",
+            exec.api_version, API_VERSIONS[0], API_VERSIONS[1]
+        ));
+    }
+    match exec.interactive_mode.as_deref().unwrap_or_default() {
+        "" if exec.api_version == API_VERSIONS[0] => {
+            return Err(format!(
+                "{what}: interactiveMode must be set for {}: set it to Never",
+                API_VERSIONS[0]
+            ))
+        }
+        "" | "Never" | "IfAvailable" => {}
+        "Always" => {
+            return Err(format!(
+                "{what}: interactiveMode Always needs a terminal, which a controller does not have: use a plugin \
+                 configuration that works without one (interactiveMode: Never)"
+            ))
+        }
+        other => return Err(format!("{what}: unknown interactiveMode {other:?}")),
+    }
+    let mut env = Vec::new();
+    for item in exec.env.unwrap_or_default() {
+        if item.name.is_empty() {
+            return Err(format!("{what}: an env entry has no name"));
+        }
+        env.push((item.name, item.value));
+    }
+    // kubectl resolves a command given as a relative path against the kubeconfig's directory, and looks a
+    // bare name up in PATH.
+    let command = PathBuf::from(&exec.command);
+    let command = if command.is_relative() && exec.command.contains('/') {
+        base.join(command)
+    } else {
+        command
+    };
+    Ok(ExecPlugin {
+        user: user.to_string(),
+        api_version: exec.api_version,
+        command,
+        args: exec.args.unwrap_or_default(),
+        env,
+        install_hint: exec.install_hint,
+        cluster,
+        timeout: EXEC_TIMEOUT,
+    })
+}
+
+/// The `spec.cluster` of `KUBERNETES_EXEC_INFO` (client-go's `clientauthentication.Cluster`).
+fn exec_cluster_info(
+    server: &str,
+    cluster: &ClusterEntry,
+    ca_pem: Option<&[u8]>,
+    insecure: bool,
+) -> Value {
+    let mut info = serde_json::json!({"server": server});
+    if let Some(name) = cluster.tls_server_name.as_deref().filter(|n| !n.is_empty()) {
+        info["tls-server-name"] = name.into();
+    }
+    if insecure {
+        info["insecure-skip-tls-verify"] = true.into();
+    }
+    if let Some(pem) = ca_pem {
+        info["certificate-authority-data"] =
+            base64::engine::general_purpose::STANDARD.encode(pem).into();
+    }
+    if let Some(url) = cluster.proxy_url.as_deref().filter(|p| !p.is_empty()) {
+        info["proxy-url"] = url.into();
+    }
+    if let Some(config) = cluster
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.name == EXEC_EXTENSION)
+    {
+        info["config"] = config.extension.clone();
+    }
+    info
+}
 
 fn pem_source(
     data: &Option<String>,
@@ -309,8 +573,10 @@ fn pem_source(
 }
 
 fn decode_base64(data: &str, field: &str) -> Result<Vec<u8>, String> {
+    // Some tools wrap long base64 values; the line breaks are not part of the data.
+    let compact: String = data.split_whitespace().collect();
     base64::engine::general_purpose::STANDARD
-        .decode(data.trim())
+        .decode(compact)
         .map_err(|e| format!("kubeconfig: {field} is not valid base64: {e}"))
 }
 
@@ -319,7 +585,7 @@ fn read_error(path: &Path, error: std::io::Error) -> String {
 }
 
 /// A client certificate chain and its key, checked to belong together before any connection is made.
-fn client_certificate(cert_pem: &[u8], key_pem: &[u8]) -> Result<ClientCert, String> {
+pub(crate) fn client_certificate(cert_pem: &[u8], key_pem: &[u8]) -> Result<ClientCert, String> {
     let chain = transport::certificates_from_pem(cert_pem, "client certificate")?;
     let key = PrivateKey::from_pem(key_pem)
         .map_err(|e| format!("client key is not a valid PEM private key: {e}"))?;
@@ -399,21 +665,207 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_kubeconfigs_say_what_to_do() {
+    fn refused_kubeconfigs_say_what_to_do() {
         let dir = temp_dir("bad");
         let base =
             "current-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://h:1\n";
+        let user = |body: &str| {
+            format!("contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user:\n{body}")
+        };
         let cases = [
-            ("contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user:\n    exec:\n      command: aws\n", "does not support"),
-            ("    insecure-skip-tls-verify: true\ncontexts:\n- name: c\n  context:\n    cluster: k\n", "insecure-skip-tls-verify"),
-            ("contexts:\n- name: other\n  context:\n    cluster: k\n", "context \"c\" not found"),
-            ("contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user:\n    client-certificate-data: eA==\n", "not both"),
+            (user("    auth-provider:\n      name: gcp\n"), "kubeconfig: user \"u\" uses an auth-provider, which kubectl no longer supports: switch the user to its exec credential plugin"),
+            (user("    exec:\n      command: aws\n"), "kubeconfig: user \"u\": exec: apiVersion \"\" is not supported: use client.authentication.k8s.io/v1 or client.authentication.k8s.io/v1beta1"),
+            (user("    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: aws\n"), "kubeconfig: user \"u\": exec: interactiveMode must be set for client.authentication.k8s.io/v1: set it to Never"),
+            (user("    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: aws\n      interactiveMode: Always\n"), "kubeconfig: user \"u\": exec: interactiveMode Always needs a terminal"),
+            (user("    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n"), "kubeconfig: user \"u\": exec: command is missing"),
+            (user("    username: admin\n    password: x\n"), "uses basic authentication"),
+            (user("    client-certificate-data: eA==\n"), "kubeconfig: user \"u\" gives a client certificate or key but not both"),
+            (user("    token: t\n    as: someone\n"), "impersonates another user"),
+            (user("    exec: [a]\n"), "kubeconfig "),
+            ("contexts:\n- name: other\n  context:\n    cluster: k\n".to_string(), "kubeconfig: context \"c\" not found"),
+            ("    proxy-url: socks5://p:1080\ncontexts:\n- name: c\n  context:\n    cluster: k\n".to_string(), "kubeconfig: cluster \"k\": proxy-url: socks5 proxies are not supported"),
+            (format!("    insecure-skip-tls-verify: true\n    certificate-authority-data: {}\ncontexts:\n- name: c\n  context:\n    cluster: k\n", base64::engine::general_purpose::STANDARD.encode(CA)), "sets both a certificate authority and insecure-skip-tls-verify"),
         ];
         for (i, (rest, want)) in cases.iter().enumerate() {
             let path = write(&dir, &format!("c{i}"), &format!("{base}{rest}"));
             let err = Connection::from_kubeconfig(&[path]).unwrap_err();
             assert!(err.contains(want), "case {i}: {err}");
         }
+    }
+
+    fn fixture(name: &str) -> Connection {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/kubeconfig")
+            .join(name);
+        Connection::from_kubeconfig(&[path]).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn exec(connection: &Connection) -> &ExecPlugin {
+        match &connection.auth {
+            Auth::Exec(plugin) => plugin,
+            other => panic!("not an exec plugin: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn aws_eks_update_kubeconfig() {
+        let connection = fixture("eks.yaml");
+        assert_eq!(
+            connection.server,
+            "https://0123456789ABCDEF0123456789ABCDEF.gr7.eu-west-1.eks.amazonaws.com"
+        );
+        assert_eq!(connection.roots.len(), 1);
+        let plugin = exec(&connection);
+        assert_eq!(plugin.command, Path::new("aws"));
+        assert_eq!(plugin.api_version, API_VERSIONS[1]);
+        assert_eq!(
+            plugin.args,
+            [
+                "--region",
+                "eu-west-1",
+                "eks",
+                "get-token",
+                "--cluster-name",
+                "prod",
+                "--output",
+                "json"
+            ]
+        );
+        assert_eq!(
+            plugin.env,
+            [("AWS_PROFILE".to_string(), "platform".to_string())]
+        );
+        assert!(plugin.cluster.is_none() && plugin.install_hint.is_none());
+    }
+
+    #[test]
+    fn gcloud_get_credentials_with_its_wrapped_install_hint() {
+        let connection = fixture("gke.yaml");
+        assert_eq!(connection.server, "https://34.77.120.15");
+        let plugin = exec(&connection);
+        assert_eq!(plugin.command, Path::new("gke-gcloud-auth-plugin"));
+        assert_eq!(
+            plugin.install_hint.as_deref(),
+            Some("Install gke-gcloud-auth-plugin for use with kubectl by following https://cloud.google.com/kubernetes-engine/docs/how-to/cluster-access-for-kubectl#install_plugin")
+        );
+        let cluster = plugin.cluster.as_ref().expect("provideClusterInfo");
+        assert_eq!(cluster["server"], "https://34.77.120.15");
+        assert_eq!(
+            cluster["certificate-authority-data"],
+            base64::engine::general_purpose::STANDARD.encode(CA)
+        );
+    }
+
+    #[test]
+    fn az_aks_get_credentials_converted_by_kubelogin() {
+        let connection = fixture("aks-kubelogin.yaml");
+        assert_eq!(
+            connection.server,
+            "https://prod-dns-4f1b2c3d.hcp.westeurope.azmk8s.io:443"
+        );
+        let plugin = exec(&connection);
+        assert_eq!(plugin.command, Path::new("kubelogin"));
+        assert_eq!(
+            plugin.args,
+            [
+                "get-token",
+                "--login",
+                "workloadidentity",
+                "--server-id",
+                "6dae42f8-4368-4678-94ff-3960e28e3630"
+            ]
+        );
+        assert!(plugin.env.is_empty() && plugin.cluster.is_none());
+        assert_eq!(
+            plugin.install_hint.as_deref(),
+            Some("\nkubelogin is not installed which is required to connect to AAD enabled cluster.\n\nTo learn more, please go to https://aka.ms/aks/kubelogin\n")
+        );
+    }
+
+    #[test]
+    fn kind_and_k3s_client_certificates() {
+        for name in ["kind.yaml", "k3s.yaml"] {
+            let connection = fixture(name);
+            assert!(
+                connection.server.starts_with("https://127.0.0.1:"),
+                "{name}"
+            );
+            assert!(connection.client_cert.is_some(), "{name}");
+            assert!(matches!(connection.auth, Auth::None), "{name}");
+            assert_eq!(connection.roots.len(), 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn rancher_backslash_continued_ca() {
+        let connection = fixture("rancher.yaml");
+        assert_eq!(
+            connection.server,
+            "https://rancher.acme.example/k8s/clusters/c-m-7xk2p9qd"
+        );
+        assert_eq!(connection.roots.len(), 1);
+        assert!(
+            matches!(connection.auth, Auth::Token(ref t) if t.expose().starts_with("kubeconfig-user-8bq4w:"))
+        );
+    }
+
+    #[test]
+    fn oc_login_with_insecure_skip_tls_verify() {
+        let connection = fixture("openshift.yaml");
+        assert_eq!(connection.server, "https://api.ocp.acme.example:6443");
+        assert!(connection.insecure_skip_tls_verify);
+        assert!(connection.roots.is_empty());
+        assert_eq!(connection.namespace.as_deref(), Some("builds"));
+        assert!(matches!(connection.auth, Auth::Token(ref t) if t.expose().starts_with("sha256~")));
+    }
+
+    #[test]
+    fn kubectl_config_with_tls_server_name_proxy_and_exec_and_broken_other_contexts() {
+        let connection = fixture("kubectl-config.yaml");
+        assert_eq!(connection.server, "https://10.0.0.1:6443");
+        assert_eq!(
+            connection.tls_server_name.as_deref(),
+            Some("kubernetes.default.svc")
+        );
+        assert_eq!(
+            connection
+                .proxy
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("http://proxy.corp.example:3128")
+        );
+        assert_eq!(connection.namespace.as_deref(), Some("platform"));
+        assert_eq!(connection.roots.len(), 1);
+        let plugin = exec(&connection);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubeconfig");
+        assert_eq!(plugin.command, dir.join("./bin/corp-login"));
+        assert_eq!(plugin.api_version, API_VERSIONS[0]);
+        let cluster = plugin.cluster.as_ref().expect("provideClusterInfo");
+        assert_eq!(cluster["tls-server-name"], "kubernetes.default.svc");
+        assert_eq!(cluster["proxy-url"], "http://proxy.corp.example:3128");
+    }
+
+    #[test]
+    fn merged_lists_skip_missing_files_and_keep_the_first_entry_per_name() {
+        let dir = temp_dir("list");
+        let first = write(
+            &dir,
+            "a",
+            "users:\n- name: ops\n  user:\n    token: from-the-first-file\n",
+        );
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/kubeconfig/kubectl-config.yaml");
+        let connection =
+            Connection::from_kubeconfig_list(&[dir.join("missing"), first, fixture]).unwrap();
+        assert!(
+            matches!(connection.auth, Auth::Token(ref t) if t.expose() == "from-the-first-file")
+        );
+        let err = Connection::from_kubeconfig_list(&[dir.join("missing")]).unwrap_err();
+        assert!(
+            err.starts_with("none of the KUBECONFIG files exists"),
+            "{err}"
+        );
     }
 
     #[test]

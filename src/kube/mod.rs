@@ -3,9 +3,12 @@
 //! Only what the controller uses is here. There is no object cache: the watch loop in
 //! [`crate::runtime::watcher`] streams events to consumers that decide what to remember.
 
+mod agent;
+mod auth;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod types;
 pub mod watch;
 mod yaml;

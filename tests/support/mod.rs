@@ -10,6 +10,7 @@
 pub mod controller;
 pub mod google;
 pub mod moto;
+pub mod tinyproxy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,6 +74,9 @@ impl Cluster {
             client_cert: None,
             auth: Auth::Token(image_pull_secrets_provisioner::cloud::Sensitive::new(token)),
             namespace: None,
+            tls_server_name: None,
+            insecure_skip_tls_verify: false,
+            proxy: None,
         };
         Client::new(connection, Duration::from_secs(30)).expect("client")
     }
