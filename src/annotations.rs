@@ -15,14 +15,26 @@ pub const GOOGLE_WORKLOAD_IDENTITY_PROVIDER: &str =
 pub const GOOGLE_SERVICE_ACCOUNT_EMAIL: &str =
     "imagepullsecrets.preferred.jp/googlecloud-service-account-email";
 pub const SECRET_NAME: &str = "imagepullsecrets.preferred.jp/secret-name";
+/// This project's addition: application (client) IDs of Microsoft Entra applications or managed identities.
+pub const AZURE_CLIENT_ID: &str = "imagepullsecrets.preferred.jp/azure-client-id";
+/// This project's addition: the Entra tenant of the applications.
+pub const AZURE_TENANT_ID: &str = "imagepullsecrets.preferred.jp/azure-tenant-id";
+/// This project's addition: the Azure cloud of a registry host that is not `NAME.azurecr.*`.
+pub const AZURE_CLOUD: &str = crate::cloud::azure::CLOUD_ANNOTATION;
+/// Azure Workload Identity's own annotations, read when ours are absent, so that a ServiceAccount already set
+/// up for it needs only `registry` and `audience`. Alone they do not configure a ServiceAccount.
+pub const AZURE_WORKLOAD_IDENTITY_CLIENT_ID: &str = "azure.workload.identity/client-id";
+pub const AZURE_WORKLOAD_IDENTITY_TENANT_ID: &str = "azure.workload.identity/tenant-id";
 
 /// The annotations whose presence means someone meant to configure the ServiceAccount.
-pub const CONFIGURATION_KEYS: [&str; 6] = [
+pub const CONFIGURATION_KEYS: [&str; 8] = [
     REGISTRY,
     AUDIENCE,
     AWS_ROLE_ARN,
     GOOGLE_WORKLOAD_IDENTITY_PROVIDER,
     GOOGLE_SERVICE_ACCOUNT_EMAIL,
+    AZURE_CLIENT_ID,
+    AZURE_TENANT_ID,
     SECRET_NAME,
 ];
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use crate::annotations::DEFAULT_LEADER_ELECTION_ID;
 use crate::cloud::aws::{self, AwsConfig};
+use crate::cloud::azure::AzureConfig;
 use crate::cloud::google::GoogleConfig;
+use crate::cloud::http::RateLimit;
 use crate::logger::LogFormat;
 
 /// One flag: its name, the placeholder of its value (`None` for booleans), its default, and its help.
@@ -41,8 +43,12 @@ pub const FLAGS: &[Flag] = &[
     Flag { name: "--google-sts-endpoint", value: Some("URL"), default: "https://sts.googleapis.com", help: "Google Security Token Service (Private Service Connect, restricted VIP, tests)" },
     Flag { name: "--google-iamcredentials-endpoint", value: Some("URL"), default: "https://iamcredentials.googleapis.com", help: "Google IAM Service Account Credentials API" },
     Flag { name: "--google-token-lifetime", value: Some("DURATION"), default: "", help: "lifetime asked of Google access tokens (default: Google's, one hour)" },
+    Flag { name: "--azure-authority-host", value: Some("URL"), default: "", help: "Microsoft Entra authority instead of the registry's cloud's (login.microsoftonline.com, .us, login.chinacloudapi.cn)" },
+    Flag { name: "--azure-acr-endpoint", value: Some("URL"), default: "", help: "base URL of ACR's token exchange instead of https://REGISTRY; {registry} is replaced (private endpoints, tests)" },
     Flag { name: "--provider-ca-bundle", value: Some("PATH"), default: "", help: "PEM file of extra CAs trusted for provider endpoints (TLS-inspecting proxies, private endpoints)" },
     Flag { name: "--provider-timeout", value: Some("DURATION"), default: "30s", help: "timeout of each provider call" },
+    Flag { name: "--provider-rate", value: Some("N"), default: "50", help: "provider requests per second, all providers together (a backlog drains at this pace)" },
+    Flag { name: "--provider-burst", value: Some("N"), default: "100", help: "provider requests that may go at once after a quiet period" },
     Flag { name: "--service-account-token-expiration", value: Some("DURATION"), default: "10m", help: "lifetime of the ServiceAccount tokens exchanged (the API's minimum is 10m)" },
     Flag { name: "--min-refresh-interval", value: Some("DURATION"), default: "1m", help: "no ServiceAccount is processed again sooner than this after a success, whatever its credentials' expiry" },
     // Limits that keep one ServiceAccount from crowding out the others.
@@ -70,8 +76,10 @@ pub struct Config {
     pub pod_eviction: bool,
     pub aws: AwsConfig,
     pub google: GoogleConfig,
+    pub azure: AzureConfig,
     pub provider_ca_bundle: Option<PathBuf>,
     pub provider_timeout: Duration,
+    pub provider_rate: RateLimit,
     pub token_expiration: Duration,
     pub min_refresh_interval: Duration,
     pub max_principals_per_service_account: usize,
@@ -180,6 +188,33 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             return Err(format!("flag --{name}: {url:?} is not an http(s) URL"));
         }
     }
+    for name in ["azure-authority-host", "azure-acr-endpoint"] {
+        if let Some(url) = optional(name) {
+            if !url.starts_with("https://") || url.len() <= "https://".len() {
+                return Err(format!("flag --{name}: {url:?} is not an https URL"));
+            }
+        }
+    }
+    let provider_rate = get("provider-rate")
+        .parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .ok_or_else(|| {
+            format!(
+                "flag --provider-rate: {:?} is not a positive number of requests per second",
+                get("provider-rate")
+            )
+        })?;
+    let provider_burst = get("provider-burst")
+        .parse::<u32>()
+        .ok()
+        .filter(|b| *b > 0)
+        .ok_or_else(|| {
+            format!(
+                "flag --provider-burst: {:?} is not a positive whole number",
+                get("provider-burst")
+            )
+        })?;
     let google_token_lifetime = optional("google-token-lifetime")
         .map(|v| parse_duration(&v))
         .transpose()
@@ -237,8 +272,16 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             iamcredentials_endpoint: get("google-iamcredentials-endpoint"),
             token_lifetime: google_token_lifetime,
         },
+        azure: AzureConfig {
+            authority_host: optional("azure-authority-host"),
+            acr_endpoint: optional("azure-acr-endpoint"),
+        },
         provider_ca_bundle,
         provider_timeout: duration("provider-timeout")?,
+        provider_rate: RateLimit {
+            per_second: provider_rate,
+            burst: provider_burst,
+        },
         token_expiration,
         min_refresh_interval: duration("min-refresh-interval")?,
         max_principals_per_service_account: max_principals,

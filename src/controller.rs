@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::annotations as keys;
 use crate::cloud::aws::AwsClient;
+use crate::cloud::azure::AzureClient;
 use crate::cloud::google::GoogleClient;
 use crate::cloud::http::{ProviderHttp, RetryPolicy};
 use crate::cloud::{Clouds, CredentialSource};
@@ -65,10 +66,12 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
         config.provider_ca_bundle.as_deref(),
         config.provider_timeout,
         RetryPolicy::default(),
-    )?;
+    )?
+    .with_rate_limit(config.provider_rate);
     let clouds: Arc<dyn CredentialSource> = Arc::new(Clouds {
-        aws: AwsClient::new(config.aws.clone(), http.clone()),
-        google: GoogleClient::new(config.google.clone(), http),
+        aws: AwsClient::new(config.aws.clone(), http.for_provider("aws")),
+        google: GoogleClient::new(config.google.clone(), http.for_provider("google")),
+        azure: AzureClient::new(config.azure.clone(), http.for_provider("azure")),
     });
 
     let health = Health::new();

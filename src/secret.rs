@@ -100,6 +100,7 @@ pub fn principal_id(principal: &Principal) -> &str {
     match principal {
         Principal::Aws(target) => &target.role_arn,
         Principal::Google(target) => &target.service_account_email,
+        Principal::Azure(target) => &target.client_id,
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::annotations as keys;
 use crate::cloud::aws::{self, AwsTarget};
+use crate::cloud::azure::{self, AzureTarget};
 use crate::cloud::google::{self, GoogleTarget};
 use crate::cloud::Principal;
 use crate::retry::Retry;
@@ -65,6 +66,51 @@ pub fn parse(namespace: &str, name: &str, annotations: &BTreeMap<String, String>
     }
 }
 
+/// The clouds whose principal annotations are set, in the order of precedence: AWS, Google, Azure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cloud {
+    Aws,
+    Google,
+    Azure,
+}
+
+impl Cloud {
+    /// How the Warning about ignored annotations names the cloud's annotations.
+    fn annotations(self) -> &'static str {
+        match self {
+            Cloud::Aws => "imagepullsecrets.preferred.jp/aws-role-arn",
+            Cloud::Google => "Google",
+            Cloud::Azure => "Azure",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Cloud::Aws => "AWS",
+            Cloud::Google => "Google",
+            Cloud::Azure => "Azure",
+        }
+    }
+}
+
+/// The Warning when annotations of more than one cloud are set: the first in precedence is used.
+fn conflict_warning(present: &[Cloud]) -> Option<String> {
+    let (used, ignored) = present.split_first()?;
+    if ignored.is_empty() {
+        return None;
+    }
+    let mut named: Vec<&str> = present.iter().map(|c| c.annotations()).collect();
+    let last = named.pop().unwrap_or_default();
+    let ignored: Vec<&str> = ignored.iter().map(|c| c.name()).collect();
+    Some(format!(
+        "{} {} and {last} annotations are set; using {} and ignoring the {} ones",
+        if present.len() == 2 { "both" } else { "all of" },
+        named.join(", "),
+        used.name(),
+        ignored.join(" and ")
+    ))
+}
+
 fn parse_configured<'a>(
     namespace: &str,
     name: &str,
@@ -75,6 +121,24 @@ fn parse_configured<'a>(
     let role_arns = get(keys::AWS_ROLE_ARN);
     let provider = get(keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER);
     let emails = get(keys::GOOGLE_SERVICE_ACCOUNT_EMAIL);
+    let azure_ours = get(keys::AZURE_CLIENT_ID).is_some() || get(keys::AZURE_TENANT_ID).is_some();
+    let azure_client_ids =
+        get(keys::AZURE_CLIENT_ID).or_else(|| get(keys::AZURE_WORKLOAD_IDENTITY_CLIENT_ID));
+    let azure_tenant =
+        get(keys::AZURE_TENANT_ID).or_else(|| get(keys::AZURE_WORKLOAD_IDENTITY_TENANT_ID));
+
+    // Azure Workload Identity's own annotations count only when no other cloud is configured: a
+    // ServiceAccount may use them for its pods and pull from ECR or Artifact Registry.
+    let mut present = Vec::new();
+    if role_arns.is_some() {
+        present.push(Cloud::Aws);
+    }
+    if provider.is_some() || emails.is_some() {
+        present.push(Cloud::Google);
+    }
+    if azure_ours || (present.is_empty() && azure_client_ids.is_some()) {
+        present.push(Cloud::Azure);
+    }
 
     let mut missing = Vec::new();
     if registry.is_none() {
@@ -83,13 +147,28 @@ fn parse_configured<'a>(
     if audience.is_none() {
         missing.push(keys::AUDIENCE);
     }
-    let google_complete = provider.is_some() && emails.is_some();
-    if role_arns.is_none() && !google_complete {
-        match (provider, emails) {
+    match present.first() {
+        None => missing.push(
+            "imagepullsecrets.preferred.jp/aws-role-arn (or both Google annotations, or \
+             imagepullsecrets.preferred.jp/azure-client-id)",
+        ),
+        Some(Cloud::Aws) => {}
+        Some(Cloud::Google) => match (provider, emails) {
             (Some(_), None) => missing.push(keys::GOOGLE_SERVICE_ACCOUNT_EMAIL),
             (None, Some(_)) => missing.push(keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER),
-            _ => missing
-                .push("imagepullsecrets.preferred.jp/aws-role-arn (or both Google annotations)"),
+            _ => {}
+        },
+        Some(Cloud::Azure) => {
+            if azure_client_ids.is_none() {
+                missing.push(
+                    "imagepullsecrets.preferred.jp/azure-client-id (or azure.workload.identity/client-id)",
+                );
+            }
+            if azure_tenant.is_none() {
+                missing.push(
+                    "imagepullsecrets.preferred.jp/azure-tenant-id (or azure.workload.identity/tenant-id)",
+                );
+            }
         }
     }
     if !missing.is_empty() {
@@ -98,26 +177,44 @@ fn parse_configured<'a>(
             missing.join(", ")
         ));
     }
-    let (Some(registry), Some(audience)) = (registry, audience) else {
-        unreachable!("both checked above");
+    let (Some(registry), Some(audience), Some(cloud)) = (registry, audience, present.first())
+    else {
+        unreachable!("all checked above");
     };
     validate_audience(audience)?;
 
-    let mut warnings = Vec::new();
-    let principals = if let Some(role_arns) = role_arns {
-        if provider.is_some() || emails.is_some() {
-            warnings.push(format!(
-                "both {} and Google annotations are set; using AWS and ignoring the Google ones",
-                keys::AWS_ROLE_ARN
-            ));
+    let warnings: Vec<String> = conflict_warning(&present).into_iter().collect();
+    let principals = match cloud {
+        Cloud::Aws => aws_principals(
+            namespace,
+            name,
+            registry,
+            role_arns.unwrap_or_default(),
+            get(keys::AWS_REGION),
+        )?,
+        Cloud::Google => {
+            validate_registry_host(registry)?;
+            google_principals(provider.unwrap_or_default(), emails.unwrap_or_default())?
         }
-        aws_principals(namespace, name, registry, role_arns, get(keys::AWS_REGION))?
-    } else {
-        validate_registry_host(registry)?;
-        let (Some(provider), Some(emails)) = (provider, emails) else {
-            unreachable!("google_complete checked above");
-        };
-        google_principals(provider, emails)?
+        Cloud::Azure => {
+            validate_registry_host(registry)?;
+            azure_principals(
+                registry,
+                get(keys::AZURE_CLOUD),
+                azure_client_ids.unwrap_or_default(),
+                azure_tenant.unwrap_or_default(),
+                if get(keys::AZURE_CLIENT_ID).is_some() {
+                    keys::AZURE_CLIENT_ID
+                } else {
+                    keys::AZURE_WORKLOAD_IDENTITY_CLIENT_ID
+                },
+                if get(keys::AZURE_TENANT_ID).is_some() {
+                    keys::AZURE_TENANT_ID
+                } else {
+                    keys::AZURE_WORKLOAD_IDENTITY_TENANT_ID
+                },
+            )?
+        }
     };
 
     let secret_base_name = match get(keys::SECRET_NAME) {
@@ -135,6 +232,38 @@ fn parse_configured<'a>(
         secret_base_name,
         warnings,
     })
+}
+
+/// Azure principals: one per client ID, all in one tenant, for a registry of a known cloud. `client_key` and
+/// `tenant_key` are the annotations the values came from, ours or Azure Workload Identity's.
+fn azure_principals(
+    registry: &str,
+    cloud: Option<&str>,
+    client_ids: &str,
+    tenant: &str,
+    client_key: &str,
+    tenant_key: &str,
+) -> Result<Vec<Principal>, String> {
+    let registry = azure::parse_registry(registry, cloud).map_err(|e| {
+        if e.starts_with("annotation ") {
+            e
+        } else {
+            format!("annotation {}: {e}", keys::REGISTRY)
+        }
+    })?;
+    azure::validate_tenant_id(tenant).map_err(|e| format!("annotation {tenant_key}: {e}"))?;
+    split_list(client_ids, client_key)?
+        .into_iter()
+        .map(|client_id| {
+            azure::validate_client_id(client_id)
+                .map_err(|e| format!("annotation {client_key}: {e}"))?;
+            Ok(Principal::Azure(AzureTarget {
+                client_id: client_id.to_string(),
+                tenant_id: tenant.to_string(),
+                registry: registry.clone(),
+            }))
+        })
+        .collect()
 }
 
 fn aws_principals(
@@ -331,6 +460,9 @@ mod tests {
     const PROVIDER: &str =
         "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";
     const EMAIL: &str = "puller@my-project.iam.gserviceaccount.com";
+    const ACR: &str = "myregistry.azurecr.io";
+    const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 
     #[test]
     fn principals_beyond_the_limit_are_refused_with_one_message() {
@@ -467,6 +599,97 @@ mod tests {
         assert!(c.warnings[0].contains("using AWS"), "{}", c.warnings[0]);
     }
 
+    #[test]
+    fn azure_principals_from_ours_or_the_workload_identity_annotations() {
+        let other = "66666666-7777-8888-9999-000000000000";
+        let c = configured(&[
+            (keys::REGISTRY, ACR),
+            (keys::AUDIENCE, "api://AzureADTokenExchange"),
+            (keys::AZURE_CLIENT_ID, &format!("{CLIENT}, {other}")),
+            (keys::AZURE_TENANT_ID, TENANT),
+            // Ours win over the ecosystem's.
+            (
+                keys::AZURE_WORKLOAD_IDENTITY_CLIENT_ID,
+                "99999999-9999-9999-9999-999999999999",
+            ),
+        ]);
+        let registry = azure::parse_registry(ACR, None).unwrap();
+        assert_eq!(
+            c.principals,
+            [CLIENT, other]
+                .iter()
+                .map(|id| Principal::Azure(AzureTarget {
+                    client_id: id.to_string(),
+                    tenant_id: TENANT.to_string(),
+                    registry: registry.clone(),
+                }))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            c.secret_names(),
+            vec!["imagepullsecret-sa", "imagepullsecret-sa-1"]
+        );
+        assert!(c.warnings.is_empty());
+
+        let ecosystem = configured(&[
+            (keys::REGISTRY, "myregistry.azurecr.us"),
+            (keys::AUDIENCE, "api://AzureADTokenExchange"),
+            (keys::AZURE_WORKLOAD_IDENTITY_CLIENT_ID, CLIENT),
+            (keys::AZURE_WORKLOAD_IDENTITY_TENANT_ID, TENANT),
+        ]);
+        assert!(matches!(&ecosystem.principals[..], [Principal::Azure(t)]
+            if t.client_id == CLIENT && t.registry.cloud == azure::AzureCloud::UsGovernment));
+
+        // Alone, the ecosystem's annotations configure nothing.
+        assert_eq!(
+            parse(
+                "ns",
+                "sa",
+                &annotations(&[
+                    (keys::AZURE_WORKLOAD_IDENTITY_CLIENT_ID, CLIENT),
+                    (keys::AZURE_WORKLOAD_IDENTITY_TENANT_ID, TENANT)
+                ])
+            ),
+            Parsed::NotConfigured
+        );
+    }
+
+    #[test]
+    fn more_than_one_cloud_uses_the_first_in_precedence_and_warns() {
+        let aws = [(keys::AWS_ROLE_ARN, ROLE)];
+        let google = [
+            (keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER, PROVIDER),
+            (keys::GOOGLE_SERVICE_ACCOUNT_EMAIL, EMAIL),
+        ];
+        let azure = [
+            (keys::AZURE_CLIENT_ID, CLIENT),
+            (keys::AZURE_TENANT_ID, TENANT),
+        ];
+        let ecosystem = [
+            (keys::AZURE_WORKLOAD_IDENTITY_CLIENT_ID, CLIENT),
+            (keys::AZURE_WORKLOAD_IDENTITY_TENANT_ID, TENANT),
+        ];
+        type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str, Option<&'a str>);
+        let cases: Vec<Case> = vec![
+            (ECR, [&aws[..], &azure[..]].concat(), "aws", Some("both imagepullsecrets.preferred.jp/aws-role-arn and Azure annotations are set; using AWS and ignoring the Azure ones")),
+            ("europe-docker.pkg.dev", [&google[..], &azure[..]].concat(), "google", Some("both Google and Azure annotations are set; using Google and ignoring the Azure ones")),
+            (ECR, [&aws[..], &google[..], &azure[..]].concat(), "aws", Some("all of imagepullsecrets.preferred.jp/aws-role-arn, Google and Azure annotations are set; using AWS and ignoring the Google and Azure ones")),
+            // A ServiceAccount that uses Azure Workload Identity for its pods may pull from elsewhere.
+            (ECR, [&aws[..], &ecosystem[..]].concat(), "aws", None),
+            ("europe-docker.pkg.dev", [&google[..], &ecosystem[..]].concat(), "google", None),
+        ];
+        for (registry, mut pairs, provider, warning) in cases {
+            pairs.push((keys::REGISTRY, registry));
+            pairs.push((keys::AUDIENCE, "a"));
+            let c = configured(&pairs);
+            assert_eq!(c.principals[0].provider(), provider, "{pairs:?}");
+            assert_eq!(
+                c.warnings,
+                warning.into_iter().map(str::to_string).collect::<Vec<_>>()
+            );
+        }
+    }
+
     /// Every bad configuration gives a message that names the annotation and the problem.
     #[test]
     fn bad_configurations_say_what_is_wrong() {
@@ -488,6 +711,14 @@ mod tests {
                 (keys::GOOGLE_SERVICE_ACCOUNT_EMAIL, email.to_string()),
             ]
         };
+        let azure = |registry: &str, clients: &str, tenant: &str| {
+            vec![
+                (keys::REGISTRY, registry.to_string()),
+                (keys::AUDIENCE, "api://AzureADTokenExchange".to_string()),
+                (keys::AZURE_CLIENT_ID, clients.to_string()),
+                (keys::AZURE_TENANT_ID, tenant.to_string()),
+            ]
+        };
         let with = |mut base: Vec<(&'static str, String)>, key: &'static str, value: &str| {
             base.retain(|(k, _)| *k != key);
             base.push((key, value.to_string()));
@@ -497,7 +728,7 @@ mod tests {
         let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
             (vec![(keys::REGISTRY, ECR.into())], "missing annotation imagepullsecrets.preferred.jp/audience"),
             (vec![(keys::AUDIENCE, "a".into()), (keys::AWS_ROLE_ARN, ROLE.into())], "missing annotation imagepullsecrets.preferred.jp/registry"),
-            (vec![(keys::REGISTRY, ECR.into()), (keys::AUDIENCE, "a".into())], "aws-role-arn (or both Google annotations)"),
+            (vec![(keys::REGISTRY, ECR.into()), (keys::AUDIENCE, "a".into())], "aws-role-arn (or both Google annotations, or imagepullsecrets.preferred.jp/azure-client-id)"),
             (vec![(keys::REGISTRY, gar.into()), (keys::AUDIENCE, "a".into()), (keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER, PROVIDER.into())], "missing annotation imagepullsecrets.preferred.jp/googlecloud-service-account-email"),
             (vec![(keys::REGISTRY, gar.into()), (keys::AUDIENCE, "a".into()), (keys::GOOGLE_SERVICE_ACCOUNT_EMAIL, EMAIL.into())], "missing annotation imagepullsecrets.preferred.jp/googlecloud-workload-identity-provider"),
             (vec![(keys::SECRET_NAME, "x".into())], "incomplete configuration"),
@@ -530,6 +761,15 @@ mod tests {
             (google("Europe-Docker.pkg.dev", PROVIDER, EMAIL), "lower case"),
             (google("registry:99999", PROVIDER, EMAIL), "invalid port"),
             (google("bad_host.example", PROVIDER, EMAIL), "not a valid host name"),
+            (azure(ACR, "not-a-guid", TENANT), "annotation imagepullsecrets.preferred.jp/azure-client-id: client ID \"not-a-guid\" is not an application (client) ID"),
+            (azure(ACR, &format!("{CLIENT},{CLIENT}"), TENANT), "listed twice"),
+            (azure(ACR, CLIENT, "contoso"), "annotation imagepullsecrets.preferred.jp/azure-tenant-id: tenant \"contoso\" is neither"),
+            (vec![(keys::REGISTRY, ACR.into()), (keys::AUDIENCE, "a".into()), (keys::AZURE_CLIENT_ID, CLIENT.into())], "incomplete configuration: missing annotation imagepullsecrets.preferred.jp/azure-tenant-id (or azure.workload.identity/tenant-id)"),
+            (vec![(keys::REGISTRY, ACR.into()), (keys::AUDIENCE, "a".into()), (keys::AZURE_TENANT_ID, TENANT.into())], "incomplete configuration: missing annotation imagepullsecrets.preferred.jp/azure-client-id (or azure.workload.identity/client-id)"),
+            (azure(ECR, CLIENT, TENANT), "annotation imagepullsecrets.preferred.jp/registry: registry host \"123456789012.dkr.ecr.us-east-1.amazonaws.com\" is not an Azure Container Registry host"),
+            (with(azure("myregistry.azurecr.us", CLIENT, TENANT), keys::AZURE_CLOUD, "AzureCloud"), "annotation imagepullsecrets.preferred.jp/registry: registry host \"myregistry.azurecr.us\" is in AzureUSGovernment, but annotation imagepullsecrets.preferred.jp/azure-cloud says AzureCloud"),
+            (with(azure("mirror.example", CLIENT, TENANT), keys::AZURE_CLOUD, "Mars"), "annotation imagepullsecrets.preferred.jp/azure-cloud: \"Mars\" is not an Azure cloud"),
+            (vec![(keys::REGISTRY, ACR.into()), (keys::AUDIENCE, "a".into()), (keys::AZURE_WORKLOAD_IDENTITY_CLIENT_ID, "x".into()), (keys::AZURE_WORKLOAD_IDENTITY_TENANT_ID, TENANT.into())], "annotation azure.workload.identity/client-id: client ID \"x\""),
         ];
         assert!(cases.len() >= 25);
         for (pairs, want) in cases {

@@ -75,6 +75,7 @@ fn client(moto: &Moto) -> AwsClient {
         attempts: 3,
         first_delay: Duration::from_millis(20),
         max_delay: Duration::from_millis(100),
+        ..RetryPolicy::default()
     };
     let http = ProviderHttp::new(None, Duration::from_secs(10), retry).expect("provider HTTP");
     AwsClient::new(moto.aws_config(), http)

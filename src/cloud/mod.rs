@@ -4,16 +4,22 @@
 //! so tests can substitute a stand-in and the reconciler never sees provider-specific types beyond [`Principal`].
 
 pub mod aws;
+pub mod azure;
 pub mod google;
 pub mod http;
+pub mod jwt;
+pub mod rate;
 pub mod redact;
 #[cfg(test)]
 pub(crate) mod scripted;
 pub mod sigv4;
 
 use std::fmt;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+use http::HttpResponse;
 
 /// A value that must never be printed: tokens, passwords, secret keys.
 ///
@@ -56,6 +62,7 @@ pub struct RegistryCredentials {
 pub enum Principal {
     Aws(aws::AwsTarget),
     Google(google::GoogleTarget),
+    Azure(azure::AzureTarget),
 }
 
 impl Principal {
@@ -64,6 +71,7 @@ impl Principal {
         match self {
             Principal::Aws(_) => "aws",
             Principal::Google(_) => "google",
+            Principal::Azure(_) => "azure",
         }
     }
 }
@@ -80,6 +88,20 @@ pub struct CloudError {
     pub message: String,
     /// Whether trying the same call again later may succeed (throttling, 5xx, connection errors).
     pub retryable: bool,
+    /// How long the provider asked us to wait (`Retry-After` on a 429 or 503).
+    pub retry_after: Option<Duration>,
+}
+
+/// How a failed exchange should be tried again: the reconcile backs off long on permanent failures (a person
+/// must change something), retries transient ones soon, and never before the provider's `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryClass {
+    /// The same request will fail the same way until the configuration changes.
+    Permanent,
+    /// Throttling, a server-side failure or the network: likely to pass.
+    Transient,
+    /// The provider said when to come back.
+    RetryAfter(Duration),
 }
 
 impl CloudError {
@@ -88,6 +110,7 @@ impl CloudError {
             step,
             message: message.into(),
             retryable: false,
+            retry_after: None,
         }
     }
 
@@ -96,8 +119,37 @@ impl CloudError {
             step,
             message: message.into(),
             retryable: true,
+            retry_after: None,
         }
     }
+
+    /// The error for a non-success answer, retryable by its status (408, 429, 5xx) and carrying its
+    /// `Retry-After`.
+    pub fn from_status(
+        step: &'static str,
+        response: &HttpResponse,
+        message: impl Into<String>,
+    ) -> Self {
+        CloudError {
+            step,
+            message: message.into(),
+            retryable: is_retryable_status(response.status),
+            retry_after: response.retry_after,
+        }
+    }
+
+    pub fn retry_class(&self) -> RetryClass {
+        match (self.retryable, self.retry_after) {
+            (false, _) => RetryClass::Permanent,
+            (true, Some(after)) => RetryClass::RetryAfter(after),
+            (true, None) => RetryClass::Transient,
+        }
+    }
+}
+
+/// Throttling and server-side failures may pass; another 4xx answer will be the same next time.
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 429) || (500..600).contains(&status)
 }
 
 impl fmt::Display for CloudError {
@@ -123,6 +175,7 @@ pub trait CredentialSource: Send + Sync {
 pub struct Clouds {
     pub aws: aws::AwsClient,
     pub google: google::GoogleClient,
+    pub azure: azure::AzureClient,
 }
 
 impl CredentialSource for Clouds {
@@ -134,6 +187,7 @@ impl CredentialSource for Clouds {
         match principal {
             Principal::Aws(target) => self.aws.registry_credentials(target, subject_token),
             Principal::Google(target) => self.google.registry_credentials(target, subject_token),
+            Principal::Azure(target) => self.azure.registry_credentials(target, subject_token),
         }
     }
 }

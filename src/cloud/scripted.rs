@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
@@ -25,6 +25,11 @@ impl Reply {
             headers: Vec::new(),
             body: body.into(),
         }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 }
 
@@ -50,6 +55,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 impl Recorded {
@@ -112,6 +119,7 @@ impl ScriptedServer {
 }
 
 fn answer(mut stream: TcpStream, reply: &Reply) -> Recorded {
+    let at = Instant::now();
     stream.set_nonblocking(false).expect("blocking stream");
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -162,5 +170,6 @@ fn answer(mut stream: TcpStream, reply: &Reply) -> Recorded {
         request_line,
         headers,
         body: String::from_utf8(body).expect("utf-8 body"),
+        at,
     }
 }

@@ -27,6 +27,7 @@ pub struct Options {
     /// The lifetime assumed for secrets that do not record when they were obtained (the original's).
     pub assumed_lifetime_aws: Duration,
     pub assumed_lifetime_google: Duration,
+    pub assumed_lifetime_azure: Duration,
     pub pod_eviction: bool,
     /// How often and how many times a pod that may still fail to pull is looked at again.
     pub pod_recheck_interval: Duration,
@@ -43,6 +44,8 @@ impl Default for Options {
             refresh_jitter: 0.1,
             assumed_lifetime_aws: Duration::from_secs(12 * 3600),
             assumed_lifetime_google: Duration::from_secs(3600),
+            // ACR refresh tokens live about three hours.
+            assumed_lifetime_azure: Duration::from_secs(3 * 3600),
             pod_eviction: true,
             pod_recheck_interval: Duration::from_secs(5),
             pod_recheck_limit: 12,

@@ -5,7 +5,7 @@
 //! deleted; an invalid configuration writes nothing but a Warning event.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -127,6 +127,7 @@ fn provision(
         let assumed = match principal {
             Principal::Aws(_) => ctx.options.assumed_lifetime_aws,
             Principal::Google(_) => ctx.options.assumed_lifetime_google,
+            Principal::Azure(_) => ctx.options.assumed_lifetime_azure,
         };
         let due = match owned.get(name) {
             Some(existing) => secret::freshness(
@@ -296,9 +297,7 @@ fn provision_one(
             )
         })?;
     let obtained_at = Utc::now();
-    let started = Instant::now();
     let credentials = ctx.clouds.registry_credentials(principal, &token.token);
-    metrics().observe_provider_request(provider, started.elapsed().as_secs_f64());
     let credentials = credentials.map_err(|e| {
         let retry = if e.retryable {
             Retry::Transient

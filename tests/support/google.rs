@@ -105,6 +105,7 @@ impl GoogleFake {
             attempts: 3,
             first_delay: Duration::from_millis(20),
             max_delay: Duration::from_millis(100),
+            ..RetryPolicy::default()
         };
         let http = ProviderHttp::new(None, Duration::from_secs(10), retry).expect("provider HTTP");
         GoogleClient::new(self.config(), http)

@@ -215,6 +215,7 @@ pub fn from_response(
         step: call.step(),
         message,
         retryable,
+        retry_after: response.retry_after,
     }
 }
 
@@ -309,6 +310,7 @@ mod tests {
         HttpResponse {
             status,
             body: body.to_string(),
+            ..Default::default()
         }
     }
 

@@ -284,6 +284,7 @@ mod tests {
             attempts: 3,
             first_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(5),
+            ..RetryPolicy::default()
         };
         let http = ProviderHttp::new(None, Duration::from_secs(5), retry).unwrap();
         let config = AwsConfig {

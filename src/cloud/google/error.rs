@@ -29,7 +29,7 @@ pub(super) fn sts_error(
         _ if response.status == 404 => Some("check the configured STS endpoint"),
         _ => None,
     };
-    remote_failure(STEP_STS, response.status, context, &remote, hint)
+    remote_failure(STEP_STS, response, context, &remote, hint)
 }
 
 /// The error of a failed generateAccessToken, with what to check.
@@ -60,7 +60,7 @@ pub(super) fn iam_error(
         ),
         _ => None,
     };
-    remote_failure(STEP_IAM, response.status, context, &remote, hint.as_deref())
+    remote_failure(STEP_IAM, response, context, &remote, hint.as_deref())
 }
 
 /// `principal://...` of the federated identity, as it must appear in the service account's IAM policy.
@@ -122,12 +122,12 @@ impl RemoteError {
 
 fn remote_failure(
     step: &'static str,
-    status: u16,
+    response: &HttpResponse,
     context: &str,
     remote: &RemoteError,
     hint: Option<&str>,
 ) -> CloudError {
-    let mut message = format!("{context}: HTTP {status}");
+    let mut message = format!("{context}: HTTP {}", response.status);
     if let Some(code) = &remote.code {
         message.push(' ');
         message.push_str(code);
@@ -142,16 +142,7 @@ fn remote_failure(
         message.push_str("; ");
         message.push_str(hint);
     }
-    if is_retryable_status(status) {
-        CloudError::retryable(step, message)
-    } else {
-        CloudError::permanent(step, message)
-    }
-}
-
-/// Throttling and server-side failures may pass; a 4xx answer will be the same next time.
-fn is_retryable_status(status: u16) -> bool {
-    matches!(status, 408 | 429) || (500..600).contains(&status)
+    CloudError::from_status(step, response, message)
 }
 
 pub(super) fn provider_context(provider: &str) -> String {

@@ -219,6 +219,7 @@ pub(super) mod tests {
                 attempts: 3,
                 first_delay: Duration::from_millis(1),
                 max_delay: Duration::from_millis(5),
+                ..RetryPolicy::default()
             },
         )
         .expect("http client");

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -171,11 +170,7 @@ pub(super) fn parse_generate_access_token_response(
 /// Only a value shaped like a Kubernetes ServiceAccount subject is returned, so nothing else of the token can
 /// end up in a message.
 pub(super) fn jwt_subject(token: &str) -> Option<String> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD_INDIFFERENT
-        .decode(payload)
-        .ok()?;
-    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    let claims = crate::cloud::jwt::unverified_claims(token)?;
     let subject = claims.get("sub")?.as_str()?;
     let rest = subject.strip_prefix("system:serviceaccount:")?;
     let sane = rest.len() <= 320
@@ -189,6 +184,7 @@ pub(super) fn jwt_subject(token: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     const PROVIDER: &str =
         "projects/123456789012/locations/global/workloadIdentityPools/cluster-pool/providers/kube-oidc";
@@ -226,6 +222,7 @@ mod tests {
             let response = HttpResponse {
                 status: 200,
                 body: body.to_string(),
+                ..Default::default()
             };
             let got = parse_token_exchange_response(&response, PROVIDER, &[])
                 .ok()
@@ -259,6 +256,7 @@ mod tests {
                 status: 200,
                 body: serde_json::json!({"accessToken": "ya29.x", "expireTime": expire_time})
                     .to_string(),
+                ..Default::default()
             };
             let got = parse_generate_access_token_response(&response, EMAIL, &hints, &[])
                 .ok()
