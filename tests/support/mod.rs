@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod azure;
 pub mod controller;
 pub mod google;
 pub mod moto;
