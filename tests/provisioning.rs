@@ -969,11 +969,24 @@ fn bad_configurations() -> Vec<(&'static str, Pairs, String)> {
             ("googlecloud-service-account-email", emails.to_string()),
         ]
     };
+    let azure = |registry: &str, clients: &str, tenant: &str| {
+        vec![
+            ("registry", registry.to_string()),
+            ("audience", "api://AzureADTokenExchange".to_string()),
+            ("azure-client-id", clients.to_string()),
+            ("azure-tenant-id", tenant.to_string()),
+        ]
+    };
     let with = |mut base: Vec<(&'static str, String)>, key: &'static str, value: &str| {
         base.retain(|(k, _)| *k != key);
         base.push((key, value.to_string()));
         base
     };
+    let (acr, client, tenant) = (
+        "myregistry.azurecr.io",
+        "11111111-2222-3333-4444-555555555555",
+        "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    );
     let arn = "annotation imagepullsecrets.preferred.jp/aws-role-arn: ";
     let reg = "annotation imagepullsecrets.preferred.jp/registry: ";
     let name = "annotation imagepullsecrets.preferred.jp/secret-name: ";
@@ -1045,6 +1058,20 @@ fn bad_configurations() -> Vec<(&'static str, Pairs, String)> {
         ("gar-upper-case", google("Asia-Docker.pkg.dev", PROVIDER, EMAIL), format!("{reg}\"Asia-Docker.pkg.dev\" must be lower case")),
         ("gar-bad-port", google("registry:99999", PROVIDER, EMAIL), format!("{reg}\"registry:99999\" has an invalid port")),
         ("gar-underscore", google("bad_host.example", PROVIDER, EMAIL), format!("{reg}\"bad_host.example\" is not a valid host name")),
+        ("az-client-id", azure(acr, "my-app", tenant),
+            "annotation imagepullsecrets.preferred.jp/azure-client-id: client ID \"my-app\" is not an application (client) ID: expected a GUID such as 00000000-0000-0000-0000-000000000000 (the application's or managed identity's client ID, not its name or object ID URL)".into()),
+        ("az-client-twice", azure(acr, &format!("{client},{client}"), tenant),
+            format!("annotation imagepullsecrets.preferred.jp/azure-client-id: \"{client}\" is listed twice")),
+        ("az-missing-tenant", vec![("registry", acr.into()), ("audience", "aud".into()), ("azure-client-id", client.into())],
+            "incomplete configuration: missing annotation imagepullsecrets.preferred.jp/azure-tenant-id (or azure.workload.identity/tenant-id)".into()),
+        ("az-tenant", azure(acr, client, "contoso"),
+            "annotation imagepullsecrets.preferred.jp/azure-tenant-id: tenant \"contoso\" is neither a tenant ID (a GUID such as 00000000-0000-0000-0000-000000000000) nor a domain name such as contoso.onmicrosoft.com".into()),
+        ("az-ecr-registry", azure(ecr, client, tenant),
+            format!("{reg}registry host \"{ecr}\" is not an Azure Container Registry host (expected NAME.azurecr.io, NAME.azurecr.us or NAME.azurecr.cn); set the imagepullsecrets.preferred.jp/azure-cloud annotation for other hosts")),
+        ("az-other-cloud", with(azure("myregistry.azurecr.cn", client, tenant), "azure-cloud", "AzureCloud"),
+            format!("{reg}registry host \"myregistry.azurecr.cn\" is in AzureChinaCloud, but annotation imagepullsecrets.preferred.jp/azure-cloud says AzureCloud; credentials do not cross clouds")),
+        ("az-short-name", azure("acr.azurecr.io", client, tenant),
+            format!("{reg}registry host \"acr.azurecr.io\": registry name \"acr\" must be 5 to 50 lower-case letters and digits")),
     ]
 }
 
