@@ -413,3 +413,34 @@ fn moto_stops_when_the_watched_process_exits() {
         || (!moto.is_running()).then_some(()),
     );
 }
+
+#[test]
+fn a_signing_clock_twenty_minutes_off_is_corrected_from_aws_date_with_one_extra_request() {
+    let moto = moto();
+    for (prefix, minutes) in [("aws-ahead", 20), ("aws-behind", -20)] {
+        let subject = Subject::new(prefix);
+        let offset = chrono::Duration::minutes(minutes);
+        let client = client(moto).with_clock(std::sync::Arc::new(move || Utc::now() + offset));
+        let credentials = client
+            .registry_credentials(&subject.target(PULLER_ROLE), &subject.token)
+            .unwrap_or_else(|e| panic!("{minutes} min: exchange failed: {e}\n{}", moto.log()));
+        assert_eq!(credentials.username, "AWS");
+        let session = subject.session_name();
+        let ecr: Vec<Option<u16>> = moto
+            .calls()
+            .into_iter()
+            .filter(|c| {
+                c.action == GET_AUTHORIZATION_TOKEN && c.session_name.as_deref() == Some(&session)
+            })
+            .map(|c| c.status)
+            .collect();
+        // moto's launcher refuses signatures more than five minutes off, as AWS does.
+        assert_eq!(ecr, [Some(400), Some(200)], "{minutes} min");
+        assert_eq!(moto.sts_calls(&session), 1);
+        // The corrected clock stays: the next exchange needs no extra request.
+        client
+            .registry_credentials(&subject.target(PULLER_ROLE), &subject.token)
+            .expect("second exchange");
+        assert_eq!(moto.ecr_calls(&session), 3, "{minutes} min");
+    }
+}

@@ -16,7 +16,12 @@ What differs from `moto_server -H 127.0.0.1 -p PORT`, and why:
    must allow the action for that provider with its `StringEquals`/`StringLike` conditions on `ISSUER:sub`
    and `ISSUER:aud` met. Refusals carry AWS's codes and messages (`InvalidIdentityToken`,
    `ExpiredTokenException`, `AccessDenied`). Roles and OIDC providers are created through moto's IAM API.
-3. It binds the port itself (`--port 0` picks a free one) and prints `READY port=N` once it accepts
+3. moto never looks at when a request was signed; AWS refuses a signature more than five minutes from its own
+   clock. Here a signed request whose `X-Amz-Date` is further off than that is refused as AWS refuses it:
+   JSON APIs (ECR) with 400 `InvalidSignatureException` "Signature expired: ..." (or "Signature not yet
+   current: ..."), query APIs (STS, IAM) with 403 `SignatureDoesNotMatch`; every answer carries `Date`. So a
+   skewed signing clock shows up in tests as it does against AWS.
+4. It binds the port itself (`--port 0` picks a free one) and prints `READY port=N` once it accepts
    connections, so the test harness needs no port guessing and no polling; `--watch-pid PID` stops it when
    process PID is gone, so a test run that dies leaves no server behind.
 
@@ -29,6 +34,7 @@ Authentication is switched on by the caller after seeding IAM, as with plain mot
 """
 
 import argparse
+import calendar
 import fnmatch
 import io
 import json
@@ -195,6 +201,46 @@ def refusal_response(start_response, refusal):
     return [body]
 
 
+MAX_SIGNING_SKEW = 300
+
+
+class SigningTimeCheck:
+    """Change 3: refuse signatures made more than five minutes from this server's clock, as AWS does."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        amz_date = environ.get("HTTP_X_AMZ_DATE", "")
+        if environ.get("HTTP_AUTHORIZATION", "").startswith("AWS4-HMAC-SHA256") and amz_date:
+            try:
+                signed_at = calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ"))
+            except ValueError:
+                signed_at = None
+            now = time.time()
+            if signed_at is not None and abs(now - signed_at) > MAX_SIGNING_SKEW:
+                fmt = lambda t: time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t))  # noqa: E731
+                if signed_at < now:
+                    message = (f"Signature expired: {amz_date} is now earlier than {fmt(now - MAX_SIGNING_SKEW)} "
+                               f"({fmt(now)} - 5 min.)")
+                else:
+                    message = (f"Signature not yet current: {amz_date} is still later than "
+                               f"{fmt(now + MAX_SIGNING_SKEW)} ({fmt(now)} + 5 min.)")
+                if environ.get("HTTP_X_AMZ_TARGET"):
+                    status = "400 Bad Request"
+                    ctype = "application/x-amz-json-1.1"
+                    body = json.dumps({"__type": "InvalidSignatureException", "message": message})
+                else:
+                    status = "403 Forbidden"
+                    ctype = "text/xml"
+                    body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code>"
+                            f"<Message>{message}</Message></Error><RequestId>ipsp</RequestId></ErrorResponse>")
+                data = body.encode("utf-8")
+                start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(data)))])
+                return [data]
+        return self.app(environ, start_response)
+
+
 class CallLog:
     """WSGI middleware that records each API call and serves the record at /ipsp/calls."""
 
@@ -309,7 +355,7 @@ def main(argv=None):
 
     allow_unsigned_assume_role_with_web_identity()
     verifier = WebIdentityVerifier(args.ca_file) if args.verify_web_identity else None
-    app = CallLog(DomainDispatcherApplication(create_backend_app), verifier)
+    app = CallLog(SigningTimeCheck(DomainDispatcherApplication(create_backend_app)), verifier)
     server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler)
     server.daemon_threads = True
 

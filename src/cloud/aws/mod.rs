@@ -14,8 +14,11 @@ mod endpoint;
 mod error;
 mod host;
 mod role;
+mod skew;
 mod sts;
 mod xml;
+
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
@@ -63,15 +66,41 @@ impl Default for AwsConfig {
     }
 }
 
+/// This node's clock, as the signer reads it.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
 /// Exchanges ServiceAccount tokens for ECR credentials.
 pub struct AwsClient {
     config: AwsConfig,
     http: ProviderHttp,
+    clock: Clock,
+    /// What to add to `clock` to get AWS's time: learnt from the `Date` of an answer that refused a signature
+    /// as too old or too new, as AWS SDKs do, so a node with a wrong clock still signs acceptably.
+    clock_correction: Mutex<chrono::Duration>,
 }
 
 impl AwsClient {
     pub fn new(config: AwsConfig, http: ProviderHttp) -> Self {
-        AwsClient { config, http }
+        AwsClient {
+            config,
+            http,
+            clock: Arc::new(Utc::now),
+            clock_correction: Mutex::new(chrono::Duration::zero()),
+        }
+    }
+
+    /// The same client reading another clock (a node whose clock is off, in tests).
+    pub fn with_clock(self, clock: Clock) -> Self {
+        AwsClient { clock, ..self }
+    }
+
+    /// The time signatures are made at: this node's clock, corrected by what AWS told us.
+    fn signing_time(&self) -> DateTime<Utc> {
+        (self.clock)()
+            + *self
+                .clock_correction
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Assumes `target.role_arn` with `subject_token`, then asks ECR for a registry token with the session.
@@ -82,8 +111,10 @@ impl AwsClient {
     ) -> Result<RegistryCredentials, CloudError> {
         check_role_partition(&target.role_arn, &target.registry)
             .map_err(|why| CloudError::permanent(Call::AssumeRoleWithWebIdentity.step(), why))?;
-        let session = self.assume_role(target, subject_token)?;
-        check_session_unexpired(&target.role_arn, &session, Utc::now())?;
+        let (session, sts_time) = self.assume_role(target, subject_token)?;
+        // STS's own clock says whether the session is current; this node's only when STS sent no Date.
+        let now = sts_time.unwrap_or_else(|| self.signing_time());
+        check_session_unexpired(&target.role_arn, &session, now)?;
         self.authorization_token(target, &session.credentials)
     }
 
@@ -91,7 +122,7 @@ impl AwsClient {
         &self,
         target: &AwsTarget,
         subject_token: &Sensitive,
-    ) -> Result<TemporaryCredentials, CloudError> {
+    ) -> Result<(TemporaryCredentials, Option<DateTime<Utc>>), CloudError> {
         let call = Call::AssumeRoleWithWebIdentity;
         let url = endpoint::sts_endpoint_url(self.config.sts_endpoint.as_deref(), &target.registry);
         let endpoint = parse_endpoint(call, &target.role_arn, &url)?;
@@ -113,9 +144,11 @@ impl AwsClient {
                 body.expose().as_bytes(),
                 &secrets,
             )
+            .map_err(|(error, _)| error)
         })?;
-        sts::parse_response(&response.body)
-            .map_err(|why| unexpected_answer(call, &target.role_arn, &endpoint, &why))
+        let session = sts::parse_response(&response.body)
+            .map_err(|why| unexpected_answer(call, &target.role_arn, &endpoint, &why))?;
+        Ok((session, response.date))
     }
 
     fn authorization_token(
@@ -127,9 +160,10 @@ impl AwsClient {
         let url = endpoint::ecr_endpoint_url(self.config.ecr_endpoint.as_deref(), &target.registry);
         let endpoint = parse_endpoint(call, &target.role_arn, &url)?;
         let response = self.http.with_retries(|| {
-            // Signed afresh for every attempt: a retry may come seconds later.
+            // Signed afresh for every attempt: a retry may come seconds later, or with a corrected clock.
+            let signed_at = self.signing_time();
             let signed =
-                sign_ecr_request(&endpoint, &target.registry.region, credentials, Utc::now());
+                sign_ecr_request(&endpoint, &target.registry.region, credentials, signed_at);
             let mut headers = vec![("X-Amz-Target", ecr::TARGET)];
             headers.extend(signed.headers().iter().map(|(n, v)| (*n, v.as_str())));
             let session_token = credentials
@@ -141,7 +175,7 @@ impl AwsClient {
                 session_token,
                 signed.signature(),
             ];
-            self.post(
+            let response = self.post(
                 call,
                 &target.role_arn,
                 &endpoint,
@@ -149,10 +183,50 @@ impl AwsClient {
                 ecr::CONTENT_TYPE,
                 ecr::BODY,
                 &secrets,
-            )
+            );
+            self.correct_clock(call, &target.role_arn, signed_at, response)
         })?;
         ecr::parse_response(&response.body)
             .map_err(|why| unexpected_answer(call, &target.role_arn, &endpoint, &why))
+    }
+
+    /// Learns AWS's time from an answer that refused the signature for its time, and turns that refusal into a
+    /// retryable error so the call is signed again at once with the corrected clock. Only a correction of
+    /// more than [`skew::MIN_SKEW`] counts, so a second refusal after correcting is final.
+    fn correct_clock(
+        &self,
+        call: Call,
+        role_arn: &str,
+        signed_at: DateTime<Utc>,
+        result: Result<HttpResponse, (CloudError, Option<HttpResponse>)>,
+    ) -> Result<HttpResponse, CloudError> {
+        let (error, response) = match result {
+            Ok(response) => return Ok(response),
+            Err(failure) => failure,
+        };
+        let code = response
+            .as_ref()
+            .and_then(|r| error::parse_error_body(&r.body).code);
+        let server_time = response.as_ref().and_then(|r| r.date);
+        let Some(skew) = skew::detect(code.as_deref(), server_time, signed_at) else {
+            return Err(error);
+        };
+        if let Some(server_time) = server_time {
+            // Set from AWS's time, not adjusted by the skew: workers that hit the same refusal agree.
+            *self
+                .clock_correction
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = server_time - (self.clock)();
+        }
+        log::warn!(
+            "{} for {role_arn}: AWS refused a signature made {}s away from its clock; signing with AWS's time",
+            call.step(),
+            skew.num_seconds()
+        );
+        Err(CloudError::retryable(
+            call.step(),
+            format!("for {role_arn}: signature refused for clock skew; retrying with AWS's time"),
+        ))
     }
 
     /// One POST. Transport failures and non-2xx answers become errors of `call` that name the role.
@@ -166,18 +240,22 @@ impl AwsClient {
         content_type: &str,
         body: &[u8],
         secrets: &[&str],
-    ) -> Result<HttpResponse, CloudError> {
+    ) -> Result<HttpResponse, (CloudError, Option<HttpResponse>)> {
         let response = self
             .http
             .post(call.step(), &endpoint.url, headers, content_type, body)
-            .map_err(|e| CloudError {
-                message: format!("for {role_arn}: {}", e.message),
-                ..e
+            .map_err(|e| {
+                let error = CloudError {
+                    message: format!("for {role_arn}: {}", e.message),
+                    ..e
+                };
+                (error, None)
             })?;
         if (200..300).contains(&response.status) {
             Ok(response)
         } else {
-            Err(error::from_response(call, role_arn, &response, secrets))
+            let error = error::from_response(call, role_arn, &response, secrets);
+            Err((error, Some(response)))
         }
     }
 }
@@ -253,7 +331,7 @@ mod tests {
 
     use super::*;
     use crate::cloud::http::RetryPolicy;
-    use crate::cloud::scripted::ScriptedServer;
+    use crate::cloud::scripted::{Reply, ScriptedServer};
 
     const ROLE: &str = "arn:aws:iam::123456789012:role/pull";
     const REGISTRY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
@@ -640,6 +718,50 @@ mod tests {
         );
         assert!(!error.retryable);
         assert_no_secrets(&format!("{error:?} {session:?}"));
+    }
+
+    #[test]
+    fn a_signature_refused_for_clock_skew_is_made_again_with_aws_time_once() {
+        let now = Utc::now();
+        let date = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        let expired = r#"{"__type":"InvalidSignatureException","message":"Signature expired: 20261130T042000Z is now earlier than 20261130T040000Z (20261130T040500Z - 5 min.)"}"#;
+        let server = ScriptedServer::start(vec![
+            Reply::from(sts_success()),
+            Reply::new(400, expired).header("Date", &date),
+            Reply::from(ecr_success()),
+        ]);
+        let base = server.url.clone();
+        let ahead: Clock = Arc::new(|| Utc::now() + chrono::Duration::minutes(20));
+        let client = client(&base, &base).with_clock(ahead);
+        client.registry_credentials(&target(), &token()).unwrap();
+        let received = server.finish();
+        assert_eq!(received.len(), 3, "one extra ECR request");
+        let signed_at = |r: &crate::cloud::scripted::Recorded| {
+            chrono::NaiveDateTime::parse_from_str(r.header("x-amz-date").unwrap(), "%Y%m%dT%H%M%SZ")
+                .unwrap()
+                .and_utc()
+        };
+        assert!((signed_at(&received[1]) - now).num_minutes() >= 19);
+        assert!((signed_at(&received[2]) - now).num_seconds().abs() < 60);
+
+        // A refusal for another reason, or without a Date that shows skew, is final.
+        let server = ScriptedServer::start(vec![
+            Reply::from(sts_success()),
+            Reply::new(400, expired).header("Date", &date),
+            Reply::from(ecr_success()),
+        ]);
+        let base = server.url.clone();
+        let error = self::client(&base, &base)
+            .registry_credentials(&target(), &token())
+            .unwrap_err();
+        assert_eq!(server.finish().len(), 2);
+        assert!(!error.retryable);
+        assert!(
+            error
+                .message
+                .contains("InvalidSignatureException: Signature expired"),
+            "{error}"
+        );
     }
 
     #[test]
