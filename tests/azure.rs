@@ -643,3 +643,47 @@ fn a_us_government_registry_goes_to_the_us_government_authority_unless_overridde
     );
     assert!(!log.contains("login.microsoftonline.us"), "{log}");
 }
+
+#[test]
+fn provider_requests_stay_within_the_configured_rate() {
+    let cluster = cluster();
+    let admin = cluster.admin();
+    let ns = cluster.namespace("azrate");
+    let names: Vec<String> = (0..6).map(|i| format!("sa{i}")).collect();
+    let mut builder = AzureFake::builder().app(CLIENT).registry(REGISTRY);
+    for name in &names {
+        builder = builder.federate(CLIENT, &subject(&ns, name));
+    }
+    let fake = builder.start();
+    let (rate, burst) = (4.0, 2.0);
+    let controller = controller(&ns, &fake)
+        .args(&["--provider-rate", "4", "--provider-burst", "2"])
+        .start();
+    for name in &names {
+        create_sa(&admin, &ns, name, &azure(REGISTRY, CLIENT));
+    }
+    for name in &names {
+        wait_pull_secrets(
+            &admin,
+            &ns,
+            name,
+            &[&format!("imagepullsecret-{name}")],
+            &controller,
+        );
+    }
+    let mut times = request_times(&fake, "/oauth2/");
+    times.sort_by(f64::total_cmp);
+    assert_eq!(times.len(), 12, "two requests per secret");
+    // However the requests bunch, no stretch of them beats the bucket (one request of slack for timing).
+    for i in 0..times.len() {
+        for j in i..times.len() {
+            let allowed = burst + rate * (times[j] - times[i]) + 1.0;
+            assert!(
+                (j - i + 1) as f64 <= allowed,
+                "{} requests in {:.2} s: {times:?}",
+                j - i + 1,
+                times[j] - times[i]
+            );
+        }
+    }
+}
