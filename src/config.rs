@@ -379,6 +379,25 @@ mod tests {
         assert_eq!(config.aws.session_duration_seconds, 900);
         assert_eq!(config.token_expiration, Duration::from_secs(600));
         assert_eq!(config.max_principals_per_service_account, 20);
+        assert_eq!(config.azure, AzureConfig::default());
+        assert_eq!(config.provider_rate, RateLimit::default());
+        let tuned = run(&[
+            "--provider-rate=2.5",
+            "--provider-burst=7",
+            "--azure-authority-host=https://login.example.internal",
+        ])
+        .unwrap();
+        assert_eq!(
+            tuned.provider_rate,
+            RateLimit {
+                per_second: 2.5,
+                burst: 7
+            }
+        );
+        assert_eq!(
+            tuned.azure.authority_host.as_deref(),
+            Some("https://login.example.internal")
+        );
     }
 
     #[test]
@@ -417,6 +436,23 @@ mod tests {
             (
                 &["--google-sts-endpoint", "sts.googleapis.com"][..],
                 "not an http(s) URL",
+            ),
+            (
+                &["--azure-authority-host", "login.microsoftonline.us"][..],
+                "flag --azure-authority-host: \"login.microsoftonline.us\" is not an https URL",
+            ),
+            (
+                &["--azure-acr-endpoint", "http://10.0.0.4"][..],
+                "flag --azure-acr-endpoint: \"http://10.0.0.4\" is not an https URL",
+            ),
+            (
+                &["--provider-rate", "0"][..],
+                "flag --provider-rate: \"0\" is not a positive number",
+            ),
+            (&["--provider-rate", "NaN"][..], "flag --provider-rate"),
+            (
+                &["--provider-burst", "-1"][..],
+                "flag --provider-burst: \"-1\" is not a positive whole number",
             ),
             (&["--log-level", "loud"][..], "--log-level"),
             (&["--log-format", "xml"][..], "--log-format"),
