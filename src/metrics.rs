@@ -214,7 +214,7 @@ impl Metrics {
             out,
             "provider_request_duration_seconds",
             "histogram",
-            "Duration of requests to cloud providers (STS, ECR, IAM Credentials).",
+            "Duration of each request to a cloud provider (STS, ECR, IAM Credentials, Entra, ACR), without retries or waits.",
         );
         for (provider, histogram) in lock(&self.provider_requests).iter() {
             let mut cumulative = 0;
