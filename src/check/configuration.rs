@@ -52,6 +52,10 @@ fn configured(configuration: &Configuration) -> Step {
                 target.registry.partition, target.registry.region
             ),
             Principal::Google(target) => format!("cloud: google, provider {}", target.provider),
+            Principal::Azure(target) => format!(
+                "cloud: azure ({}), tenant {}",
+                target.registry.cloud, target.tenant_id
+            ),
         });
     }
     for (principal, secret_name) in configuration

@@ -24,6 +24,7 @@ use std::ffi::OsString;
 use chrono::Utc;
 
 use crate::cloud::aws::AwsClient;
+use crate::cloud::azure::AzureClient;
 use crate::cloud::google::GoogleClient;
 use crate::cloud::http::{ProviderHttp, RetryPolicy};
 use crate::cloud::{Clouds, CredentialSource, Principal, RegistryCredentials, Sensitive};
@@ -235,10 +236,12 @@ fn provider_clients(args: &CheckArgs) -> Result<Clouds, String> {
         args.config.provider_ca_bundle.as_deref(),
         args.config.provider_timeout,
         RetryPolicy::default(),
-    )?;
+    )?
+    .with_rate_limit(args.config.provider_rate);
     Ok(Clouds {
-        aws: AwsClient::new(args.config.aws.clone(), http.clone()),
-        google: GoogleClient::new(args.config.google.clone(), http),
+        aws: AwsClient::new(args.config.aws.clone(), http.for_provider("aws")),
+        google: GoogleClient::new(args.config.google.clone(), http.for_provider("google")),
+        azure: AzureClient::new(args.config.azure.clone(), http.for_provider("azure")),
     })
 }
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::retry::Retry;
 use http::HttpResponse;
 
 /// A value that must never be printed: tokens, passwords, secret keys.
@@ -92,18 +93,6 @@ pub struct CloudError {
     pub retry_after: Option<Duration>,
 }
 
-/// How a failed exchange should be tried again: the reconcile backs off long on permanent failures (a person
-/// must change something), retries transient ones soon, and never before the provider's `Retry-After`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryClass {
-    /// The same request will fail the same way until the configuration changes.
-    Permanent,
-    /// Throttling, a server-side failure or the network: likely to pass.
-    Transient,
-    /// The provider said when to come back.
-    RetryAfter(Duration),
-}
-
 impl CloudError {
     pub fn permanent(step: &'static str, message: impl Into<String>) -> Self {
         CloudError {
@@ -138,11 +127,13 @@ impl CloudError {
         }
     }
 
-    pub fn retry_class(&self) -> RetryClass {
+    /// How the reconcile should try again: long backoff when a person must change something, soon for
+    /// throttling and outages, and never before the provider's `Retry-After`.
+    pub fn retry_class(&self) -> Retry {
         match (self.retryable, self.retry_after) {
-            (false, _) => RetryClass::Permanent,
-            (true, Some(after)) => RetryClass::RetryAfter(after),
-            (true, None) => RetryClass::Transient,
+            (false, _) => Retry::Permanent,
+            (true, Some(after)) => Retry::After(after),
+            (true, None) => Retry::Transient,
         }
     }
 }

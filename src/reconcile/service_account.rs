@@ -299,15 +299,10 @@ fn provision_one(
     let obtained_at = Utc::now();
     let credentials = ctx.clouds.registry_credentials(principal, &token.token);
     let credentials = credentials.map_err(|e| {
-        let retry = if e.retryable {
-            Retry::Transient
-        } else {
-            Retry::Permanent
-        };
         fail(
             "exchange",
             format!("obtaining registry credentials for {principal_id}: {e}"),
-            retry,
+            e.retry_class(),
         )
     })?;
 

@@ -4,6 +4,7 @@
 //! dispatches on the principal, so a new provider adds a file and one match arm.
 
 mod aws;
+mod azure;
 mod google;
 
 use crate::cloud::{CloudError, Principal};
@@ -31,6 +32,7 @@ pub fn exchange_fix(principal: &Principal, subject: &Subject, error: &CloudError
     match principal {
         Principal::Aws(target) => aws::exchange_fix(target, subject, error),
         Principal::Google(target) => google::exchange_fix(target, subject, error),
+        Principal::Azure(target) => azure::exchange_fix(target, subject, error),
     }
 }
 
@@ -39,6 +41,7 @@ pub fn trusted_as(principal: &Principal, subject: &Subject) -> String {
     match principal {
         Principal::Aws(target) => aws::trusted_as(target, subject),
         Principal::Google(target) => google::trusted_as(target, subject),
+        Principal::Azure(target) => azure::trusted_as(target, subject),
     }
 }
 
@@ -62,6 +65,7 @@ pub fn pull_refused_fix(principal: &Principal, registry: &str) -> String {
     match principal {
         Principal::Aws(target) => aws::pull_refused_fix(target, registry),
         Principal::Google(target) => google::pull_refused_fix(target, registry),
+        Principal::Azure(target) => azure::pull_refused_fix(target, registry),
     }
 }
 
@@ -70,5 +74,6 @@ pub fn pull_denied_fix(principal: &Principal, repository: &str) -> String {
     match principal {
         Principal::Aws(target) => aws::pull_denied_fix(target, repository),
         Principal::Google(target) => google::pull_denied_fix(target, repository),
+        Principal::Azure(target) => azure::pull_denied_fix(target, repository),
     }
 }
