@@ -16,6 +16,8 @@ const SHARED_FLAGS: &[&str] = &[
     "--google-sts-endpoint",
     "--google-iamcredentials-endpoint",
     "--google-token-lifetime",
+    "--azure-authority-host",
+    "--azure-acr-endpoint",
     "--provider-ca-bundle",
     "--provider-timeout",
     "--service-account-token-expiration",
