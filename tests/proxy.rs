@@ -190,6 +190,7 @@ fn no_proxy_decides_which_provider_requests_reach_the_proxy() {
         attempts: 1,
         first_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(10),
+        ..RetryPolicy::default()
     };
     let rows = table(&name, moto.port);
     for (i, row) in rows.iter().enumerate() {
