@@ -62,19 +62,23 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
     let identity = default_identity();
     log::info!("connecting to {} as {identity}", client.server());
 
+    let health = Health::new();
+    // A worker beats before each provider request too: with every call of a 20-principal reconcile timing
+    // out (30 s × 3 attempts each), it would otherwise be silent far beyond WORKER_MAX_SILENCE.
+    let beating = health.clone();
     let http = ProviderHttp::new(
         config.provider_ca_bundle.as_deref(),
         config.provider_timeout,
         RetryPolicy::default(),
     )?
-    .with_rate_limit(config.provider_rate);
+    .with_rate_limit(config.provider_rate)
+    .with_progress(move || beating.beat_current_thread());
     let clouds: Arc<dyn CredentialSource> = Arc::new(Clouds {
         aws: AwsClient::new(config.aws.clone(), http.for_provider("aws")),
         google: GoogleClient::new(config.google.clone(), http.for_provider("google")),
         azure: AzureClient::new(config.azure.clone(), http.for_provider("azure")),
     });
 
-    let health = Health::new();
     let servers = start_http(&config, &health, &shutdown)?;
 
     // Leadership: checked before taking work and before every write. It turns false on time by itself when

@@ -246,25 +246,53 @@ fn probes_answer_within_a_second_under_200_slow_and_200_idle_clients() {
 // ---------------------------------------------------------------------------------------------------------
 // Event series over an outage
 
-#[test]
-fn an_outage_over_many_service_accounts_makes_one_event_each_with_series() {
-    const COUNT: usize = 150;
-    let cluster = cluster();
-    let admin = cluster.admin();
-    let ns = cluster.namespace("series");
-    let fake = google_fake();
-    fake.control(json!({"failure_rate": 1.0}));
-    let controller = Controller::builder(&ns)
-        .google(&fake.endpoint)
-        .log_level("info")
-        .start();
-    for i in 0..COUNT {
-        create_sa(&admin, &ns, &format!("sa-{i}"), EMAIL);
+/// Creates `names` in parallel (8 connections), as a burst of new ServiceAccounts arrives in a real cluster.
+fn create_many(admin: &Client, ns: &str, names: &[String], emails: &str) {
+    std::thread::scope(|scope| {
+        for chunk in names.chunks(names.len().div_ceil(8)) {
+            scope.spawn(move || {
+                for name in chunk {
+                    create_sa(admin, ns, name, emails);
+                }
+            });
+        }
+    });
+}
+
+/// Arrival times (seconds since the epoch) of the Google requests in the fake's log (STS and IAM Credentials).
+fn provider_request_times(fake: &GoogleFake) -> Vec<f64> {
+    let mut times: Vec<f64> = fake
+        .log()
+        .lines()
+        .filter(|l| l.contains(" POST /v1/"))
+        .filter_map(|l| {
+            l.strip_prefix("google_fake: ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+/// The largest number of `times` (sorted) that fall in any window of `seconds`.
+fn busiest(times: &[f64], seconds: f64) -> usize {
+    let mut first = 0;
+    let mut most = 0;
+    for (last, t) in times.iter().enumerate() {
+        while t - times[first] > seconds {
+            first += 1;
+        }
+        most = most.max(last - first + 1);
     }
-    // A 90 s outage: failures repeat with backoff (1, 2, 4, 8, 16, 32 s ..., longer while 8 workers get
-    // through the backlog); the first repeat of each is written at once, later ones a minute after it.
-    std::thread::sleep(Duration::from_secs(90));
-    let events = events_in(&admin, &ns);
+    most
+}
+
+fn warnings_by_service_account(
+    events: &[Event],
+) -> std::collections::BTreeMap<String, Vec<&Event>> {
     let mut per_sa = std::collections::BTreeMap::<String, Vec<&Event>>::new();
     for event in events.iter().filter(|e| e.reason == FAILED) {
         per_sa
@@ -272,52 +300,84 @@ fn an_outage_over_many_service_accounts_makes_one_event_each_with_series() {
             .or_default()
             .push(event);
     }
-    let with_series = per_sa
-        .values()
-        .filter(|events| events.iter().any(|e| series_count(e) >= 2))
-        .count();
-    let most = per_sa.values().map(Vec::len).max().unwrap_or(0);
-    let total_count: u64 = per_sa.values().flatten().map(|e| series_count(e)).sum();
+    per_sa
+}
+
+#[test]
+fn a_minute_of_provider_outage_over_1000_service_accounts_is_paced_counted_and_recovered() {
+    const COUNT: usize = 1000;
+    const OUTAGE: Duration = Duration::from_secs(60);
+    // Low enough that the bucket, not the 8 workers, sets the pace (they could send about twice this), so
+    // the timestamps prove the limit; high enough that the backlog drains in under two minutes.
+    const RATE: f64 = 20.0;
+    const BURST: f64 = 20.0;
+    let cluster = cluster();
+    let admin = cluster.admin();
+    let ns = cluster.namespace("outage");
+    let fake = google_fake();
+    fake.control(json!({"failure_rate": 1.0}));
+    let controller = Controller::builder(&ns)
+        .google(&fake.endpoint)
+        .args(&["--provider-rate", "20", "--provider-burst", "20"])
+        .log_level("info")
+        .start();
+    let names: Vec<String> = (0..COUNT).map(|i| format!("sa-{i}")).collect();
+    let outage_began = Instant::now();
+    create_many(&admin, &ns, &names, EMAIL);
     println!(
-        "after 90 s: {} Warning events for {} of {COUNT} ServiceAccounts, {with_series} with a series, {total_count} occurrences in all; {} STS calls",
+        "{COUNT} ServiceAccounts created in {:.1} s",
+        outage_began.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(OUTAGE.saturating_sub(outage_began.elapsed()));
+
+    // The end of the outage: each failing ServiceAccount has one Warning Event, repeats are its series.
+    let events = events_in(&admin, &ns);
+    let per_sa = warnings_by_service_account(&events);
+    let occurrences: u64 = per_sa.values().flatten().map(|e| series_count(e)).sum();
+    let stats = fake.stats();
+    println!(
+        "after the {} s outage: {} Event objects, {} Warnings for {} ServiceAccounts, {} with a series, {occurrences} \
+         occurrences; {} provider requests, all failed",
+        OUTAGE.as_secs(),
+        events.len(),
         per_sa.values().map(Vec::len).sum::<usize>(),
         per_sa.len(),
-        fake.stats()["sts_calls"]
+        per_sa.values().flatten().filter(|e| series_count(e) >= 2).count(),
+        stats["sts_calls"],
     );
-    assert_eq!(most, 1, "at most one Warning event per ServiceAccount");
+    fake.control(json!({"failure_rate": 0.0}));
+    let recovery_began = Instant::now();
     assert!(
-        per_sa.len() >= COUNT * 9 / 10,
-        "nearly every ServiceAccount was told: {}",
+        events.len() <= COUNT,
+        "at most {COUNT} Event objects: {}",
+        events.len()
+    );
+    assert_eq!(
+        per_sa.values().map(Vec::len).max(),
+        Some(1),
+        "one Warning Event per failing ServiceAccount"
+    );
+    // Each failed reconcile tried the STS three times (two in-exchange retries) and told its ServiceAccount.
+    let failed_reconciles = stats["injected_failures"].as_u64().unwrap_or(0) / 3;
+    assert!(
+        per_sa.len() >= 100 && per_sa.len() as u64 >= failed_reconciles / 2,
+        "the failing ServiceAccounts were told: {} of about {failed_reconciles} failed reconciles",
         per_sa.len()
     );
-    assert!(
-        with_series >= COUNT / 2,
-        "repeats are recorded as series: {with_series} of {}",
-        per_sa.len()
-    );
-    let counted_on = per_sa
-        .values()
-        .flatten()
-        .filter(|e| series_count(e) >= 3)
-        .count();
-    assert!(
-        counted_on >= COUNT / 2,
-        "series keep counting after the first repeat: {counted_on} of {} beyond 2",
-        per_sa.len()
-    );
-    let sample = per_sa.values().flatten().next().unwrap();
+    let sample = per_sa.values().flatten().next().expect("a Warning");
     assert!(
         sample.note.contains(EMAIL) && sample.note.contains("503"),
         "{}",
         sample.note
     );
     // `kubectl describe` (core/v1 events) shows them.
-    let described = cluster.kubectl(&["-n", &ns, "describe", "serviceaccount", "sa-0"]);
+    let told = per_sa.keys().next().expect("a told ServiceAccount");
+    let described = cluster.kubectl(&["-n", &ns, "describe", "serviceaccount", told]);
     assert!(described.contains(FAILED), "{described}");
 
-    fake.control(json!({"failure_rate": 0.0}));
+    // Recovery: every secret, within a bound (2,000 requests at 20 a second, plus the backoff in force).
     eventually(
-        Duration::from_secs(420),
+        Duration::from_secs(240),
         "every secret after recovery",
         || {
             let mut secrets = 0;
@@ -331,6 +391,48 @@ fn an_outage_over_many_service_accounts_makes_one_event_each_with_series() {
             (secrets == COUNT).then_some(())
         },
     );
+    let recovered_in = recovery_began.elapsed();
+
+    // The pace, from the fake's own arrival times: no stretch of requests beats the bucket (two requests of
+    // slack for timing), and the busiest ten seconds came near the rate (the limit was what held them back).
+    let times = provider_request_times(&fake);
+    for i in 0..times.len() {
+        for j in i + 1..times.len() {
+            let allowed = BURST + RATE * (times[j] - times[i]) + 2.0;
+            assert!(
+                (j - i + 1) as f64 <= allowed,
+                "{} provider requests in {:.2} s, above --provider-rate {RATE} --provider-burst {BURST}",
+                j - i + 1,
+                times[j] - times[i]
+            );
+        }
+    }
+    let per_second = busiest(&times, 1.0);
+    let per_ten_seconds = busiest(&times, 10.0);
+    let stats = fake.stats();
+    let events = events_in(&admin, &ns);
+    let per_sa = warnings_by_service_account(&events);
+    println!(
+        "recovered in {:.0} s; {} provider requests ({} STS, {} IAM, {} injected failures), at most {per_second} in \
+         a second and {per_ten_seconds} in ten; {} Event objects now, {} Warnings",
+        recovered_in.as_secs_f64(),
+        times.len(),
+        stats["sts_calls"],
+        stats["iam_calls"],
+        stats["injected_failures"],
+        events.len(),
+        per_sa.values().map(Vec::len).sum::<usize>(),
+    );
+    assert!(
+        per_ten_seconds as f64 >= RATE * 10.0 / 2.0,
+        "the backlog ran at the limit: {per_ten_seconds} requests in the busiest ten seconds"
+    );
+    assert_eq!(
+        times.len() as u64,
+        stats["sts_calls"].as_u64().unwrap() + stats["iam_calls"].as_u64().unwrap(),
+        "every request is in the log"
+    );
+    assert!(per_sa.values().all(|events| events.len() == 1));
     assert!(controller.is_running());
 }
 

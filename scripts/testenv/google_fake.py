@@ -9,7 +9,8 @@ real issuer (the kube-apiserver), RS256/ES256 signature, `iss`, `exp`, `aud` aga
 audiences, `sub`. generateAccessToken requires a federated token this fake issued and an `--allow` grant for
 the federated subject, like the roles/iam.workloadIdentityUser binding on a real service account.
 
-Only loopback addresses are served. No token is ever written to the log (stderr, one line per request).
+Only loopback addresses are served. No token is ever written to the log (stderr, one line per request, beginning
+with its arrival time in seconds since the epoch: `google_fake: 1764480000.123 127.0.0.1 POST /v1/token 200 ...`).
 
 Usage:
   google_fake.py --port 0 --issuer https://127.0.0.1:6443 --ca-file apiserver-ca.crt \\
@@ -333,6 +334,7 @@ class Handler(BaseHTTPRequestHandler):
         pass  # One line per request is written by _handle, without the request line's details.
 
     def _handle(self, method):
+        arrived_at = time.time()
         started = time.monotonic()
         path = urllib.parse.urlsplit(self.path).path
         kind = "sts" if path == "/v1/token" else "iam" if IAM_PATH_RE.fullmatch(path) else "other"
@@ -364,9 +366,11 @@ class Handler(BaseHTTPRequestHandler):
         if path not in ("/stats", "/control"):
             self.state.record(kind, status, injected)
         elapsed = (time.monotonic() - started) * 1000
-        # The path holds at most a service account email; tokens travel only in bodies and headers.
+        # The path holds at most a service account email; tokens travel only in bodies and headers. The line
+        # begins with the wall-clock arrival time, so tests can count requests per second (rate limits).
         sys.stderr.write(
-            f"google_fake: {self.client_address[0]} {method} {path} {status} {elapsed:.1f}ms {note}\n"
+            f"google_fake: {arrived_at:.3f} {self.client_address[0]} {method} {path} {status} {elapsed:.1f}ms "
+            f"{note}\n"
         )
         sys.stderr.flush()
 

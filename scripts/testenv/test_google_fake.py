@@ -482,6 +482,25 @@ class ControlTest(FakeTestCase):
         with open(self.stats_file, encoding="utf-8") as f:
             self.assertEqual(json.load(f), stats)
 
+    def test_each_log_line_begins_with_the_requests_arrival_time(self):
+        # Rate-limit tests count requests per second from these times, so they must be the arrival times.
+        before = time.time()
+        sent = []
+        for _ in range(3):
+            sent.append(time.time())
+            self.exchange(self.token(aud=["not-the-audience"]))
+            time.sleep(0.3)
+        after = time.time()
+        lines = [line for line in self.fake.log_text().splitlines() if " POST /v1/token " in line]
+        times = [float(line.split()[1]) for line in lines]
+        recent = [t for t in times if t >= before - 0.001]
+        self.assertEqual(len(recent), 3, lines)
+        self.assertTrue(all(t <= after for t in recent), (recent, after))
+        for sent_at, logged_at in zip(sent, recent):
+            self.assertGreaterEqual(logged_at, sent_at - 0.002)
+            self.assertLess(logged_at - sent_at, 0.25)
+        self.assertTrue(all(b - a >= 0.3 for a, b in zip(recent, recent[1:])), recent)
+
     def test_the_log_never_holds_a_token(self):
         bearer = self.federated_token()
         self.generate(bearer)

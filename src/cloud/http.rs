@@ -42,6 +42,9 @@ pub struct ProviderHttp {
     limiter: Arc<TokenBucket>,
     /// The provider label of the request-duration metric.
     provider: &'static str,
+    /// Called before each request: a reconcile of many principals against a provider that times out runs
+    /// far longer than a worker's liveness allowance, and this tells the health checker it is still moving.
+    progress: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// How often and how patiently a retryable failure is tried again within one exchange.
@@ -113,6 +116,7 @@ impl ProviderHttp {
             proxy: ProxyConfig::from_env()?,
             limiter: Arc::new(TokenBucket::new(RateLimit::default())),
             provider: "unknown",
+            progress: None,
         })
     }
 
@@ -126,6 +130,15 @@ impl ProviderHttp {
     pub fn with_rate_limit(self, limit: RateLimit) -> Self {
         ProviderHttp {
             limiter: Arc::new(TokenBucket::new(limit)),
+            ..self
+        }
+    }
+
+    /// The same client, calling `progress` before each request (after waiting for the rate limit), e.g. a
+    /// heartbeat of the calling thread.
+    pub fn with_progress(self, progress: impl Fn() + Send + Sync + 'static) -> Self {
+        ProviderHttp {
+            progress: Some(Arc::new(progress)),
             ..self
         }
     }
@@ -149,6 +162,9 @@ impl ProviderHttp {
         body: &[u8],
     ) -> Result<HttpResponse, CloudError> {
         self.limiter.acquire();
+        if let Some(progress) = &self.progress {
+            progress();
+        }
         let started = std::time::Instant::now();
         let result = self.send(step, url, headers, content_type, body);
         let elapsed = started.elapsed();
@@ -323,6 +339,23 @@ mod tests {
             error.retry_class(),
             crate::retry::Retry::After(Duration::from_secs(120))
         );
+    }
+
+    #[test]
+    fn progress_is_reported_before_every_request_and_retry() {
+        let server = ScriptedServer::start(vec![
+            Reply::new(503, "busy"),
+            Reply::new(503, "busy"),
+            Reply::new(200, "ok"),
+        ]);
+        let reported = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = reported.clone();
+        let http = client(Duration::from_secs(10)).with_progress(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        call(&http.for_provider("google"), &server.url).unwrap();
+        assert_eq!(server.finish().len(), 3);
+        assert_eq!(reported.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
     #[test]

@@ -61,6 +61,14 @@ impl Health {
         }
     }
 
+    /// [`Health::beat`] for the calling thread, by its name: for code deep inside a long task (a reconcile
+    /// whose provider calls each take up to their timeout) that does not know which registered thread runs it.
+    pub fn beat_current_thread(&self) {
+        if let Some(name) = std::thread::current().name() {
+            self.beat(name);
+        }
+    }
+
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
@@ -144,6 +152,32 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         health.unregister("t");
         assert!(health.check_alive().is_ok());
+    }
+
+    #[test]
+    fn a_thread_beats_for_itself_by_its_name() {
+        let health = Health::new();
+        health.register("worker-1", Duration::from_millis(10));
+        health.register("worker-2", Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(30));
+        let beating = health.clone();
+        std::thread::Builder::new()
+            .name("worker-1".to_string())
+            .spawn(move || beating.beat_current_thread())
+            .unwrap()
+            .join()
+            .unwrap();
+        // Unnamed threads (like this test's own, under `--test-threads 1`) beat for nobody.
+        let beating = health.clone();
+        std::thread::spawn(move || beating.beat_current_thread())
+            .join()
+            .unwrap();
+        let stuck: Vec<String> = health
+            .stuck_at(Instant::now())
+            .into_iter()
+            .map(|s| s.thread)
+            .collect();
+        assert_eq!(stuck, ["worker-2"]);
     }
 
     #[test]
