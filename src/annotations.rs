@@ -45,6 +45,9 @@ pub const PRINCIPAL: &str = "imagepullsecrets.preferred.jp/principal";
 pub const EXPIRES_AT: &str = "imagepullsecrets.preferred.jp/expires-at";
 /// This project's addition: when the credential was obtained, so that "a quarter of its lifetime" is known.
 pub const OBTAINED_AT: &str = "imagepullsecrets.preferred.jp/obtained-at";
+/// This project's addition: SHA-256 (hex) of the `.dockerconfigjson` as written, so that an edit is noticed
+/// and the untouched part of the content can be told from the edited one. A hash, never the credential.
+pub const CONTENT_DIGEST: &str = "imagepullsecrets.preferred.jp/content-sha256";
 
 pub const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
 pub const DOCKER_CONFIG_JSON_KEY: &str = ".dockerconfigjson";

@@ -1,8 +1,9 @@
 //! Wiring: flags → clients → watch threads → work queue → workers, until shutdown.
 //!
-//! What must stay true: memory grows only with configured ServiceAccounts (the ServiceAccount watch keeps the
-//! keys of configured ones, the secret watch keeps nothing); only the leader writes; shutdown stops taking
-//! work, lets running reconciles finish (bounded), and only then releases the lease.
+//! What must stay true: memory grows only with configured ServiceAccounts, their secrets and their pending
+//! pods (the caches in `runtime` keep nothing else); nothing is reconciled before every cache holds the whole
+//! initial state; only the leader writes; idle threads block instead of polling; shutdown stops taking work,
+//! lets running reconciles finish (bounded), and only then releases the lease.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -16,21 +17,25 @@ use crate::cloud::http::{ProviderHttp, RetryPolicy};
 use crate::cloud::{Clouds, CredentialSource};
 use crate::config::Config;
 use crate::http::{self, Endpoints, Health};
-use crate::kube::types::{SecretMetadata, ServiceAccount};
+use crate::kube::types::{Pod, Secret, ServiceAccount};
 use crate::kube::{Client, Connection, ListParams};
 use crate::metrics::metrics;
 use crate::reconcile::events::EventRecorder;
-use crate::reconcile::{evictor, service_account, Context, Options, OwnWrites, ReconcileError};
+use crate::reconcile::{evictor, service_account, Context, Options, ReconcileError};
+use crate::runtime::caches::Caches;
+use crate::runtime::gate::Gate;
 use crate::runtime::leader::{default_identity, LeaderConfig, LeaderElector};
 use crate::runtime::queue::{BackoffPolicy, Queue};
+use crate::runtime::service_accounts::Action as SaAction;
 use crate::runtime::watcher::{Event, Watcher};
 use crate::shutdown::Shutdown;
 
-/// A unit of work: a ServiceAccount to reconcile, or its pending pods to look at.
+/// A unit of work: a ServiceAccount to reconcile, or its pending pods to look at. The names are shared, so the
+/// queue's copies of a waiting key (by time and by key) cost one allocation each, not two.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WorkKey {
-    ServiceAccount { namespace: String, name: String },
-    Pods { namespace: String, name: String },
+    ServiceAccount { namespace: Arc<str>, name: Arc<str> },
+    Pods { namespace: Arc<str>, name: Arc<str> },
 }
 
 /// How long running reconciles may take to finish once shutdown starts.
@@ -84,6 +89,7 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
     // Leadership: checked before taking work and before every write. It turns false on time by itself when
     // renewals stop succeeding, even while the elector thread is stuck in a request.
     let mut is_leader: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(|| true);
+    let leading = Arc::new(Gate::new());
     let leader_shutdown = Shutdown::new();
     let leader_thread = if config.leader_elect {
         let namespace = config
@@ -105,22 +111,25 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
         )?;
         let leadership = elector.leadership();
         is_leader = Arc::new(move || leadership.is_leader());
-        Some(elector.spawn(leader_shutdown.clone(), |leading| {
+        let gate = leading.clone();
+        Some(elector.spawn(leader_shutdown.clone(), move |now_leading| {
             log::info!(
                 "{}",
-                if leading {
+                if now_leading {
                     "became the leader"
                 } else {
                     "stopped being the leader"
                 }
             );
+            gate.set_open(now_leading);
         })?)
     } else {
+        leading.set_open(true);
         metrics().set_leader(true);
         None
     };
 
-    let own_writes = Arc::new(OwnWrites::default());
+    let caches = Arc::new(Caches::default());
     let ctx = Arc::new(Context {
         client: client.clone(),
         clouds,
@@ -133,32 +142,38 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
             ..Options::default()
         },
         may_act: is_leader.clone(),
-        own_writes: own_writes.clone(),
+        caches: caches.clone(),
+        expired: Mutex::new(HashMap::new()),
+        foreign: Mutex::new(HashSet::new()),
     });
     let queue = Arc::new(
         Queue::new(BackoffPolicy::default())
             .with_depth_observer(|depth| metrics().set_queue_depth(depth)),
     );
-    let lists_done = Arc::new(ListsDone::new(2, health.clone()));
+    let watches = if config.pod_eviction { 3 } else { 2 };
+    let lists_done = Arc::new(ListsDone::new(watches, health.clone()));
+    let watch = WatchContext {
+        client: client.clone(),
+        namespace: config.namespace.clone(),
+        queue: queue.clone(),
+        lists_done: lists_done.clone(),
+        ctx: ctx.clone(),
+        shutdown: shutdown.clone(),
+    };
+    start_service_account_watch(&watch)?;
+    start_secret_watch(&watch)?;
+    if config.pod_eviction {
+        start_pod_watch(&watch)?;
+    }
 
-    start_service_account_watch(
-        &client,
-        &config,
-        &queue,
-        &lists_done,
-        &own_writes,
-        &shutdown,
-    )?;
-    start_secret_watch(
-        &client,
-        &config,
-        &queue,
-        &lists_done,
-        &own_writes,
-        &shutdown,
-    )?;
+    // Nothing is reconciled before every cache holds the whole initial state: a secret not yet listed would
+    // look missing.
+    while !lists_done.synced.wait_open(Duration::from_secs(1)) {
+        if shutdown.is_triggered() {
+            break;
+        }
+    }
 
-    let rechecks = Arc::new(Mutex::new(HashMap::new()));
     let mut workers = Vec::new();
     for index in 0..config.workers {
         let name = format!("worker-{index}");
@@ -168,8 +183,8 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
             ctx: ctx.clone(),
             queue: queue.clone(),
             is_leader: is_leader.clone(),
+            leading: leading.clone(),
             health: health.clone(),
-            rechecks: rechecks.clone(),
         };
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -182,12 +197,13 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
         workers.push(done_rx);
     }
 
-    while !shutdown.sleep(Duration::from_secs(1)) {}
+    shutdown.wait();
 
     log::info!(
         "stopping: no new work is taken; waiting up to {DRAIN_TIMEOUT:?} for running reconciles"
     );
     queue.shut_down();
+    leading.close_for_good();
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     for done in workers {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -239,10 +255,12 @@ fn start_http(
     Ok(servers)
 }
 
-/// Marks the process ready once every watch has finished its initial list.
+/// Marks the process ready, and opens the gate the workers start behind, once every watch has finished its
+/// initial list.
 struct ListsDone {
     remaining: Mutex<usize>,
     health: Arc<Health>,
+    synced: Gate,
 }
 
 impl ListsDone {
@@ -250,6 +268,7 @@ impl ListsDone {
         ListsDone {
             remaining: Mutex::new(watches),
             health,
+            synced: Gate::new(),
         }
     }
 
@@ -258,180 +277,169 @@ impl ListsDone {
         *remaining = remaining.saturating_sub(1);
         if *remaining == 0 {
             self.health.set_ready(true);
+            self.synced.set_open(true);
             log::info!("initial lists complete; ready");
         }
     }
 }
 
-fn is_configured(sa: &ServiceAccount) -> bool {
-    keys::CONFIGURATION_KEYS.iter().any(|k| {
-        sa.metadata
-            .annotations
-            .get(*k)
-            .is_some_and(|v| !v.trim().is_empty())
-    })
+/// What every watch thread shares.
+struct WatchContext {
+    client: Client,
+    namespace: Option<String>,
+    queue: Arc<Queue<WorkKey>>,
+    lists_done: Arc<ListsDone>,
+    ctx: Arc<Context>,
+    shutdown: Shutdown,
 }
 
 fn service_account_key(namespace: &str, name: &str) -> WorkKey {
     WorkKey::ServiceAccount {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
+        namespace: namespace.into(),
+        name: name.into(),
     }
 }
 
-/// Watches every ServiceAccount, enqueueing configured ones (and ones that just stopped being configured).
-/// Remembers only the keys of configured ServiceAccounts.
-fn start_service_account_watch(
-    client: &Client,
-    config: &Config,
-    queue: &Arc<Queue<WorkKey>>,
-    lists_done: &Arc<ListsDone>,
-    own_writes: &Arc<OwnWrites>,
-    shutdown: &Shutdown,
+fn pods_key(namespace: &str, name: &str) -> WorkKey {
+    WorkKey::Pods {
+        namespace: namespace.into(),
+        name: name.into(),
+    }
+}
+
+/// Starts a named thread running `watcher`, whose events go to `consume`; tells `lists_done` after the first
+/// complete list.
+fn spawn_watch<K: crate::kube::types::Resource + Send + 'static>(
+    watch: &WatchContext,
+    name: &'static str,
+    params: ListParams,
+    mut consume: impl FnMut(Event<K>) + Send + 'static,
 ) -> Result<(), String> {
-    let watcher = Watcher::new(
-        client.clone(),
-        config.namespace.clone(),
-        ListParams::default(),
-        "watch-serviceaccounts",
-    )
-    .on_restart(|reason| metrics().watch_restart("serviceaccounts", reason));
-    let (queue, lists_done, shutdown) = (queue.clone(), lists_done.clone(), shutdown.clone());
-    let own_writes = own_writes.clone();
+    let resource = name.trim_start_matches("watch-");
+    let watcher = Watcher::new(watch.client.clone(), watch.namespace.clone(), params, name)
+        .on_restart(move |reason| metrics().watch_restart(resource, reason));
+    let (lists_done, shutdown) = (watch.lists_done.clone(), watch.shutdown.clone());
     std::thread::Builder::new()
-        .name("watch-serviceaccounts".into())
+        .name(name.into())
         .spawn(move || {
-            let mut configured: HashSet<(String, String)> = HashSet::new();
-            let mut listed: Option<HashSet<(String, String)>> = None;
             let mut first_list = true;
-            watcher.run::<ServiceAccount>(&shutdown, |event| match event {
-                Event::ListStarted => listed = Some(HashSet::new()),
-                Event::Listed(sa) | Event::Applied(sa) => {
-                    let key = (sa.metadata.namespace.clone(), sa.metadata.name.clone());
-                    if let Some(listed) = listed.as_mut() {
-                        listed.insert(key.clone());
-                    }
-                    let now_configured = is_configured(&sa);
-                    let was_configured = if now_configured {
-                        !configured.insert(key.clone())
-                    } else {
-                        configured.remove(&key)
-                    };
-                    // The echo of this process's own update needs no second look.
-                    let own = own_writes.is_own("ServiceAccount", &sa.metadata);
-                    if (now_configured || was_configured) && !own {
-                        queue.add(service_account_key(&key.0, &key.1));
-                    }
-                }
-                Event::Deleted(sa) => {
-                    let key = (sa.metadata.namespace.clone(), sa.metadata.name.clone());
-                    if configured.remove(&key) {
-                        queue.remove(&service_account_key(&key.0, &key.1));
-                        metrics().forget_service_account(&key.0, &key.1);
-                    }
-                }
-                Event::ListDone => {
-                    // ServiceAccounts deleted while no watch was open: forget them.
-                    if let Some(listed) = listed.take() {
-                        for (namespace, name) in configured.iter().filter(|k| !listed.contains(*k))
-                        {
-                            queue.remove(&service_account_key(namespace, name));
-                            metrics().forget_service_account(namespace, name);
-                        }
-                        configured.retain(|k| listed.contains(k));
-                    }
-                    if std::mem::take(&mut first_list) {
-                        lists_done.one_done();
-                    }
+            watcher.run::<K>(&shutdown, |event| {
+                let list_done = matches!(event, Event::ListDone);
+                consume(event);
+                if list_done && std::mem::take(&mut first_list) {
+                    lists_done.one_done();
                 }
             })
         })
-        .map_err(|e| format!("cannot start the serviceaccount watch: {e}"))?;
+        .map_err(|e| format!("cannot start the {resource} watch: {e}"))?;
     Ok(())
 }
 
-/// Watches the secrets this controller owns (by label) and enqueues their ServiceAccount on any change, so a
-/// deleted or edited secret is repaired at once. Keeps the expiry gauge in step with the secrets as stored,
-/// on every replica: a new leader or a restarted process reports secrets it did not write itself, and a
-/// replica that lost the lease does not keep counting down secrets another has since refreshed. Remembers
-/// nothing else.
-fn start_secret_watch(
-    client: &Client,
-    config: &Config,
-    queue: &Arc<Queue<WorkKey>>,
-    lists_done: &Arc<ListsDone>,
-    own_writes: &Arc<OwnWrites>,
-    shutdown: &Shutdown,
-) -> Result<(), String> {
+/// Watches every ServiceAccount; the cache keeps the configured ones and says which need a reconcile.
+fn start_service_account_watch(watch: &WatchContext) -> Result<(), String> {
+    let (queue, ctx) = (watch.queue.clone(), watch.ctx.clone());
+    spawn_watch::<ServiceAccount>(
+        watch,
+        "watch-serviceaccounts",
+        ListParams::default(),
+        move |event| {
+            let actions = ctx.caches.service_accounts().apply(event);
+            for action in actions {
+                match action {
+                    SaAction::Reconcile((namespace, name)) => {
+                        queue.add(service_account_key(&namespace, &name))
+                    }
+                    SaAction::Forget((namespace, name)) => {
+                        queue.remove(&service_account_key(&namespace, &name));
+                        queue.remove(&pods_key(&namespace, &name));
+                        ctx.caches.pods().forget_service_account(&namespace, &name);
+                        ctx.forget(&namespace, &name);
+                        metrics().forget_service_account(&namespace, &name);
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Watches the secrets carrying the service-account label; the cache keeps what freshness and repair need
+/// (never the data) and says which ServiceAccount a change concerns, so a deleted or edited secret is
+/// repaired at once. Also keeps the expiry gauge in step with the secrets as stored, on every replica: a new
+/// leader or a restarted process reports secrets it did not write itself, and a replica that lost the lease
+/// does not keep counting down secrets another has since refreshed.
+fn start_secret_watch(watch: &WatchContext) -> Result<(), String> {
     let params = ListParams {
         label_selector: Some(keys::SERVICE_ACCOUNT_LABEL.to_string()),
         ..Default::default()
     };
-    let watcher = Watcher::new(
-        client.clone(),
-        config.namespace.clone(),
-        params,
-        "watch-secrets",
-    )
-    .on_restart(|reason| metrics().watch_restart("secrets", reason));
-    let (queue, lists_done, shutdown) = (queue.clone(), lists_done.clone(), shutdown.clone());
-    let own_writes = own_writes.clone();
-    std::thread::Builder::new()
-        .name("watch-secrets".into())
-        .spawn(move || {
-            let mut first_list = true;
-            let mut listed: Option<HashSet<(String, String)>> = None;
-            watcher.run::<SecretMetadata>(&shutdown, |event| {
-                let (secret, deleted) = match event {
-                    Event::Listed(secret) | Event::Applied(secret) => (secret, false),
-                    Event::Deleted(secret) => (secret, true),
-                    Event::ListStarted => {
-                        listed = Some(HashSet::new());
-                        return;
-                    }
-                    Event::ListDone => {
-                        // Secrets deleted while no watch was open: drop their series.
-                        if let Some(listed) = listed.take() {
-                            metrics().retain_secrets(|namespace, name| {
-                                listed.contains(&(namespace.to_string(), name.to_string()))
-                            });
-                        }
-                        if std::mem::take(&mut first_list) {
-                            lists_done.one_done();
-                        }
-                        return;
-                    }
-                };
+    let (queue, ctx) = (watch.queue.clone(), watch.ctx.clone());
+    let mut listed: Option<HashSet<(String, String)>> = None;
+    spawn_watch::<Secret>(watch, "watch-secrets", params, move |event| {
+        match &event {
+            Event::ListStarted => listed = Some(HashSet::new()),
+            Event::ListDone => {
+                // Secrets deleted while no watch was open: drop their series.
+                if let Some(listed) = listed.take() {
+                    metrics().retain_secrets(|namespace, name| {
+                        listed.contains(&(namespace.to_string(), name.to_string()))
+                    });
+                }
+            }
+            Event::Deleted(secret) => {
+                metrics().forget_secret(&secret.metadata.namespace, &secret.metadata.name)
+            }
+            Event::Listed(secret) | Event::Applied(secret) => {
                 let meta = &secret.metadata;
+                if let Some(listed) = listed.as_mut() {
+                    listed.insert((meta.namespace.clone(), meta.name.clone()));
+                }
                 let owner = meta
                     .owner_references
                     .iter()
                     .find(|r| r.kind == "ServiceAccount" && r.api_version == "v1")
-                    .map(|r| r.name.clone())
-                    .or_else(|| meta.labels.get(keys::SERVICE_ACCOUNT_LABEL).cloned());
-                if deleted {
-                    metrics().forget_secret(&meta.namespace, &meta.name);
-                } else {
-                    if let Some(listed) = listed.as_mut() {
-                        listed.insert((meta.namespace.clone(), meta.name.clone()));
-                    }
-                    let expires_at = meta
-                        .annotations
-                        .get(keys::EXPIRES_AT)
-                        .and_then(|at| crate::secret::parse_time(at));
-                    if let (Some(owner), Some(expires_at)) = (&owner, expires_at) {
-                        metrics().set_secret_expiry(&meta.namespace, owner, &meta.name, expires_at);
-                    }
+                    .map(|r| r.name.as_str())
+                    .or_else(|| {
+                        meta.labels
+                            .get(keys::SERVICE_ACCOUNT_LABEL)
+                            .map(String::as_str)
+                    });
+                let expires_at = meta
+                    .annotations
+                    .get(keys::EXPIRES_AT)
+                    .and_then(|at| crate::secret::parse_time(at));
+                if let (Some(owner), Some(expires_at)) = (owner, expires_at) {
+                    metrics().set_secret_expiry(&meta.namespace, owner, &meta.name, expires_at);
                 }
-                let own = !deleted && own_writes.is_own("Secret", meta);
-                if let (Some(owner), false) = (owner, own) {
-                    queue.add(service_account_key(&meta.namespace, &owner));
-                }
-            })
-        })
-        .map_err(|e| format!("cannot start the secret watch: {e}"))?;
-    Ok(())
+            }
+        }
+        let work = ctx.caches.secrets().apply(event);
+        for (namespace, name) in work {
+            queue.add(service_account_key(&namespace, &name));
+        }
+    })
 }
+
+/// Watches pending pods; the cache keeps those of configured ServiceAccounts, reduced to what eviction needs,
+/// and a change queues a look at that ServiceAccount's pods.
+fn start_pod_watch(watch: &WatchContext) -> Result<(), String> {
+    let params = ListParams {
+        field_selector: Some("status.phase=Pending".to_string()),
+        ..Default::default()
+    };
+    let (queue, ctx) = (watch.queue.clone(), watch.ctx.clone());
+    spawn_watch::<Pod>(watch, "watch-pods", params, move |event| {
+        let caches = &ctx.caches;
+        let look = caches
+            .pods()
+            .apply(event, |namespace, name| caches.is_tracked(namespace, name));
+        if let Some((namespace, name)) = look {
+            queue.add(pods_key(&namespace, &name));
+        }
+    })
+}
+
+/// How long an idle worker blocks before telling `/healthz` it is still alive.
+const IDLE_BEAT: Duration = Duration::from_secs(60);
 
 /// One worker thread: takes keys while this process is the leader, reconciles, schedules what comes next.
 struct Worker {
@@ -439,8 +447,9 @@ struct Worker {
     ctx: Arc<Context>,
     queue: Arc<Queue<WorkKey>>,
     is_leader: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Open while this process leads; standby workers block on it.
+    leading: Arc<Gate>,
     health: Arc<Health>,
-    rechecks: Arc<Mutex<HashMap<(String, String), u32>>>,
 }
 
 impl Worker {
@@ -452,12 +461,20 @@ impl Worker {
             }
             if !(self.is_leader)() {
                 // A standby keeps its queue (the watches keep filling it) but takes nothing from it.
-                std::thread::sleep(Duration::from_millis(100));
+                if self.leading.wait_open(IDLE_BEAT) && !(self.is_leader)() {
+                    // The term ran out before the elector noticed: a moment until it does.
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 continue;
             }
-            let Some(key) = self.queue.get_timeout(Some(Duration::from_secs(1))) else {
+            let Some(key) = self.queue.get_timeout(Some(IDLE_BEAT)) else {
                 continue;
             };
+            if !(self.is_leader)() {
+                self.queue.done(&key);
+                self.queue.add(key);
+                continue;
+            }
             self.process(&key);
             self.queue.done(&key);
         }
@@ -479,37 +496,16 @@ impl Worker {
                             self.queue.add_after(key.clone(), delay);
                         }
                         if outcome.check_pods {
-                            // A fresh look at the pods gets a fresh allowance of re-checks.
-                            self.rechecks
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .remove(&(namespace.clone(), name.clone()));
-                            self.queue.add(WorkKey::Pods {
-                                namespace: namespace.clone(),
-                                name: name.clone(),
-                            });
+                            self.queue.add(pods_key(namespace, name));
                         }
                     }
                     Err(error) => self.retry(key, namespace, name, &error),
                 }
             }
             WorkKey::Pods { namespace, name } => {
+                // Pods that may still fail are looked at again when the pod watch brings their next status.
                 match evictor::check_pods(&self.ctx, namespace, name) {
-                    Ok(recheck) => {
-                        self.queue.forget(key);
-                        let mut rechecks = self.rechecks.lock().unwrap_or_else(|p| p.into_inner());
-                        let count_key = (namespace.clone(), name.clone());
-                        if recheck {
-                            let count = rechecks.entry(count_key).or_insert(0);
-                            *count += 1;
-                            if *count <= self.ctx.options.pod_recheck_limit {
-                                self.queue
-                                    .add_after(key.clone(), self.ctx.options.pod_recheck_interval);
-                            }
-                        } else {
-                            rechecks.remove(&count_key);
-                        }
-                    }
+                    Ok(_) => self.queue.forget(key),
                     Err(error) => self.retry(key, namespace, name, &error),
                 }
             }

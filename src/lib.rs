@@ -13,13 +13,16 @@
 //! ## Threads
 //!
 //! ```text
-//!  watch-serviceaccounts ─┐                      ┌─ worker-0 ─┐
-//!  watch-secrets ─────────┼─> work queue (keys) ─┼─ worker-1 ─┼─> kube-apiserver, cloud providers
-//!                         │                      └─ worker-N ─┘
-//!  leader (Lease) ────────┘ gates the workers     evictor (delayed pod re-checks)
-//!  http (metrics, healthz, readyz) ─ http-conn (one per connection, each with its own deadline)
-//!  events (writes event series repeats when due)
+//!  watch-serviceaccounts ─┐  caches (configured                   ┌─ worker-0 ─┐
+//!  watch-secrets ─────────┼─> ServiceAccounts, labelled secrets, ──┼─ worker-1 ─┼─> kube-apiserver,
+//!  watch-pods (Pending) ──┘  pending pods) + work queue (keys)     └─ worker-N ─┘   cloud providers
+//!  leader (Lease): opens the gate the workers take work behind
+//!  http (metrics, healthz, readyz)    signals (SIGTERM/SIGINT → shutdown)
+//!  http-conn (one per connection, each with its own deadline); events (writes event series repeats when due)
 //! ```
+//!
+//! The watches fill the caches and map each event to the keys that need work; workers reconcile from the
+//! caches, so only writes (and the rare read a cache cannot answer) reach the API server.
 //!
 //! Everything is synchronous: plain threads, blocking HTTP (ureq), one shutdown flag.
 //!

@@ -6,6 +6,7 @@
 //! than the floor the caller passes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -13,7 +14,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::annotations as keys;
-use crate::cloud::{Principal, RegistryCredentials};
+use crate::cloud::{Principal, RegistryCredentials, Sensitive};
 use crate::kube::types::{ObjectMeta, OwnerReference, Secret, ServiceAccount};
 
 const MAX_NAME: usize = 253;
@@ -139,6 +140,10 @@ pub fn build_secret(
         &credentials.username,
         credentials.password.expose(),
     );
+    annotations.insert(
+        keys::CONTENT_DIGEST.to_string(),
+        content_digest(config.as_bytes()),
+    );
     let mut data = BTreeMap::new();
     data.insert(
         keys::DOCKER_CONFIG_JSON_KEY.to_string(),
@@ -171,20 +176,132 @@ pub fn owner_reference(service_account: &ServiceAccount) -> OwnerReference {
     }
 }
 
-/// Whether this controller may overwrite or delete `secret` on behalf of `service_account`: it has a
-/// controller ownerReference to this very ServiceAccount (by UID), or — for secrets of the original
-/// controller that predate ownerReferences — the service-account label and no other controller.
+/// Whether this controller may overwrite, detach or delete `secret` on behalf of `service_account`: it has a
+/// controller ownerReference to this very ServiceAccount, by UID (SPEC B1). The label is only a selector: a
+/// labelled secret without that reference is someone else's.
 pub fn is_owned_by(secret: &ObjectMeta, service_account: &ObjectMeta) -> bool {
-    if secret
-        .owner_references
+    is_controlled_by(secret, &service_account.uid)
+}
+
+/// Whether `secret`'s controller ownerReference is the ServiceAccount with UID `uid`.
+pub fn is_controlled_by(secret: &ObjectMeta, uid: &str) -> bool {
+    secret
+        .controller()
+        .is_some_and(|r| r.kind == "ServiceAccount" && r.api_version == "v1" && r.uid == uid)
+}
+
+/// SHA-256 of the `.dockerconfigjson` bytes, lower-case hex.
+pub fn content_digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
-        .any(|r| r.kind == "ServiceAccount" && r.uid == service_account.uid)
-    {
-        return true;
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether the secret's content is what this controller wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// Matches the recorded digest (or, for secrets without one, is self-consistent).
+    AsWritten,
+    /// Readable, but not what was written: someone edited it.
+    Changed,
+    /// Missing, not base64, or not a dockerconfigjson.
+    Unreadable,
+}
+
+/// What freshness and repair need to know about a stored secret, without its data: small enough to keep
+/// for every provisioned secret, and free of anything secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSummary {
+    pub is_docker_config: bool,
+    pub principal: Option<Arc<str>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub obtained_at: Option<DateTime<Utc>>,
+    /// The one registry under `auths`, when there is exactly one.
+    pub registry: Option<Arc<str>>,
+    pub content: Content,
+}
+
+/// Reads a secret into its [`SecretSummary`].
+pub fn summarize(secret: &Secret) -> SecretSummary {
+    let annotations = &secret.metadata.annotations;
+    let time = |key: &str| annotations.get(key).and_then(|t| parse_time(t));
+    let (registry, content) = match decoded_config(secret) {
+        None => (None, Content::Unreadable),
+        Some((bytes, config)) => {
+            let auths = config.get("auths").and_then(|a| a.as_object());
+            let registry = match auths {
+                Some(auths) if auths.len() == 1 => auths.keys().next().map(|k| k.as_str().into()),
+                _ => None,
+            };
+            let content = match annotations.get(keys::CONTENT_DIGEST) {
+                Some(digest) if *digest == content_digest(&bytes) => Content::AsWritten,
+                Some(_) => Content::Changed,
+                // Written before digests were recorded (the original controller): judge it by itself.
+                None if registry.is_some()
+                    && auths.is_some_and(|a| a.values().all(is_consistent)) =>
+                {
+                    Content::AsWritten
+                }
+                None => Content::Changed,
+            };
+            (registry, content)
+        }
+    };
+    SecretSummary {
+        is_docker_config: secret.type_ == keys::DOCKER_CONFIG_JSON_TYPE,
+        principal: annotations.get(keys::PRINCIPAL).map(|p| p.as_str().into()),
+        expires_at: time(keys::EXPIRES_AT),
+        obtained_at: time(keys::OBTAINED_AT),
+        registry,
+        content,
     }
-    let labelled = secret.labels.get(keys::SERVICE_ACCOUNT_LABEL)
-        == Some(&service_account_label_value(&service_account.name));
-    labelled && secret.controller().is_none()
+}
+
+fn decoded_config(secret: &Secret) -> Option<(Vec<u8>, serde_json::Value)> {
+    let encoded = secret.data.get(keys::DOCKER_CONFIG_JSON_KEY)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let config = serde_json::from_slice(&bytes).ok()?;
+    Some((bytes, config))
+}
+
+/// Whether one `auths` entry's `auth` is `base64(username:password)`.
+fn is_consistent(entry: &serde_json::Value) -> bool {
+    let (Some(user), Some(password)) = (entry["username"].as_str(), entry["password"].as_str())
+    else {
+        return false;
+    };
+    entry["auth"].as_str().is_none_or(|auth| {
+        auth == base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    })
+}
+
+/// The credential a changed secret still holds intact: of the username and password fields and the `auth`
+/// field, the one whose content rebuilt gives the recorded digest. `None` when neither does (or no digest
+/// was recorded): then only a new exchange can repair the secret.
+pub fn recover_credential(secret: &Secret, registry: &str) -> Option<(String, Sensitive)> {
+    let digest = secret.metadata.annotations.get(keys::CONTENT_DIGEST)?;
+    let (_, config) = decoded_config(secret)?;
+    let entry = config.get("auths")?.get(registry)?;
+    let mut candidates = Vec::new();
+    if let (Some(user), Some(password)) = (entry["username"].as_str(), entry["password"].as_str()) {
+        candidates.push((user.to_string(), password.to_string()));
+    }
+    if let Some(auth) = entry["auth"].as_str() {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        if let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) {
+            candidates.push((user.to_string(), password.to_string()));
+        }
+    }
+    candidates.into_iter().find_map(|(user, password)| {
+        let rebuilt = build_docker_config_json(registry, &user, &password);
+        (content_digest(rebuilt.as_bytes()) == *digest).then(|| (user, Sensitive::new(password)))
+    })
 }
 
 /// What a principal's existing secret needs.
@@ -208,7 +325,7 @@ pub enum Freshness {
 /// from that much before its refresh time, so the run that jitter brought forward refreshes it, instead of
 /// finding it fresh, waiting again (at least the floor) and refreshing late.
 pub fn freshness(
-    secret: &Secret,
+    secret: &SecretSummary,
     registry: &str,
     principal: &Principal,
     assumed_lifetime: Duration,
@@ -216,25 +333,19 @@ pub fn freshness(
     jitter: f64,
     now: DateTime<Utc>,
 ) -> Freshness {
-    if secret.type_ != keys::DOCKER_CONFIG_JSON_TYPE {
+    if !secret.is_docker_config {
         return Freshness::Due("the secret has the wrong type");
     }
-    let annotations = &secret.metadata.annotations;
-    if annotations.get(keys::PRINCIPAL).map(String::as_str) != Some(principal_id(principal)) {
+    if secret.principal.as_deref() != Some(principal_id(principal)) {
         return Freshness::Due("the principal changed");
     }
-    if !serves_registry(secret, registry) {
+    if secret.registry.as_deref() != Some(registry) || secret.content == Content::Unreadable {
         return Freshness::Due("the registry changed or the secret's content is not readable");
     }
-    let Some(expires_at) = annotations
-        .get(keys::EXPIRES_AT)
-        .and_then(|t| parse_time(t))
-    else {
+    let Some(expires_at) = secret.expires_at else {
         return Freshness::Due("the expiry annotation is missing or unreadable");
     };
-    let obtained_at = annotations
-        .get(keys::OBTAINED_AT)
-        .and_then(|t| parse_time(t));
+    let obtained_at = secret.obtained_at;
     let lifetime = obtained_at
         .and_then(|obtained| (expires_at - obtained).to_std().ok())
         .filter(|lifetime| !lifetime.is_zero())
@@ -269,23 +380,6 @@ pub fn refresh_time(expires_at: DateTime<Utc>, lifetime: Duration) -> DateTime<U
     expires_at - margin
 }
 
-/// Whether the secret's dockerconfigjson is readable and authenticates to exactly `registry`.
-fn serves_registry(secret: &Secret, registry: &str) -> bool {
-    let Some(encoded) = secret.data.get(keys::DOCKER_CONFIG_JSON_KEY) else {
-        return false;
-    };
-    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
-        return false;
-    };
-    let Ok(config) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return false;
-    };
-    match config.get("auths").and_then(|a| a.as_object()) {
-        Some(auths) => auths.len() == 1 && auths.contains_key(registry),
-        None => false,
-    }
-}
-
 pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
@@ -309,7 +403,27 @@ mod tests {
     use super::*;
     use crate::cloud::aws::{parse_registry_host, AwsTarget};
     use crate::cloud::google::GoogleTarget;
-    use crate::cloud::Sensitive;
+
+    /// Freshness of a whole secret, as the watch summarizes it.
+    fn freshness(
+        secret: &Secret,
+        registry: &str,
+        principal: &Principal,
+        assumed: Duration,
+        min_interval: Duration,
+        jitter: f64,
+        now: DateTime<Utc>,
+    ) -> Freshness {
+        super::freshness(
+            &summarize(secret),
+            registry,
+            principal,
+            assumed,
+            min_interval,
+            jitter,
+            now,
+        )
+    }
 
     fn sa() -> ServiceAccount {
         let mut sa = ServiceAccount::default();
@@ -422,7 +536,7 @@ mod tests {
     }
 
     #[test]
-    fn ownership_needs_this_uid_or_the_original_label() {
+    fn ownership_is_the_controller_reference_to_this_uid_and_nothing_else() {
         let owner = sa();
         let secret = build_secret(
             &owner,
@@ -435,23 +549,85 @@ mod tests {
         assert!(is_owned_by(&secret.metadata, &owner.metadata));
         let mut recreated = sa();
         recreated.metadata.uid = "uid-2".into();
-        let mut foreign = secret.metadata.clone();
-        foreign.labels.clear();
-        assert!(!is_owned_by(&foreign, &recreated.metadata));
-        let mut labelled_only = foreign.clone();
+        assert!(!is_owned_by(&secret.metadata, &recreated.metadata));
+        let mut labelled_only = secret.metadata.clone();
         labelled_only.owner_references.clear();
-        labelled_only
-            .labels
-            .insert(keys::SERVICE_ACCOUNT_LABEL.into(), "app".into());
-        assert!(is_owned_by(&labelled_only, &owner.metadata));
-        let mut other_controller = labelled_only.clone();
-        other_controller.owner_references.push(OwnerReference {
-            kind: "Deployment".into(),
-            uid: "x".into(),
-            controller: Some(true),
-            ..Default::default()
-        });
-        assert!(!is_owned_by(&other_controller, &owner.metadata));
+        assert!(
+            !is_owned_by(&labelled_only, &owner.metadata),
+            "the label alone is not ownership"
+        );
+        let mut not_controller = secret.metadata.clone();
+        not_controller.owner_references[0].controller = None;
+        assert!(!is_owned_by(&not_controller, &owner.metadata));
+        let mut unlabelled = secret.metadata.clone();
+        unlabelled.labels.clear();
+        assert!(
+            is_owned_by(&unlabelled, &owner.metadata),
+            "a lost label does not end ownership"
+        );
+    }
+
+    fn set_config(secret: &mut Secret, json: &str) {
+        secret.data.insert(
+            keys::DOCKER_CONFIG_JSON_KEY.into(),
+            base64::engine::general_purpose::STANDARD.encode(json),
+        );
+    }
+
+    #[test]
+    fn content_is_checked_against_the_recorded_digest() {
+        let mut secret = build_secret(
+            &sa(),
+            "pull",
+            "gcr.io",
+            &google("a@b.c"),
+            &credentials("2026-01-01T01:00:00Z"),
+            time("2026-01-01T00:00:00Z"),
+        );
+        let summary = summarize(&secret);
+        assert_eq!(summary.content, Content::AsWritten);
+        assert_eq!(summary.registry.as_deref(), Some("gcr.io"));
+        assert_eq!(summary.principal.as_deref(), Some("a@b.c"));
+        assert_eq!(secret.metadata.annotations[keys::CONTENT_DIGEST].len(), 64);
+
+        let original = secret.clone();
+        set_config(
+            &mut secret,
+            r#"{"auths":{"gcr.io":{"username":"oauth2accesstoken","password":"edited","auth":"b2F1dGgyYWNjZXNzdG9rZW46cHc="}}}"#,
+        );
+        assert_eq!(summarize(&secret).content, Content::Changed);
+        // The password field was edited; `auth` still holds the credential as written.
+        let (user, password) = recover_credential(&secret, "gcr.io").expect("recovered from auth");
+        assert_eq!(
+            (user.as_str(), password.expose()),
+            ("oauth2accesstoken", "pw")
+        );
+        assert_eq!(
+            recover_credential(&original, "gcr.io").map(|(u, p)| (u, p.expose().to_string())),
+            Some(("oauth2accesstoken".to_string(), "pw".to_string()))
+        );
+        // Both edited alike: nothing to recover.
+        set_config(
+            &mut secret,
+            &build_docker_config_json("gcr.io", "oauth2accesstoken", "edited"),
+        );
+        assert_eq!(summarize(&secret).content, Content::Changed);
+        assert!(recover_credential(&secret, "gcr.io").is_none());
+        set_config(&mut secret, "{}");
+        assert_eq!(summarize(&secret).registry, None);
+        secret.data.clear();
+        assert_eq!(summarize(&secret).content, Content::Unreadable);
+
+        // Without a digest (the original controller's secrets): consistent content counts as written.
+        let mut legacy = original.clone();
+        legacy.metadata.annotations.remove(keys::CONTENT_DIGEST);
+        assert_eq!(summarize(&legacy).content, Content::AsWritten);
+        set_config(
+            &mut legacy,
+            r#"{"auths":{"gcr.io":{"username":"u","password":"x","auth":"dTpw"}}}"#,
+        );
+        assert_eq!(summarize(&legacy).content, Content::Changed);
+        assert!(recover_credential(&legacy, "gcr.io").is_none());
     }
 
     #[test]

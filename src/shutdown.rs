@@ -25,6 +25,15 @@ impl Shutdown {
         *self.inner.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Blocks until shutdown is triggered.
+    pub fn wait(&self) {
+        let (flag, wake) = &*self.inner;
+        let mut triggered = flag.lock().unwrap_or_else(|p| p.into_inner());
+        while !*triggered {
+            triggered = wake.wait(triggered).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
     /// Sleeps for `duration` or until shutdown, whichever comes first. Returns true if shutting down.
     pub fn sleep(&self, duration: Duration) -> bool {
         let deadline = Instant::now() + duration;
@@ -59,6 +68,17 @@ mod tests {
         assert!(sleeper.join().unwrap());
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(shutdown.is_triggered());
+    }
+
+    #[test]
+    fn wait_returns_on_trigger() {
+        let shutdown = Shutdown::new();
+        let other = shutdown.clone();
+        let waiter = std::thread::spawn(move || other.wait());
+        std::thread::sleep(Duration::from_millis(20));
+        shutdown.trigger();
+        waiter.join().unwrap();
+        shutdown.wait();
     }
 
     #[test]

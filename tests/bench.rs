@@ -4,7 +4,9 @@
 //! and the Google stand-in answering in a configurable latency (default 5 ms), it measures: cold start at
 //! 1,000 and 10,000 configured ServiceAccounts; steady state with 10,000 configured plus 10,000 unconfigured
 //! ServiceAccounts, 20,000 unrelated secrets and 50,000 pods; annotate-to-attached latency; API requests
-//! per newly configured ServiceAccount; and the same cold start with `--workers 1`. It prints a markdown
+//! per newly configured ServiceAccount (while annotating one at a time, and during each cold start); requests
+//! per ServiceAccount at a restart over a provisioned namespace; idle CPU; and the cold start with
+//! `--workers 1`. It prints a markdown
 //! report and writes it to `$IPSP_BENCH_OUT` (default `target/bench/report.md`).
 
 mod support;
@@ -205,6 +207,21 @@ struct ColdStart {
     peak_rss: u64,
     /// CPU seconds used during the run by the controller, kube-apiserver and etcd.
     cpu: [f64; 3],
+    /// API requests per ServiceAccount other than the lists and watches (which do not grow with them);
+    /// `None` when the audit log recorded none (it drops events under heavy load).
+    requests_per_sa: Option<f64>,
+    /// The same after a restart over the provisioned namespace, and how long the restart took to settle.
+    restart_requests_per_sa: f64,
+    restart_seconds: f64,
+}
+
+/// Requests that are not the watches' own lists and watches.
+fn per_object(counts: &BTreeMap<(String, String), usize>) -> usize {
+    counts
+        .iter()
+        .filter(|((verb, _), _)| !matches!(verb.as_str(), "list" | "watch"))
+        .map(|(_, n)| n)
+        .sum()
 }
 
 /// The pids of the test cluster's kube-apiserver and etcd.
@@ -227,6 +244,7 @@ fn cold_start(count: usize, workers: usize, fake: &GoogleFake) -> ColdStart {
     });
     let [apiserver, etcd] = cluster_pids();
     let cpu_before = [process_stats(apiserver).2, process_stats(etcd).2];
+    let audit_start = audit_end();
     let controller = Controller::builder(&ns)
         .google(&fake.endpoint)
         .log_level("info")
@@ -253,17 +271,43 @@ fn cold_start(count: usize, workers: usize, fake: &GoogleFake) -> ColdStart {
         process_stats(apiserver).2 - cpu_before[0],
         process_stats(etcd).2 - cpu_before[1],
     ];
+    // Follow-ups (pod checks, echoes of the writes) settle before the requests are counted.
+    wait_for_idle(&controller);
+    let (counts, _) = audit_requests(audit_start, Some(&ns));
+    let requests_per_sa = (!counts.is_empty()).then(|| per_object(&counts) as f64 / count as f64);
     println!(
-        "cold start {count} (workers {workers}): {seconds:.1} s, {:.0}/s, peak RSS {:.1} MB, CPU {cpu:?}",
+        "cold start {count} (workers {workers}): {seconds:.1} s, {:.0}/s, peak RSS {:.1} MB, CPU {cpu:?}, requests {counts:?}",
         count as f64 / seconds,
         peak_rss as f64 / 1e6
     );
+    drop(controller);
+
+    // A restart over the provisioned namespace: the initial lists and watches, and nothing per ServiceAccount.
+    let audit_start = audit_end();
+    let started = Instant::now();
+    let controller = Controller::builder(&ns)
+        .google(&fake.endpoint)
+        .log_level("info")
+        .args(&["--workers", &workers.to_string()])
+        .start();
+    eventually(
+        Duration::from_secs(600),
+        "the restarted controller ready",
+        || controller.logs().contains("ready").then_some(()),
+    );
+    wait_for_idle(&controller);
+    let restart_seconds = started.elapsed().as_secs_f64();
+    let (counts, _) = audit_requests(audit_start, Some(&ns));
+    println!("restart over {count}: {restart_seconds:.1} s, requests {counts:?}");
     ColdStart {
         count,
         workers,
         seconds,
         peak_rss,
         cpu,
+        requests_per_sa,
+        restart_requests_per_sa: per_object(&counts) as f64 / count as f64,
+        restart_seconds,
     }
 }
 
@@ -327,11 +371,11 @@ fn benchmark() {
         "## Cold start: configured ServiceAccounts already exist when the controller starts\n"
             .into(),
     );
-    line("| ServiceAccounts | workers | time to all attached | provisioned per second | peak RSS | CPU s: controller / kube-apiserver / etcd |".into());
-    line("|---:|---:|---:|---:|---:|---|".into());
+    line("| ServiceAccounts | workers | time to all attached | provisioned per second | peak RSS | CPU s: controller / kube-apiserver / etcd | requests per new ServiceAccount | requests per ServiceAccount at a restart (settled after) |".into());
+    line("|---:|---:|---:|---:|---:|---|---:|---:|".into());
     for run in &runs {
         line(format!(
-            "| {} | {} | {:.1} s | {:.0} | {:.1} MB | {:.1} / {:.1} / {:.1} |",
+            "| {} | {} | {:.1} s | {:.0} | {:.1} MB | {:.1} / {:.1} / {:.1} | {} | {:.2} ({:.1} s) |",
             run.count,
             run.workers,
             run.seconds,
@@ -339,9 +383,35 @@ fn benchmark() {
             run.peak_rss as f64 / 1e6,
             run.cpu[0],
             run.cpu[1],
-            run.cpu[2]
+            run.cpu[2],
+            run.requests_per_sa
+                .map_or("(audit log dropped the events)".to_string(), |r| format!("{r:.2}")),
+            run.restart_requests_per_sa,
+            run.restart_seconds,
         ));
     }
+    line("\nRequests are counted in the audit log, without the initial lists and watches (which do not grow with the number of ServiceAccounts).".into());
+
+    // Idle: an empty namespace, metrics and probes served, nothing to do.
+    let ns = cluster.namespace("idle");
+    let controller = Controller::builder(&ns)
+        .google(&fake.endpoint)
+        .log_level("info")
+        .start();
+    eventually(Duration::from_secs(60), "the idle controller ready", || {
+        controller.logs().contains("ready").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let idle = Duration::from_secs(env_number("IPSP_BENCH_IDLE_SECONDS", 60) as u64);
+    let (_, _, cpu_before) = process_stats(controller.pid());
+    std::thread::sleep(idle);
+    let (idle_rss, _, cpu_after) = process_stats(controller.pid());
+    drop(controller);
+    line(format!(
+        "\n## Idle: an empty namespace, metrics and probes on\n\n| CPU per minute | RSS |\n|---:|---:|\n| {:.3} s | {:.1} MB |",
+        (cpu_after - cpu_before) * 60.0 / idle.as_secs_f64(),
+        idle_rss as f64 / 1e6
+    ));
 
     // 2: steady state with many unrelated objects, all in one namespace the controller serves.
     let ns = cluster.namespace("steady");

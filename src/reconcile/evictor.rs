@@ -8,10 +8,11 @@
 use super::events::{reference, EventType};
 use super::{Context, ReconcileError};
 use crate::annotations as keys;
-use crate::kube::types::{ContainerStatus, Pod, ServiceAccount};
+use crate::kube::types::{ObjectMeta, Pod};
 use crate::kube::{ListParams, Reason};
 use crate::metrics::metrics;
 use crate::retry::Retry;
+use crate::runtime::pods::{PendingPod, PodContainer};
 use crate::spec::{self, Parsed};
 
 /// What to do with one pending pod.
@@ -29,62 +30,39 @@ pub enum Verdict {
 
 /// Decides what to do with `pod`, which uses a ServiceAccount whose provisioned secrets are `secret_names`
 /// for `registry`.
-pub fn assess(pod: &Pod, secret_names: &[String], registry: &str) -> Verdict {
-    if pod.status.phase != "Pending" && !pod.status.phase.is_empty() {
+pub fn assess(pod: &PendingPod, secret_names: &[String], registry: &str) -> Verdict {
+    if !pod.pending {
         return Verdict::Leave;
     }
     let has_all = secret_names
         .iter()
-        .all(|name| pod.spec.image_pull_secrets.iter().any(|s| &s.name == name));
+        .all(|name| pod.pull_secrets.iter().any(|s| **s == **name));
     if has_all {
         return Verdict::Leave;
     }
-    let statuses = pod
-        .status
-        .init_container_statuses
-        .iter()
-        .chain(&pod.status.container_statuses);
-    let image_of = |status: &ContainerStatus| -> String {
-        pod.spec
-            .init_containers
-            .iter()
-            .chain(&pod.spec.containers)
-            .find(|c| c.name == status.name)
-            .map(|c| c.image.clone())
-            .unwrap_or_else(|| status.image.clone())
-    };
-    let failing = statuses.clone().find(|s| {
-        let reason = s
-            .state
-            .waiting
-            .as_ref()
-            .map(|w| w.reason.as_str())
-            .unwrap_or("");
-        matches!(reason, "ErrImagePull" | "ImagePullBackOff")
-            && image_registry(&image_of(s)) == registry
+    let ours = |c: &&PodContainer| *c.registry == *registry;
+    let failing = pod.containers.iter().filter(ours).find(|c| {
+        matches!(
+            c.waiting.as_deref(),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        )
     });
-    if let Some(status) = failing {
-        let container = status.name.clone();
-        return if pod.metadata.controller().is_some() {
+    if let Some(container) = failing {
+        let container = container.name.to_string();
+        return if pod.has_controller {
             Verdict::Evict { container }
         } else {
             Verdict::NoController { container }
         };
     }
-    let uses_registry = pod
-        .spec
-        .init_containers
-        .iter()
-        .chain(&pod.spec.containers)
-        .any(|c| image_registry(&c.image) == registry);
-    let container_count = pod.spec.init_containers.len() + pod.spec.containers.len();
-    let may_still_fail = statuses.clone().count() < container_count
-        || statuses.clone().any(|s| {
-            matches!(
-                s.state.waiting.as_ref().map(|w| w.reason.as_str()),
+    let uses_registry = pod.containers.iter().any(|c| ours(&c));
+    let may_still_fail = pod.containers.iter().any(|c| {
+        !c.has_status
+            || matches!(
+                c.waiting.as_deref(),
                 Some("ContainerCreating" | "PodInitializing" | "")
             )
-        });
+    });
     if uses_registry && may_still_fail {
         Verdict::Recheck
     } else {
@@ -103,49 +81,65 @@ pub fn image_registry(image: &str) -> &str {
     }
 }
 
-/// Looks at the pending pods of ServiceAccount `namespace/name` and evicts those stuck without its secrets.
-/// Returns whether some pod should be looked at again shortly.
+/// Looks at the pending pods of ServiceAccount `namespace/name` (as the pod watch delivered them) and evicts
+/// those stuck without its secrets. Returns whether some pod may still fail (its next status change, which
+/// the watch brings, is looked at again).
 pub fn check_pods(ctx: &Context, namespace: &str, name: &str) -> Result<bool, ReconcileError> {
-    let service_account: ServiceAccount = match ctx.client.get(Some(namespace), name) {
-        Ok(sa) => sa,
-        Err(e) if e.is(Reason::NotFound) => return Ok(false),
-        Err(e) => return Err(ReconcileError::kube("reading serviceaccount", &e)),
+    let Some(service_account) = ctx.caches.service_account(namespace, name) else {
+        return Ok(false);
     };
     let Parsed::Configured(configuration) =
-        spec::parse(namespace, name, &service_account.metadata.annotations)
+        spec::parse(namespace, name, &service_account.annotation_map())
     else {
         return Ok(false);
     };
     let names = configuration.secret_names();
-    let attached = service_account
-        .image_pull_secrets
-        .as_deref()
-        .unwrap_or_default();
-    if !names.iter().all(|n| attached.iter().any(|a| &a.name == n)) {
+    if !names.iter().all(|n| {
+        service_account
+            .image_pull_secrets
+            .iter()
+            .any(|a| **a == **n)
+    }) {
         // A recreated pod would still lack the secret: wait for the reconcile that attaches it.
         return Ok(false);
     }
-    let params = ListParams {
-        field_selector: Some(format!(
-            "spec.serviceAccountName={name},status.phase=Pending"
-        )),
-        limit: Some(500),
-        ..Default::default()
-    };
-    let mut pods = Vec::new();
-    let mut pending = 0;
-    ctx.client
-        .list_each::<Pod>(Some(namespace), &params, |pod| {
-            pending += 1;
-            let verdict = assess(&pod, &names, &configuration.registry);
-            if verdict != Verdict::Leave {
-                pods.push((pod.metadata, verdict));
-            }
+    if ctx.caches.pods().needs_list(namespace, name) {
+        // Pods that were pending before this ServiceAccount was configured: the watch did not keep them.
+        let params = ListParams {
+            field_selector: Some(format!(
+                "spec.serviceAccountName={name},status.phase=Pending"
+            )),
+            limit: Some(500),
+            resource_version: Some("0".to_string()),
+            ..Default::default()
+        };
+        let mut listed = Vec::new();
+        ctx.client
+            .list_each::<Pod>(Some(namespace), &params, |pod| {
+                listed.push(PendingPod::from_object(&pod));
+            })
+            .map_err(|e| ReconcileError::kube("listing pending pods", &e))?;
+        ctx.caches.pods().add_listed(namespace, name, listed);
+    }
+    let pending = ctx.caches.pods().of(namespace, name);
+    let pods: Vec<(ObjectMeta, Verdict)> = pending
+        .iter()
+        .map(|pod| (pod, assess(pod, &names, &configuration.registry)))
+        .filter(|(_, verdict)| *verdict != Verdict::Leave)
+        .map(|(pod, verdict)| {
+            let meta = ObjectMeta {
+                namespace: namespace.to_string(),
+                name: pod.name.to_string(),
+                uid: pod.uid.to_string(),
+                ..Default::default()
+            };
+            (meta, verdict)
         })
-        .map_err(|e| ReconcileError::kube("listing pending pods", &e))?;
+        .collect();
     log::debug!(
         namespace = namespace, serviceaccount = name;
-        "looked at {pending} pending pods: {} stuck without the secrets, {} to look at again",
+        "looked at {} pending pods: {} stuck without the secrets, {} to look at again",
+        pending.len(),
         pods.iter().filter(|(_, v)| *v != Verdict::Recheck).count(),
         pods.iter().filter(|(_, v)| *v == Verdict::Recheck).count()
     );
@@ -225,10 +219,16 @@ pub fn check_pods(ctx: &Context, namespace: &str, name: &str) -> Result<bool, Re
 mod tests {
     use super::*;
     use crate::kube::types::{
-        Container, ContainerState, ContainerStateWaiting, LocalObjectReference, OwnerReference,
+        Container, ContainerState, ContainerStateWaiting, ContainerStatus, LocalObjectReference,
+        OwnerReference,
     };
 
     const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+    /// The verdict on a whole pod, as the pod watch reduces it.
+    fn assess(pod: &Pod, secret_names: &[String], registry: &str) -> Verdict {
+        super::assess(&PendingPod::from_object(pod), secret_names, registry)
+    }
 
     fn pod(secrets: &[&str], image: &str, waiting: Option<&str>, controlled: bool) -> Pod {
         let mut pod = Pod::default();

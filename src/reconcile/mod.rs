@@ -1,18 +1,20 @@
 //! Reconcilers: what one worker does for one key. Level-triggered: each run reads the current state from the
-//! API server and moves it toward what the annotations ask for.
+//! caches the watches keep (the API server only when a cache cannot know) and moves it toward what the
+//! annotations ask for.
 
 pub mod events;
 pub mod evictor;
 pub mod service_account;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cloud::CredentialSource;
-use crate::kube::types::ObjectMeta;
 use crate::kube::Client;
 use crate::retry::Retry;
+use crate::runtime::caches::Caches;
+use crate::runtime::store::ObjectKey;
 use events::EventRecorder;
 
 /// Settings of reconciliation, from flags.
@@ -29,11 +31,11 @@ pub struct Options {
     pub assumed_lifetime_google: Duration,
     pub assumed_lifetime_azure: Duration,
     pub pod_eviction: bool,
-    /// How often and how many times a pod that may still fail to pull is looked at again.
-    pub pod_recheck_interval: Duration,
-    pub pod_recheck_limit: u32,
     /// ServiceAccounts listing more principals than this get one Warning and nothing else.
     pub max_principals: usize,
+    /// The longest wait between attempts for a ServiceAccount whose provider keeps returning credentials that
+    /// are already expired (the wait starts at `min_requeue` and doubles).
+    pub expired_backoff_max: Duration,
 }
 
 impl Default for Options {
@@ -47,9 +49,8 @@ impl Default for Options {
             // ACR refresh tokens live about three hours.
             assumed_lifetime_azure: Duration::from_secs(3 * 3600),
             pod_eviction: true,
-            pod_recheck_interval: Duration::from_secs(5),
-            pod_recheck_limit: 12,
             max_principals: crate::spec::DEFAULT_MAX_PRINCIPALS,
+            expired_backoff_max: Duration::from_secs(4 * 3600),
         }
     }
 }
@@ -63,43 +64,24 @@ pub struct Context {
     /// Whether this process may write (it holds the lease, or leader election is off). Checked before every
     /// write, so a process that loses the lease stops acting at once.
     pub may_act: Arc<dyn Fn() -> bool + Send + Sync>,
-    /// The versions this process wrote, so the watches can tell its own writes from everyone else's.
-    pub own_writes: Arc<OwnWrites>,
+    /// What the watches delivered.
+    pub caches: Arc<Caches>,
+    /// Per ServiceAccount: how many exchanges in a row returned credentials that were already expired.
+    pub expired: Mutex<HashMap<ObjectKey, u32>>,
+    /// Secret names found to belong to someone else, looked up before minting a token next time.
+    pub foreign: Mutex<HashSet<ObjectKey>>,
 }
 
-/// The resourceVersions of the objects this process wrote last.
-///
-/// Each write comes back through a watch; without this, that echo would queue another reconcile of the
-/// same ServiceAccount that reads everything again only to find nothing to do. At most one entry per
-/// object, consumed by the matching event, so the map is bounded by the number of objects written.
-#[derive(Debug, Default)]
-pub struct OwnWrites {
-    versions: Mutex<HashMap<(&'static str, String, String), String>>,
-}
-
-impl OwnWrites {
-    /// Remembers that this process wrote `meta` (of kind `kind`) at its resourceVersion.
-    pub fn record(&self, kind: &'static str, meta: &ObjectMeta) {
-        let key = (kind, meta.namespace.clone(), meta.name.clone());
-        self.lock().insert(key, meta.resource_version.clone());
+/// How long to wait between exchanges after `count` already-expired credentials in a row: `floor`, doubling,
+/// at most `max`.
+pub fn expired_backoff(floor: Duration, count: u32, max: Duration) -> Duration {
+    if count == 0 {
+        return floor;
     }
-
-    /// Whether `meta` is exactly what this process wrote last; the record is consumed.
-    pub fn is_own(&self, kind: &'static str, meta: &ObjectMeta) -> bool {
-        let key = (kind, meta.namespace.clone(), meta.name.clone());
-        let mut versions = self.lock();
-        match versions.get(&key) {
-            Some(version) if *version == meta.resource_version && !version.is_empty() => {
-                versions.remove(&key);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(&'static str, String, String), String>> {
-        self.versions.lock().unwrap_or_else(|p| p.into_inner())
-    }
+    floor
+        .saturating_mul(1u32 << count.saturating_sub(1).min(20))
+        .min(max)
+        .max(floor)
 }
 
 /// Why a reconcile did not complete, and how soon to try again; the worker retries with the backoff of
@@ -142,6 +124,52 @@ impl From<crate::kube::Error> for ReconcileError {
 }
 
 impl Context {
+    /// The least time between two exchanges for this ServiceAccount (longer while its provider returns
+    /// expired credentials).
+    pub fn expired_floor(&self, namespace: &str, name: &str) -> Duration {
+        let count = lock(&self.expired)
+            .get(&(namespace.to_string(), name.to_string()))
+            .copied()
+            .unwrap_or(0);
+        expired_backoff(
+            self.options.min_requeue,
+            count,
+            self.options.expired_backoff_max,
+        )
+    }
+
+    /// Counts an exchange that returned expired credentials (`true`) or ends the count; returns the count.
+    pub fn set_expired(&self, namespace: &str, name: &str, expired: bool) -> u32 {
+        let key = (namespace.to_string(), name.to_string());
+        let mut counts = lock(&self.expired);
+        if !expired {
+            counts.remove(&key);
+            return 0;
+        }
+        let count = counts.entry(key).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    pub fn is_known_foreign(&self, namespace: &str, secret: &str) -> bool {
+        lock(&self.foreign).contains(&(namespace.to_string(), secret.to_string()))
+    }
+
+    pub fn set_known_foreign(&self, namespace: &str, secret: &str, foreign: bool) {
+        let key = (namespace.to_string(), secret.to_string());
+        let mut names = lock(&self.foreign);
+        if foreign {
+            names.insert(key);
+        } else {
+            names.remove(&key);
+        }
+    }
+
+    /// Drops what is kept per ServiceAccount once it is gone or no longer configured.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        lock(&self.expired).remove(&(namespace.to_string(), name.to_string()));
+    }
+
     /// Fails with "not the leader" when this process must not write.
     pub fn check_may_act(&self) -> Result<(), ReconcileError> {
         if (self.may_act)() {
@@ -154,26 +182,27 @@ impl Context {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn own_writes_match_exactly_once_and_only_their_version() {
-        let writes = OwnWrites::default();
-        let meta = |rv: &str| ObjectMeta {
-            namespace: "ns".into(),
-            name: "s".into(),
-            resource_version: rv.into(),
-            ..Default::default()
-        };
-        writes.record("Secret", &meta("5"));
-        assert!(
-            !writes.is_own("Secret", &meta("6")),
-            "someone else's later write"
+    fn expired_credentials_back_off_from_the_floor_to_the_ceiling() {
+        let floor = Duration::from_secs(60);
+        let max = Duration::from_secs(4 * 3600);
+        assert_eq!(expired_backoff(floor, 0, max), floor);
+        assert_eq!(expired_backoff(floor, 1, max), floor);
+        assert_eq!(expired_backoff(floor, 2, max), Duration::from_secs(120));
+        assert_eq!(expired_backoff(floor, 5, max), Duration::from_secs(960));
+        assert_eq!(expired_backoff(floor, 9, max), max);
+        assert_eq!(expired_backoff(floor, 1000, max), max);
+        assert_eq!(
+            expired_backoff(Duration::from_secs(10), 3, Duration::from_secs(1)),
+            Duration::from_secs(10)
         );
-        assert!(!writes.is_own("ServiceAccount", &meta("5")), "another kind");
-        assert!(writes.is_own("Secret", &meta("5")));
-        assert!(!writes.is_own("Secret", &meta("5")), "consumed");
     }
 }

@@ -1,23 +1,30 @@
-//! Reconcile of one ServiceAccount: provision, refresh, attach and clean up its image pull secrets.
+//! Reconcile of one ServiceAccount: provision, refresh, repair, attach and clean up its image pull secrets.
 //!
-//! What must stay true (SPEC B1): `.imagePullSecrets` is updated only with the resourceVersion just read, and
-//! only entries this controller owns are ever removed; a Secret it does not own is never overwritten or
-//! deleted; an invalid configuration writes nothing but a Warning event.
+//! It reads what the watches delivered (the caches), so a reconcile with nothing to do sends no request and a
+//! new ServiceAccount costs only its writes: TokenRequest, Secret, ServiceAccount, Event.
+//!
+//! What must stay true (SPEC B1): `.imagePullSecrets` is updated only with the resourceVersion last seen, and
+//! only entries this controller owns are ever removed; a secret it does not own (no controller ownerReference
+//! to this ServiceAccount's UID, whatever its labels) is never overwritten, detached or deleted, and a
+//! Warning says why it was left alone; an invalid configuration writes nothing but a Warning event.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use base64::Engine;
 use chrono::{DateTime, Utc};
 
 use super::events::{reference, EventType};
 use super::{Context, ReconcileError};
 use crate::annotations as keys;
-use crate::cloud::Principal;
-use crate::kube::types::{LocalObjectReference, Secret, ServiceAccount};
-use crate::kube::{ListParams, Reason};
+use crate::cloud::{Principal, RegistryCredentials};
+use crate::kube::types::{LocalObjectReference, ObjectMeta, Secret, ServiceAccount};
+use crate::kube::{ListParams, Patch, Reason};
 use crate::metrics::metrics;
 use crate::retry::Retry;
-use crate::secret::{self, Freshness};
+use crate::runtime::secrets::CachedSecret;
+use crate::runtime::service_accounts::CachedServiceAccount;
+use crate::secret::{self, Content, Freshness};
 use crate::spec::{self, Configuration, Parsed, PrincipalFailure};
 
 /// Attempts at the read-modify-write of `.imagePullSecrets` before giving up for this run.
@@ -32,29 +39,90 @@ pub struct Outcome {
     pub check_pods: bool,
 }
 
+/// The ServiceAccount being reconciled, as the cache (or, rarely, a read) gave it.
+struct Subject {
+    meta: ObjectMeta,
+    cached: CachedServiceAccount,
+}
+
+impl Subject {
+    fn new(namespace: &str, name: &str, cached: CachedServiceAccount) -> Self {
+        Subject {
+            meta: ObjectMeta {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                uid: cached.uid.to_string(),
+                resource_version: cached.resource_version.to_string(),
+                ..Default::default()
+            },
+            cached,
+        }
+    }
+
+    fn is_attached(&self, secret: &str) -> bool {
+        self.cached
+            .image_pull_secrets
+            .iter()
+            .any(|n| **n == *secret)
+    }
+
+    fn key(&self) -> (String, String) {
+        (self.meta.namespace.clone(), self.meta.name.clone())
+    }
+
+    /// The ServiceAccount as the secret builder needs it (name, namespace, UID).
+    fn object(&self) -> ServiceAccount {
+        ServiceAccount {
+            metadata: self.meta.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 /// Reconciles ServiceAccount `namespace/name`.
 pub fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<Outcome, ReconcileError> {
-    let service_account: ServiceAccount = match ctx.client.get(Some(namespace), name) {
-        Ok(sa) => sa,
-        Err(e) if e.is(Reason::NotFound) => {
-            // The garbage collector removes its secrets through their ownerReferences.
-            return Ok(Outcome::default());
+    let secrets = ctx.caches.secrets_of(namespace, name);
+    let cached = match ctx.caches.service_account(namespace, name) {
+        Some(cached) => cached,
+        None if secrets.is_empty() => return Ok(Outcome::default()),
+        None => {
+            // Not configured, yet labelled secrets point at it (configuration removed while this process was
+            // not watching, or someone else's labelled secret): read it once to clean up or to warn.
+            match read_service_account(ctx, namespace, name, None) {
+                Ok(Some(sa)) => CachedServiceAccount::from_object(&sa),
+                Ok(None) => return Ok(Outcome::default()),
+                Err(e) => return Err(ReconcileError::kube("reading serviceaccount", &e)),
+            }
         }
-        Err(e) => return Err(ReconcileError::kube("reading serviceaccount", &e)),
     };
-    if service_account.metadata.deletion_timestamp.is_some() {
+    if cached.deleting {
+        // The garbage collector removes its secrets through their ownerReferences.
         return Ok(Outcome::default());
     }
-    let owned = owned_secrets(ctx, &service_account)?;
-    match spec::parse(namespace, name, &service_account.metadata.annotations) {
+    let subject = Subject::new(namespace, name, cached);
+    let (owned, foreign): (Vec<CachedSecret>, Vec<CachedSecret>) = secrets
+        .into_iter()
+        .partition(|s| s.is_owned_by(&subject.meta.uid));
+    let owned: BTreeMap<String, CachedSecret> =
+        owned.into_iter().map(|s| (s.name.to_string(), s)).collect();
+    let annotations = subject.cached.annotation_map();
+    match spec::parse(namespace, name, &annotations) {
         Parsed::NotConfigured => {
-            decommission(ctx, &service_account, &owned)?;
+            warn_foreign(ctx, &subject, &foreign, &[]);
+            decommission(ctx, &subject, &owned)?;
+            ctx.forget(namespace, name);
+            ctx.caches.service_accounts().forget_if_unconfigured(
+                namespace,
+                name,
+                &subject.meta.resource_version,
+            );
             Ok(Outcome::default())
         }
         Parsed::Invalid(message) => {
+            warn_foreign(ctx, &subject, &foreign, &[]);
             warn(
                 ctx,
-                &service_account,
+                &subject,
                 keys::REASON_FAILED_PROVISIONING,
                 &format!("invalid configuration: {message}"),
             );
@@ -63,14 +131,9 @@ pub fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<Outcome, 
         }
         Parsed::Configured(configuration) => {
             match spec::check_principal_limit(&configuration, ctx.options.max_principals) {
-                Ok(()) => provision(ctx, service_account, owned, &configuration),
+                Ok(()) => provision(ctx, &subject, owned, &foreign, &configuration),
                 Err(message) => {
-                    warn(
-                        ctx,
-                        &service_account,
-                        keys::REASON_FAILED_PROVISIONING,
-                        &message,
-                    );
+                    warn(ctx, &subject, keys::REASON_FAILED_PROVISIONING, &message);
                     metrics().provisioning("none", "config");
                     Ok(Outcome::default())
                 }
@@ -79,100 +142,139 @@ pub fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<Outcome, 
     }
 }
 
-/// The secrets of this ServiceAccount that this controller may manage, by name.
-fn owned_secrets(
-    ctx: &Context,
-    service_account: &ServiceAccount,
-) -> Result<BTreeMap<String, Secret>, ReconcileError> {
-    let meta = &service_account.metadata;
-    let params = ListParams {
-        label_selector: Some(format!(
-            "{}={}",
-            keys::SERVICE_ACCOUNT_LABEL,
-            secret::service_account_label_value(&meta.name)
-        )),
-        ..Default::default()
-    };
-    let mut owned = BTreeMap::new();
-    ctx.client
-        .list_each::<Secret>(Some(&meta.namespace), &params, |s| {
-            if secret::is_owned_by(&s.metadata, meta) {
-                owned.insert(s.metadata.name.clone(), s);
-            }
-        })
-        .map_err(|e| ReconcileError::kube("listing the serviceaccount's secrets", &e))?;
-    Ok(owned)
+/// One Warning per labelled secret that claims this ServiceAccount without being owned by it, except those
+/// whose name the configuration wants (their failure has its own Warning).
+fn warn_foreign(ctx: &Context, subject: &Subject, foreign: &[CachedSecret], wanted: &[String]) {
+    for secret in foreign
+        .iter()
+        .filter(|s| !wanted.iter().any(|w| **w == *s.name))
+    {
+        log::debug!(
+            "{}/{}: secret {} carries the label but is not owned; leaving it alone",
+            subject.meta.namespace,
+            subject.meta.name,
+            secret.name
+        );
+        warn(
+            ctx,
+            subject,
+            keys::REASON_FAILED_PROVISIONING,
+            &format!(
+                "secret {} carries the {} label but no controller ownerReference to this serviceaccount, so it is \
+                 not managed by this controller; it was left alone (not updated, detached or deleted): remove the \
+                 label, or delete the secret to have it provisioned",
+                secret.name,
+                keys::SERVICE_ACCOUNT_LABEL
+            ),
+        );
+    }
 }
 
 fn provision(
     ctx: &Context,
-    service_account: ServiceAccount,
-    mut owned: BTreeMap<String, Secret>,
+    subject: &Subject,
+    mut owned: BTreeMap<String, CachedSecret>,
+    foreign: &[CachedSecret],
     configuration: &Configuration,
 ) -> Result<Outcome, ReconcileError> {
     for warning in &configuration.warnings {
-        warn(
-            ctx,
-            &service_account,
-            keys::REASON_FAILED_PROVISIONING,
-            warning,
-        );
+        warn(ctx, subject, keys::REASON_FAILED_PROVISIONING, warning);
     }
     let names = configuration.secret_names();
+    warn_foreign(ctx, subject, foreign, &names);
+    let (namespace, sa_name) = (subject.meta.namespace.as_str(), subject.meta.name.as_str());
     let mut next_refresh: Option<DateTime<Utc>> = None;
     let mut failures = Vec::new();
     let mut ready = Vec::new();
     for (name, principal) in names.iter().zip(&configuration.principals) {
+        let provider = principal.provider();
+        if foreign.iter().any(|f| *f.name == **name) {
+            metrics().provisioning(provider, "secret");
+            let message = foreign_secret_message(name);
+            failures.push(reported(message, Retry::Permanent));
+            continue;
+        }
+        let mut existing = owned.get(name).cloned();
+        if existing.is_none()
+            && (subject.is_attached(name) || ctx.is_known_foreign(namespace, name))
+        {
+            // Attached (or seen before) but not in the cache: deleted, someone else's, or ours after losing
+            // its label while no watch could see it. One read tells which, before any token is minted.
+            match look_up(ctx, subject, name) {
+                Ok(found) => existing = found,
+                Err(failure) => {
+                    metrics().provisioning(provider, "secret");
+                    failures.push(failure);
+                    continue;
+                }
+            }
+        }
         let now = Utc::now();
         let assumed = match principal {
             Principal::Aws(_) => ctx.options.assumed_lifetime_aws,
             Principal::Google(_) => ctx.options.assumed_lifetime_google,
             Principal::Azure(_) => ctx.options.assumed_lifetime_azure,
         };
-        let due = match owned.get(name) {
-            Some(existing) => secret::freshness(
-                existing,
+        let floor = ctx.expired_floor(namespace, sa_name);
+        let due = match &existing {
+            Some(current) => secret::freshness(
+                &current.summary,
                 &configuration.registry,
                 principal,
                 assumed,
-                ctx.options.min_requeue,
+                floor,
                 ctx.options.refresh_jitter,
                 now,
             ),
             None => Freshness::Due("the secret does not exist"),
         };
-        match due {
-            Freshness::FreshUntil(refresh_at) => {
-                log::debug!(
-                    "{}/{}: secret {name} is fresh until {refresh_at}",
-                    service_account.metadata.namespace,
-                    service_account.metadata.name
-                );
-                next_refresh = earliest(next_refresh, refresh_at);
-                ready.push(name.clone());
-            }
-            Freshness::Due(why) => {
-                log::debug!(
-                    "{}/{}: secret {name} is due: {why}",
-                    service_account.metadata.namespace,
-                    service_account.metadata.name
-                );
-                match provision_one(
-                    ctx,
-                    &service_account,
-                    owned.get(name),
-                    name,
-                    principal,
-                    configuration,
-                ) {
-                    Ok((written, refresh_at)) => {
-                        next_refresh = earliest(next_refresh, refresh_at);
-                        owned.insert(name.clone(), written);
-                        ready.push(name.clone());
-                    }
-                    Err(message) => failures.push(message),
+        if let (Freshness::FreshUntil(refresh_at), Some(current)) = (&due, &existing) {
+            match repair(ctx, subject, current, &configuration.registry) {
+                Ok(Repair::Done(repaired)) => {
+                    owned.insert(name.clone(), *repaired);
+                }
+                Ok(Repair::Nothing) => {}
+                Ok(Repair::NeedsExchange) => {
+                    log::debug!(
+                        "{namespace}/{sa_name}: secret {name} was edited and holds no intact credential; obtaining a new one"
+                    );
+                }
+                Err(message) => {
+                    metrics().provisioning(provider, "secret");
+                    failures.push(reported(
+                        format!("repairing secret {name}: {message}"),
+                        Retry::Transient,
+                    ));
+                    continue;
                 }
             }
+            if owned
+                .get(name)
+                .is_none_or(|s| s.summary.content != Content::Changed)
+            {
+                log::debug!("{namespace}/{sa_name}: secret {name} is fresh until {refresh_at}");
+                next_refresh = earliest(next_refresh, *refresh_at);
+                ready.push(name.clone());
+                continue;
+            }
+        }
+        if let Freshness::Due(why) = due {
+            log::debug!("{namespace}/{sa_name}: secret {name} is due: {why}");
+        }
+        match provision_one(
+            ctx,
+            subject,
+            existing.as_ref(),
+            name,
+            principal,
+            configuration,
+        ) {
+            Ok((written, refresh_at)) => {
+                next_refresh = earliest(next_refresh, refresh_at);
+                owned.insert(name.clone(), written);
+                ready.push(name.clone());
+            }
+            Err(failure) => failures.push(failure),
         }
     }
 
@@ -181,29 +283,21 @@ fn provision(
         .filter(|n| !names.contains(n))
         .cloned()
         .collect();
-    let attached = attach(ctx, &service_account, &ready, &unwanted);
+    let attached = attach(ctx, subject, &ready, &unwanted);
     if let Err(error) = &attached {
-        failures.push(PrincipalFailure {
-            message: error.message.clone(),
-            report: true,
-            retry: error.retry,
-        });
+        failures.push(reported(error.message.clone(), error.retry));
     }
     // One Warning names every failing principal, so repeats of the same failures form one event series.
     // A process that just lost the lease leaves the telling to the new leader.
     let note =
         spec::summarize_failures(&failures, names.len()).filter(|_| ctx.check_may_act().is_ok());
     if let Some(note) = note {
-        warn(
-            ctx,
-            &service_account,
-            keys::REASON_FAILED_PROVISIONING,
-            &note,
-        );
+        warn(ctx, subject, keys::REASON_FAILED_PROVISIONING, &note);
     }
     if attached.is_ok() && !unwanted.is_empty() {
-        let unwanted_secrets: Vec<&Secret> = unwanted.iter().filter_map(|n| owned.get(n)).collect();
-        delete_secrets(ctx, &service_account, &unwanted_secrets)?;
+        let unwanted_secrets: Vec<&CachedSecret> =
+            unwanted.iter().filter_map(|n| owned.get(n)).collect();
+        delete_secrets(ctx, subject, &unwanted_secrets)?;
     }
 
     if !failures.is_empty() {
@@ -212,9 +306,9 @@ fn provision(
         return Err(ReconcileError::new(messages.join("; "), retry));
     }
     let now = Utc::now();
-    let requeue_after = next_refresh.map(|at| {
-        secret::delay_until(at, now, ctx.options.refresh_jitter, ctx.options.min_requeue)
-    });
+    let floor = ctx.expired_floor(namespace, sa_name);
+    let requeue_after =
+        next_refresh.map(|at| secret::delay_until(at, now, ctx.options.refresh_jitter, floor));
     Ok(Outcome {
         requeue_after,
         check_pods: ctx.options.pod_eviction && ready.len() == names.len(),
@@ -225,26 +319,145 @@ fn earliest(current: Option<DateTime<Utc>>, candidate: DateTime<Utc>) -> Option<
     Some(current.map_or(candidate, |c| c.min(candidate)))
 }
 
+/// Reads secret `name`, which the cache does not hold: `None` when it does not exist, the owned secret
+/// (now in the cache), or an error message when it is someone else's.
+fn look_up(
+    ctx: &Context,
+    subject: &Subject,
+    name: &str,
+) -> Result<Option<CachedSecret>, PrincipalFailure> {
+    let namespace = subject.meta.namespace.as_str();
+    // The watch cache serves this: the secret watch already told the cache everything up to now.
+    match ctx.client.get_at::<Secret>(Some(namespace), name, "0") {
+        Ok(found) if secret::is_owned_by(&found.metadata, &subject.meta) => {
+            ctx.set_known_foreign(namespace, name, false);
+            let cached = CachedSecret::from_object(&found);
+            ctx.caches.secrets().upsert(namespace, cached.clone());
+            Ok(Some(cached))
+        }
+        Ok(_) => {
+            ctx.set_known_foreign(namespace, name, true);
+            Err(reported(foreign_secret_message(name), Retry::Permanent))
+        }
+        Err(e) if e.is(Reason::NotFound) => {
+            ctx.set_known_foreign(namespace, name, false);
+            Ok(None)
+        }
+        Err(e) => Err(reported(
+            format!("checking whether secret {name} exists: {e}"),
+            e.retry(),
+        )),
+    }
+}
+
+/// What [`repair`] did.
+enum Repair {
+    /// Nothing was tampered with.
+    Nothing,
+    /// Relabelled, or its content rewritten from the credential it still held intact.
+    Done(Box<CachedSecret>),
+    /// The content was changed beyond recovery: only a new exchange helps.
+    NeedsExchange,
+}
+
+/// Repairs an owned, still valid secret without a new exchange: puts back a removed label, and rewrites
+/// edited content from the part of it that still holds the credential as written.
+fn repair(
+    ctx: &Context,
+    subject: &Subject,
+    current: &CachedSecret,
+    registry: &str,
+) -> Result<Repair, String> {
+    let namespace = subject.meta.namespace.as_str();
+    let label = secret::service_account_label_value(&subject.meta.name);
+    let labelled = current.label.as_deref() == Some(label.as_str());
+    if current.summary.content != Content::Changed {
+        if labelled {
+            return Ok(Repair::Nothing);
+        }
+        ctx.check_may_act().map_err(|e| e.message)?;
+        let patch = serde_json::json!({"metadata": {
+            "resourceVersion": current.resource_version.to_string(),
+            "labels": {keys::SERVICE_ACCOUNT_LABEL: label},
+        }});
+        let written = write_patch(ctx, namespace, &current.name, patch)?;
+        log::info!(
+            namespace = namespace, serviceaccount = subject.meta.name.as_str(), secret = &*current.name;
+            "put back the label the secret had lost"
+        );
+        return Ok(Repair::Done(Box::new(written)));
+    }
+    // The content is needed now, and only now: read at (at least) the version the watch delivered.
+    let stored: Secret = ctx
+        .client
+        .get_at(
+            Some(namespace),
+            &current.name,
+            &current.resource_version.to_string(),
+        )
+        .map_err(|e| format!("reading the edited secret: {e}"))?;
+    let Some((username, password)) = secret::recover_credential(&stored, registry) else {
+        return Ok(Repair::NeedsExchange);
+    };
+    ctx.check_may_act().map_err(|e| e.message)?;
+    let config = secret::build_docker_config_json(registry, &username, password.expose());
+    let patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": stored.metadata.resource_version,
+            "labels": {keys::SERVICE_ACCOUNT_LABEL: label},
+        },
+        "data": {keys::DOCKER_CONFIG_JSON_KEY: base64::engine::general_purpose::STANDARD.encode(config)},
+    });
+    let written = write_patch(ctx, namespace, &current.name, patch)?;
+    log::info!(
+        namespace = namespace, serviceaccount = subject.meta.name.as_str(), secret = &*current.name;
+        "rewrote the edited secret from the credential it still held"
+    );
+    ctx.events.publish(
+        reference("v1", "ServiceAccount", &subject.meta),
+        EventType::Normal,
+        keys::REASON_PROVISIONED,
+        "Provision",
+        &format!(
+            "Repaired image pull secret {}: its content had been edited; rewritten with the unexpired credential it still held",
+            current.name
+        ),
+    );
+    Ok(Repair::Done(Box::new(written)))
+}
+
+/// Sends a merge patch to an owned secret and puts the result in the cache.
+fn write_patch(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    patch: serde_json::Value,
+) -> Result<CachedSecret, String> {
+    let written: Secret = ctx
+        .client
+        .patch(Some(namespace), name, &Patch::Merge(patch))
+        .map_err(|e| format!("updating secret {name}: {e}"))?;
+    let cached = CachedSecret::from_object(&written);
+    ctx.caches.secrets().upsert(namespace, cached.clone());
+    Ok(cached)
+}
+
 /// Obtains credentials for one principal and writes its secret. Returns the written secret and when it
-/// should be refreshed, or why not (the caller reports all failures in one Warning).
+/// should be refreshed; on failure, a Warning event has been published and the message is returned.
 fn provision_one(
     ctx: &Context,
-    service_account: &ServiceAccount,
-    existing: Option<&Secret>,
+    subject: &Subject,
+    existing: Option<&CachedSecret>,
     name: &str,
     principal: &Principal,
     configuration: &Configuration,
-) -> Result<(Secret, DateTime<Utc>), PrincipalFailure> {
-    let meta = &service_account.metadata;
+) -> Result<(CachedSecret, DateTime<Utc>), PrincipalFailure> {
+    let meta = &subject.meta;
     let provider = principal.provider();
     let principal_id = secret::principal_id(principal);
     let fail = |step: &str, message: String, retry: Retry| {
         metrics().provisioning(provider, step);
-        PrincipalFailure {
-            message,
-            report: true,
-            retry,
-        }
+        reported(message, retry)
     };
     let quiet = |error: ReconcileError| PrincipalFailure {
         message: error.message,
@@ -252,32 +465,6 @@ fn provision_one(
         retry: error.retry,
     };
     ctx.check_may_act().map_err(quiet)?;
-    if existing.is_none() {
-        // A name taken by someone else's secret is found before any token is minted or exchanged.
-        match ctx.client.get::<Secret>(Some(&meta.namespace), name) {
-            Ok(other) if !secret::is_owned_by(&other.metadata, meta) => {
-                return Err(fail(
-                    "secret",
-                    foreign_secret_message(name),
-                    Retry::Permanent,
-                ));
-            }
-            Ok(_) => {
-                return Err(quiet(ReconcileError::transient(
-                    "the secret was created concurrently; will retry",
-                )))
-            }
-            Err(e) if e.is(Reason::NotFound) => {}
-            Err(e) => {
-                return Err(fail(
-                    "secret",
-                    format!("checking whether secret {name} exists: {e}"),
-                    e.retry(),
-                ))
-            }
-        }
-    }
-
     let token = ctx
         .client
         .create_token(
@@ -308,21 +495,23 @@ fn provision_one(
 
     ctx.check_may_act().map_err(quiet)?;
     let desired = secret::build_secret(
-        service_account,
+        &subject.object(),
         name,
         &configuration.registry,
         principal,
         &credentials,
         obtained_at,
     );
-    let written = write_secret(ctx, service_account, existing, desired).map_err(|(e, retry)| {
+    let written = write_secret(ctx, subject, existing, desired).map_err(|e| {
         fail(
             "secret",
             format!("writing secret {name} for {principal_id}: {e}"),
-            retry,
+            Retry::Transient,
         )
     })?;
-    ctx.own_writes.record("Secret", &written.metadata);
+    let cached = CachedSecret::from_object(&written);
+    ctx.caches.secrets().upsert(&meta.namespace, cached.clone());
+    note_expiry(ctx, subject, name, principal_id, &credentials, obtained_at);
 
     let lifetime = (credentials.expires_at - obtained_at)
         .to_std()
@@ -343,97 +532,157 @@ fn provision_one(
             secret::format_time(credentials.expires_at)
         ),
     );
-    Ok((written, refresh_at))
+    Ok((cached, refresh_at))
 }
 
-/// Creates the secret, or updates the owned one in place. A secret of that name that this controller does
-/// not own is left untouched. A failure comes with its retry class.
+/// Credentials that came back already expired back this ServiceAccount off exponentially (one Warning when
+/// it starts); good ones end the backoff.
+fn note_expiry(
+    ctx: &Context,
+    subject: &Subject,
+    name: &str,
+    principal_id: &str,
+    credentials: &RegistryCredentials,
+    obtained_at: DateTime<Utc>,
+) {
+    if credentials.expires_at > obtained_at {
+        ctx.set_expired(&subject.meta.namespace, &subject.meta.name, false);
+        return;
+    }
+    let count = ctx.set_expired(&subject.meta.namespace, &subject.meta.name, true);
+    if count == 1 {
+        // One warning per streak, in the log: the secret was written and serves until the provider is fixed
+        // or the clock is; an Event each time would only repeat it.
+        log::warn!(
+            namespace = subject.meta.namespace.as_str(), serviceaccount = subject.meta.name.as_str(), secret = name;
+            "the provider returned credentials for {principal_id} that had already expired (at {}); the secret \
+             was written anyway, and new credentials are requested with a growing delay, up to {}: check the \
+             provider and the node's clock",
+            secret::format_time(credentials.expires_at),
+            hours(ctx.options.expired_backoff_max),
+        );
+    }
+}
+
+fn hours(duration: Duration) -> String {
+    format!("{:.1} h", duration.as_secs_f64() / 3600.0)
+}
+
+/// Creates the secret, or updates the owned one in place (a merge patch at the version the cache holds). A
+/// secret of that name that this controller does not own is left untouched.
 fn write_secret(
     ctx: &Context,
-    service_account: &ServiceAccount,
-    existing: Option<&Secret>,
+    subject: &Subject,
+    existing: Option<&CachedSecret>,
     desired: Secret,
-) -> Result<Secret, (String, Retry)> {
-    let classed = |e: crate::kube::Error| (e.to_string(), e.retry());
-    let namespace = service_account.metadata.namespace.as_str();
+) -> Result<Secret, String> {
+    let namespace = subject.meta.namespace.as_str();
     let name = desired.metadata.name.clone();
     let Some(existing) = existing else {
         return match ctx.client.create(Some(namespace), &desired) {
             Ok(created) => Ok(created),
-            Err(e) if e.is(Reason::AlreadyExists) => Err(match ctx.client.get::<Secret>(Some(namespace), &name) {
-                Ok(other) if !secret::is_owned_by(&other.metadata, &service_account.metadata) => {
-                    (foreign_secret_message(&name), Retry::Permanent)
+            Err(e) if e.is(Reason::AlreadyExists) => {
+                // Not in the cache, yet there: someone else's, or ours without its label. Read it for real.
+                match ctx.client.get::<Secret>(Some(namespace), &name) {
+                    Ok(other) if !secret::is_owned_by(&other.metadata, &subject.meta) => {
+                        ctx.set_known_foreign(namespace, &name, true);
+                        Err(foreign_secret_message(&name))
+                    }
+                    Ok(ours) => update_secret(ctx, namespace, &ours.metadata.resource_version, desired),
+                    Err(e) if e.is(Reason::NotFound) => Err(
+                        "the secret was created and deleted concurrently; will retry".to_string(),
+                    ),
+                    Err(e) => Err(format!(
+                        "a secret named {name} already exists and cannot be read to check who owns it: {e}"
+                    )),
                 }
-                Ok(_) => ("the secret was created concurrently; will retry".to_string(), Retry::Transient),
-                Err(e) => (format!("a secret named {name} already exists and cannot be read to check who owns it: {e}"), e.retry()),
-            }),
-            Err(e) => Err(classed(e)),
+            }
+            Err(e) => Err(e.to_string()),
         };
     };
-    if existing.type_ != desired.type_ {
+    if !existing.summary.is_docker_config {
         // The type of a secret cannot change: replace the owned secret, guarded by its UID.
         ctx.client
-            .delete::<Secret>(Some(namespace), &name, Some(&existing.metadata.uid))
-            .map_err(|e| {
-                (
-                    format!("replacing the secret of the wrong type: {e}"),
-                    e.retry(),
-                )
-            })?;
+            .delete::<Secret>(Some(namespace), &name, Some(&existing.uid.to_string()))
+            .map_err(|e| format!("replacing the secret of the wrong type: {e}"))?;
+        ctx.caches.secrets().remove(namespace, &name);
         return ctx
             .client
             .create(Some(namespace), &desired)
-            .map_err(classed);
+            .map_err(|e| e.to_string());
     }
-    let mut updated = existing.clone();
-    updated.data = desired.data;
-    updated.metadata.labels.extend(desired.metadata.labels);
-    updated
-        .metadata
-        .annotations
-        .extend(desired.metadata.annotations);
-    let owner = secret::owner_reference(service_account);
-    if !updated
-        .metadata
-        .owner_references
-        .iter()
-        .any(|r| r.uid == owner.uid)
-    {
-        updated.metadata.owner_references.push(owner);
-    }
+    update_secret(
+        ctx,
+        namespace,
+        &existing.resource_version.to_string(),
+        desired,
+    )
+}
+
+/// Writes `desired`'s label, annotations and content over the owned secret at `resource_version`; other
+/// labels, annotations and data keys stay.
+fn update_secret(
+    ctx: &Context,
+    namespace: &str,
+    resource_version: &str,
+    desired: Secret,
+) -> Result<Secret, String> {
+    let meta = &desired.metadata;
+    let patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": resource_version,
+            "labels": meta.labels,
+            "annotations": meta.annotations,
+        },
+        "data": desired.data,
+    });
     ctx.client
-        .replace(Some(namespace), &name, &updated)
-        .map_err(classed)
+        .patch(Some(namespace), &meta.name, &Patch::Merge(patch))
+        .map_err(|e| e.to_string())
 }
 
 /// Makes `.imagePullSecrets` contain every name in `add` and none in `remove`, keeping every other entry in
-/// its place. Optimistic concurrency: the update carries the resourceVersion that was read; on a conflict the
+/// its place. Optimistic concurrency: the patch carries the resourceVersion last seen; on a conflict the
 /// ServiceAccount is read again and the change recomputed.
 fn attach(
     ctx: &Context,
-    service_account: &ServiceAccount,
+    subject: &Subject,
     add: &[String],
     remove: &[String],
 ) -> Result<(), ReconcileError> {
-    let meta = &service_account.metadata;
-    let mut current = service_account.clone();
+    let meta = &subject.meta;
+    let mut resource_version = meta.resource_version.clone();
+    let mut current: Vec<LocalObjectReference> = subject
+        .cached
+        .image_pull_secrets
+        .iter()
+        .map(|n| LocalObjectReference {
+            name: n.to_string(),
+        })
+        .collect();
     for _ in 0..ATTACH_ATTEMPTS {
-        let Some(entries) = updated_pull_secrets(
-            current.image_pull_secrets.as_deref().unwrap_or_default(),
-            add,
-            remove,
-        ) else {
+        let Some(entries) = updated_pull_secrets(&current, add, remove) else {
             return Ok(());
         };
         ctx.check_may_act()?;
-        let mut updated = current.clone();
-        updated.image_pull_secrets = Some(entries);
-        match ctx
-            .client
-            .replace(Some(&meta.namespace), &meta.name, &updated)
-        {
+        let list = if entries.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(entries)
+        };
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": resource_version},
+            "imagePullSecrets": list,
+        });
+        match ctx.client.patch::<ServiceAccount>(
+            Some(&meta.namespace),
+            &meta.name,
+            &Patch::Merge(patch),
+        ) {
             Ok(written) => {
-                ctx.own_writes.record("ServiceAccount", &written.metadata);
+                ctx.caches
+                    .service_accounts()
+                    .upsert(subject.key(), CachedServiceAccount::from_object(&written));
                 log::info!(
                     namespace = meta.namespace.as_str(), serviceaccount = meta.name.as_str();
                     "updated imagePullSecrets (attached {add:?}, detached {remove:?})"
@@ -442,17 +691,18 @@ fn attach(
             }
             Err(e) if e.is(Reason::Conflict) => {
                 log::debug!("{}/{}: serviceaccount changed while updating imagePullSecrets; reading it again", meta.namespace, meta.name);
-                current = ctx
-                    .client
-                    .get(Some(&meta.namespace), &meta.name)
-                    .map_err(|e| {
-                        ReconcileError::kube("re-reading serviceaccount after a conflict", &e)
-                    })?;
-                if current.metadata.uid != meta.uid {
+                let fresh = read_newer(ctx, subject, &resource_version)
+                    .map_err(ReconcileError::transient)?;
+                if fresh.metadata.uid != meta.uid {
                     return Err(ReconcileError::transient(
                         "the serviceaccount was re-created meanwhile",
                     ));
                 }
+                resource_version = fresh.metadata.resource_version.clone();
+                current = fresh.image_pull_secrets.clone().unwrap_or_default();
+                ctx.caches
+                    .service_accounts()
+                    .upsert(subject.key(), CachedServiceAccount::from_object(&fresh));
             }
             Err(e) => {
                 metrics().provisioning("none", "attach");
@@ -466,6 +716,41 @@ fn attach(
     Err(ReconcileError::transient(format!(
         "updating imagePullSecrets: still conflicting after {ATTACH_ATTEMPTS} attempts"
     )))
+}
+
+/// The ServiceAccount newer than `seen`, which a conflict proved exists: from the apiserver's watch cache
+/// when it already has it, else by a quorum read.
+fn read_newer(ctx: &Context, subject: &Subject, seen: &str) -> Result<ServiceAccount, String> {
+    let meta = &subject.meta;
+    let read = |version: Option<&str>| {
+        read_service_account(ctx, &meta.namespace, &meta.name, version)
+            .map_err(|e| format!("re-reading serviceaccount after a conflict: {e}"))?
+            .ok_or_else(|| "the serviceaccount was deleted meanwhile".to_string())
+    };
+    let cached = read(Some(seen))?;
+    if cached.metadata.resource_version != seen {
+        return Ok(cached);
+    }
+    read(None)
+}
+
+/// Reads one ServiceAccount through a list by name (the `list` permission the watch needs already covers
+/// it): at `resource_version` or newer, or by a quorum read with `None`.
+fn read_service_account(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    resource_version: Option<&str>,
+) -> Result<Option<ServiceAccount>, crate::kube::Error> {
+    let params = ListParams {
+        field_selector: Some(format!("metadata.name={name}")),
+        resource_version: resource_version.map(str::to_string),
+        ..Default::default()
+    };
+    let mut found = None;
+    ctx.client
+        .list_each::<ServiceAccount>(Some(namespace), &params, |sa| found = Some(sa))?;
+    Ok(found)
 }
 
 /// The new `.imagePullSecrets`, or `None` when nothing changes.
@@ -490,47 +775,53 @@ pub fn updated_pull_secrets(
 /// Removes every owned secret: detach first (so pods are never admitted with a dangling name), then delete.
 fn decommission(
     ctx: &Context,
-    service_account: &ServiceAccount,
-    owned: &BTreeMap<String, Secret>,
+    subject: &Subject,
+    owned: &BTreeMap<String, CachedSecret>,
 ) -> Result<(), ReconcileError> {
-    let unwanted: Vec<&Secret> = owned.values().collect();
+    let unwanted: Vec<&CachedSecret> = owned.values().collect();
     if unwanted.is_empty() {
         return Ok(());
     }
-    let names: Vec<String> = unwanted.iter().map(|s| s.metadata.name.clone()).collect();
-    if let Err(error) = attach(ctx, service_account, &[], &names) {
+    let names: Vec<String> = unwanted.iter().map(|s| s.name.to_string()).collect();
+    if let Err(error) = attach(ctx, subject, &[], &names) {
         warn(
             ctx,
-            service_account,
+            subject,
             keys::REASON_FAILED_DECOMMISSIONING,
             &error.message,
         );
         return Err(error);
     }
-    delete_secrets(ctx, service_account, &unwanted)
+    delete_secrets(ctx, subject, &unwanted)
 }
 
 fn delete_secrets(
     ctx: &Context,
-    service_account: &ServiceAccount,
-    secrets: &[&Secret],
+    subject: &Subject,
+    secrets: &[&CachedSecret],
 ) -> Result<(), ReconcileError> {
-    let meta = &service_account.metadata;
+    let meta = &subject.meta;
     let mut deleted = Vec::new();
     for secret in secrets {
         ctx.check_may_act()?;
-        let name = &secret.metadata.name;
-        match ctx
-            .client
-            .delete::<Secret>(Some(&meta.namespace), name, Some(&secret.metadata.uid))
-        {
-            Ok(()) => deleted.push(name.clone()),
-            Err(e) if e.is(Reason::NotFound) => {}
+        let name = &*secret.name;
+        match ctx.client.delete::<Secret>(
+            Some(&meta.namespace),
+            name,
+            Some(&secret.uid.to_string()),
+        ) {
+            Ok(()) => {
+                ctx.caches.secrets().remove(&meta.namespace, name);
+                deleted.push(name.to_string());
+            }
+            Err(e) if e.is(Reason::NotFound) => {
+                ctx.caches.secrets().remove(&meta.namespace, name);
+            }
             Err(e) => {
                 let error = ReconcileError::kube(&format!("deleting secret {name}"), &e);
                 warn(
                     ctx,
-                    service_account,
+                    subject,
                     keys::REASON_FAILED_DECOMMISSIONING,
                     &error.message,
                 );
@@ -557,15 +848,25 @@ fn delete_secrets(
 /// The Warning when a Secret of a wanted name belongs to someone else; `check` reports the same words.
 pub fn foreign_secret_message(name: &str) -> String {
     format!(
-        "a secret named {name} already exists and is not managed by this controller for this serviceaccount; \
-         it was left untouched: delete or rename it, or choose another name with the {} annotation",
+        "a secret named {name} already exists and is not managed by this controller for this serviceaccount \
+         (it has no controller ownerReference to it); it was left untouched: delete or rename it, or choose \
+         another name with the {} annotation",
         keys::SECRET_NAME
     )
 }
 
-fn warn(ctx: &Context, service_account: &ServiceAccount, reason: &str, message: &str) {
+/// A failure that goes into the reconcile's one Warning.
+fn reported(message: String, retry: Retry) -> PrincipalFailure {
+    PrincipalFailure {
+        message,
+        report: true,
+        retry,
+    }
+}
+
+fn warn(ctx: &Context, subject: &Subject, reason: &str, message: &str) {
     ctx.events.publish(
-        reference("v1", "ServiceAccount", &service_account.metadata),
+        reference("v1", "ServiceAccount", &subject.meta),
         EventType::Warning,
         reason,
         "Provision",

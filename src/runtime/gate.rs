@@ -1,0 +1,96 @@
+//! A gate threads wait at until it opens or closes for good: standby workers waiting for leadership, the
+//! main thread waiting for the initial lists. Waiting is blocking, never polling.
+
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Default)]
+struct State {
+    open: bool,
+    closed_for_good: bool,
+}
+
+/// Open, closed, or closed for good (shutdown): every change wakes every waiter.
+#[derive(Debug, Default)]
+pub struct Gate {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Gate {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn set_open(&self, open: bool) {
+        self.lock().open = open;
+        self.changed.notify_all();
+    }
+
+    /// Wakes every waiter for good: [`Gate::wait_open`] returns false from now on.
+    pub fn close_for_good(&self) {
+        self.lock().closed_for_good = true;
+        self.changed.notify_all();
+    }
+
+    /// Blocks until the gate is open (true), closed for good, or `timeout` passed (false).
+    pub fn wait_open(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if state.closed_for_good {
+                return false;
+            }
+            if state.open {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn waiters_wake_when_it_opens_or_closes_for_good() {
+        let gate = Arc::new(Gate::new());
+        assert!(!gate.wait_open(Duration::from_millis(10)));
+        let waiter = {
+            let gate = gate.clone();
+            std::thread::spawn(move || gate.wait_open(Duration::from_secs(30)))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        let started = Instant::now();
+        gate.set_open(true);
+        assert!(waiter.join().unwrap());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        gate.set_open(false);
+        let waiter = {
+            let gate = gate.clone();
+            std::thread::spawn(move || gate.wait_open(Duration::from_secs(30)))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        gate.close_for_good();
+        assert!(!waiter.join().unwrap());
+        gate.set_open(true);
+        assert!(
+            !gate.wait_open(Duration::from_secs(1)),
+            "closed for good stays closed"
+        );
+    }
+}

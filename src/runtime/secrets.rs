@@ -1,0 +1,378 @@
+//! The cache of labelled secrets and its mapper: what the secret watch delivered about every secret that
+//! carries the service-account label, without its data, and which ServiceAccount each change concerns.
+//!
+//! What must stay true: no credential is kept (only [`SecretSummary`]); a secret this controller owns that
+//! lost its label (the label-selected watch reports it deleted) is kept, marked unlabelled, so the reconcile
+//! can put the label back; every change someone else made queues the owning ServiceAccount.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use super::store::{is_older_version, CompactStr, Interner, ObjectKey, Relist};
+use super::watcher::Event;
+use crate::annotations as keys;
+use crate::kube::types::Secret;
+use crate::secret::{self, SecretSummary};
+
+/// The part of a labelled secret a reconcile needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedSecret {
+    pub namespace: Arc<str>,
+    pub name: Box<str>,
+    pub uid: CompactStr,
+    pub resource_version: CompactStr,
+    /// The value of the service-account label; `None` once it was removed.
+    pub label: Option<Box<str>>,
+    /// Name and UID of the ServiceAccount that is its controller, if one is.
+    pub controller: Option<(Box<str>, CompactStr)>,
+    pub summary: SecretSummary,
+}
+
+impl CachedSecret {
+    pub fn from_object(secret: &Secret) -> Self {
+        let meta = &secret.metadata;
+        CachedSecret {
+            namespace: meta.namespace.as_str().into(),
+            name: meta.name.as_str().into(),
+            uid: CompactStr::new(&meta.uid),
+            resource_version: CompactStr::new(&meta.resource_version),
+            label: meta
+                .labels
+                .get(keys::SERVICE_ACCOUNT_LABEL)
+                .map(|v| v.as_str().into()),
+            controller: meta
+                .controller()
+                .filter(|r| r.kind == "ServiceAccount" && r.api_version == "v1")
+                .map(|r| (r.name.as_str().into(), CompactStr::new(&r.uid))),
+            summary: secret::summarize(secret),
+        }
+    }
+
+    /// Whether the ServiceAccount with this UID owns it (SPEC B1: the controller reference, nothing else).
+    pub fn is_owned_by(&self, uid: &str) -> bool {
+        self.controller.as_ref().is_some_and(|(_, u)| u.is(uid))
+    }
+
+    /// The ServiceAccount it belongs to, or claims to: its controller's name, else the label's value.
+    fn group(&self) -> Option<&str> {
+        self.controller
+            .as_ref()
+            .map(|(name, _)| name.as_ref())
+            .or(self.label.as_deref())
+    }
+
+    fn same_content(&self, other: &Self) -> bool {
+        self.uid == other.uid
+            && self.label == other.label
+            && self.controller == other.controller
+            && self.summary == other.summary
+    }
+}
+
+/// What a secret event calls for: reconcile the ServiceAccount `(namespace, name)` it belongs to.
+pub type Reconcile = ObjectKey;
+
+/// The cache of labelled secrets, kept by the ServiceAccount they belong to (a short list each), with an
+/// index from each secret's name to that group. Both maps are keyed by a 64-bit hash of
+/// (namespace, name) so that no key string is stored twice; entries are checked against the real names.
+#[derive(Debug, Default)]
+pub struct Secrets {
+    groups: HashMap<u64, Vec<CachedSecret>>,
+    names: HashMap<u64, u64>,
+    shared: Interner<str>,
+    relist: Relist,
+}
+
+fn hash_of(namespace: &str, name: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (namespace, name).hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Secrets {
+    /// Every cached secret that belongs to, or claims to belong to, ServiceAccount `namespace/name`.
+    pub fn for_service_account(&self, namespace: &str, name: &str) -> Vec<CachedSecret> {
+        let label = secret::service_account_label_value(name);
+        let mut found: Vec<CachedSecret> = Vec::new();
+        for group in [name, label.as_str()] {
+            let Some(members) = self.groups.get(&hash_of(namespace, group)) else {
+                continue;
+            };
+            for entry in members.iter().filter(|e| e.group() == Some(group)) {
+                if !found.iter().any(|f| f.name == entry.name) {
+                    found.push(entry.clone());
+                }
+            }
+        }
+        found
+    }
+
+    pub fn get(&self, namespace: &str, name: &str) -> Option<CachedSecret> {
+        let group = self.names.get(&hash_of(namespace, name))?;
+        self.groups
+            .get(group)?
+            .iter()
+            .find(|e| *e.name == *name)
+            .cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Turns one watch event into cache updates and the ServiceAccounts to reconcile.
+    pub fn apply(&mut self, event: Event<Secret>) -> Vec<Reconcile> {
+        match event {
+            Event::ListStarted => {
+                self.relist.start();
+                Vec::new()
+            }
+            Event::Listed(secret) | Event::Applied(secret) => {
+                let namespace = secret.metadata.namespace.clone();
+                self.relist.saw(&namespace, &secret.metadata.name);
+                self.upsert(&namespace, CachedSecret::from_object(&secret))
+                    .into_iter()
+                    .collect()
+            }
+            Event::Deleted(secret) => {
+                let namespace = secret.metadata.namespace.clone();
+                let entry = CachedSecret::from_object(&secret);
+                let unlabelled =
+                    entry.label.is_none() && secret.metadata.deletion_timestamp.is_none();
+                if unlabelled && entry.controller.is_some() {
+                    // It left the label selector but still exists: keep it, so the label goes back on.
+                    return self.upsert(&namespace, entry).into_iter().collect();
+                }
+                // The group it was kept in: the object as deleted may have lost the label that put it there.
+                let group = self
+                    .remove(&namespace, &entry.name)
+                    .or_else(|| entry.group().map(str::to_string));
+                group.map(|g| (namespace, g)).into_iter().collect()
+            }
+            Event::ListDone => {
+                let Some(listed) = self.relist.finish() else {
+                    return Vec::new();
+                };
+                let mut work = Vec::new();
+                let names = &mut self.names;
+                self.groups.retain(|_, members| {
+                    members.retain(|e| {
+                        if listed.contains(&e.namespace, &e.name) {
+                            return true;
+                        }
+                        names.remove(&hash_of(&e.namespace, &e.name));
+                        if let Some(group) = e.group() {
+                            work.push((e.namespace.to_string(), group.to_string()));
+                        }
+                        false
+                    });
+                    !members.is_empty()
+                });
+                work.sort();
+                work.dedup();
+                work
+            }
+        }
+    }
+
+    /// Puts a secret as this process wrote it (or a watch delivered it) into the cache, unless a newer
+    /// version is already there. Returns the ServiceAccount to reconcile when something it reads changed.
+    pub fn upsert(&mut self, namespace: &str, mut new: CachedSecret) -> Option<Reconcile> {
+        let unchanged = match self.get(namespace, &new.name) {
+            Some(old)
+                if old.uid == new.uid
+                    && is_older_version(&new.resource_version, &old.resource_version) =>
+            {
+                return None
+            }
+            Some(old) => old.same_content(&new),
+            None => false,
+        };
+        self.remove(namespace, &new.name);
+        let group = new.group()?.to_string();
+        new.namespace = self.shared.intern(Arc::from(namespace));
+        new.summary.principal = new.summary.principal.map(|p| self.shared.intern(p));
+        new.summary.registry = new.summary.registry.map(|r| self.shared.intern(r));
+        let group_hash = hash_of(namespace, &group);
+        self.names.insert(hash_of(namespace, &new.name), group_hash);
+        self.groups
+            .entry(group_hash)
+            .or_insert_with(|| Vec::with_capacity(1))
+            .push(new);
+        (!unchanged).then(|| (namespace.to_string(), group))
+    }
+
+    /// Forgets a secret this process deleted. Returns the group it was in.
+    pub fn remove(&mut self, namespace: &str, name: &str) -> Option<String> {
+        let group_hash = self.names.remove(&hash_of(namespace, name))?;
+        let members = self.groups.get_mut(&group_hash)?;
+        let position = members.iter().position(|e| *e.name == *name)?;
+        let removed = members.swap_remove(position);
+        if members.is_empty() {
+            self.groups.remove(&group_hash);
+        }
+        removed.group().map(str::to_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::types::OwnerReference;
+
+    fn secret(name: &str, rv: &str, label: Option<&str>, owner: Option<(&str, &str)>) -> Secret {
+        let mut s = Secret::default();
+        s.metadata.namespace = "ns".into();
+        s.metadata.name = name.into();
+        s.metadata.uid = format!("uid-{name}");
+        s.metadata.resource_version = rv.into();
+        s.type_ = keys::DOCKER_CONFIG_JSON_TYPE.into();
+        if let Some(label) = label {
+            s.metadata
+                .labels
+                .insert(keys::SERVICE_ACCOUNT_LABEL.into(), label.into());
+        }
+        if let Some((name, uid)) = owner {
+            s.metadata.owner_references.push(OwnerReference {
+                api_version: "v1".into(),
+                kind: "ServiceAccount".into(),
+                name: name.into(),
+                uid: uid.into(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            });
+        }
+        s.data
+            .insert(keys::DOCKER_CONFIG_JSON_KEY.into(), "e30=".into());
+        s
+    }
+
+    fn sa(name: &str) -> ObjectKey {
+        ("ns".into(), name.into())
+    }
+
+    #[test]
+    fn secrets_are_found_by_owner_and_by_label_without_their_data() {
+        let mut cache = Secrets::default();
+        assert_eq!(
+            cache.apply(Event::Applied(secret(
+                "ours",
+                "1",
+                Some("app"),
+                Some(("app", "u1"))
+            ))),
+            vec![sa("app")]
+        );
+        assert_eq!(
+            cache.apply(Event::Applied(secret("claims", "1", Some("app"), None))),
+            vec![sa("app")]
+        );
+        let found = cache.for_service_account("ns", "app");
+        assert_eq!(found.len(), 2);
+        let ours = found.iter().find(|s| &*s.name == "ours").unwrap();
+        assert!(ours.is_owned_by("u1") && !ours.is_owned_by("u2"));
+        let claims = found.iter().find(|s| &*s.name == "claims").unwrap();
+        assert!(!claims.is_owned_by("u1"), "a label is not ownership");
+        assert!(!format!("{ours:?}").contains("e30="));
+    }
+
+    #[test]
+    fn a_secret_that_lost_its_label_is_kept_and_its_owner_queued() {
+        let mut cache = Secrets::default();
+        cache.apply(Event::Applied(secret(
+            "ours",
+            "1",
+            Some("app"),
+            Some(("app", "u1")),
+        )));
+        // The label-selected watch reports the unlabelled secret as deleted.
+        assert_eq!(
+            cache.apply(Event::Deleted(secret(
+                "ours",
+                "2",
+                None,
+                Some(("app", "u1"))
+            ))),
+            vec![sa("app")]
+        );
+        let kept = cache.get("ns", "ours").expect("still known");
+        assert_eq!(kept.label, None);
+        assert_eq!(cache.for_service_account("ns", "app").len(), 1);
+        // A foreign secret that lost the label is simply forgotten.
+        cache.apply(Event::Applied(secret("claims", "1", Some("app"), None)));
+        assert_eq!(
+            cache.apply(Event::Deleted(secret("claims", "2", None, None))),
+            vec![sa("app")]
+        );
+        assert!(cache.get("ns", "claims").is_none());
+    }
+
+    #[test]
+    fn deletions_echoes_and_stale_events() {
+        let mut cache = Secrets::default();
+        let written =
+            CachedSecret::from_object(&secret("ours", "5", Some("app"), Some(("app", "u1"))));
+        assert_eq!(cache.upsert("ns", written), Some(sa("app")));
+        assert!(cache
+            .apply(Event::Applied(secret(
+                "ours",
+                "4",
+                Some("app"),
+                Some(("app", "u1"))
+            )))
+            .is_empty());
+        assert!(cache
+            .apply(Event::Applied(secret(
+                "ours",
+                "5",
+                Some("app"),
+                Some(("app", "u1"))
+            )))
+            .is_empty());
+        let mut edited = secret("ours", "6", Some("app"), Some(("app", "u1")));
+        edited
+            .data
+            .insert(keys::DOCKER_CONFIG_JSON_KEY.into(), "bm90IGpzb24=".into());
+        assert_eq!(
+            cache.apply(Event::Applied(edited)),
+            vec![sa("app")],
+            "content edited"
+        );
+        let mut deleted = secret("ours", "7", Some("app"), Some(("app", "u1")));
+        deleted.metadata.deletion_timestamp = Some("2026-01-01T00:00:00Z".into());
+        assert_eq!(cache.apply(Event::Deleted(deleted)), vec![sa("app")]);
+        assert!(cache.is_empty() && cache.for_service_account("ns", "app").is_empty());
+    }
+
+    #[test]
+    fn a_relist_forgets_what_is_gone() {
+        let mut cache = Secrets::default();
+        cache.apply(Event::Applied(secret(
+            "a",
+            "1",
+            Some("app"),
+            Some(("app", "u1")),
+        )));
+        cache.apply(Event::Applied(secret(
+            "b",
+            "1",
+            Some("web"),
+            Some(("web", "u2")),
+        )));
+        cache.apply(Event::ListStarted);
+        cache.apply(Event::Listed(secret(
+            "a",
+            "1",
+            Some("app"),
+            Some(("app", "u1")),
+        )));
+        assert_eq!(cache.apply(Event::ListDone), vec![sa("web")]);
+        assert_eq!(cache.len(), 1);
+    }
+}
