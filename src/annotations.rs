@@ -26,6 +26,14 @@ pub const AZURE_CLOUD: &str = crate::cloud::azure::CLOUD_ANNOTATION;
 pub const AZURE_WORKLOAD_IDENTITY_CLIENT_ID: &str = "azure.workload.identity/client-id";
 pub const AZURE_WORKLOAD_IDENTITY_TENANT_ID: &str = "azure.workload.identity/tenant-id";
 
+/// Whether the configuration is read from this annotation: ours, and the ecosystem's that stand in for ours.
+/// Whatever keeps a ServiceAccount's annotations for a later reconcile must keep exactly these.
+pub fn is_read_by_configuration(key: &str) -> bool {
+    key.starts_with(PREFIX)
+        || key == AZURE_WORKLOAD_IDENTITY_CLIENT_ID
+        || key == AZURE_WORKLOAD_IDENTITY_TENANT_ID
+}
+
 /// The annotations whose presence means someone meant to configure the ServiceAccount.
 pub const CONFIGURATION_KEYS: [&str; 8] = [
     REGISTRY,

@@ -2,7 +2,7 @@
 //! someone configured, and which of them need a reconcile.
 //!
 //! What must stay true: memory grows with configured ServiceAccounts only, and per entry only with what a
-//! reconcile reads (UID, resourceVersion, this controller's annotations, the names in `.imagePullSecrets`);
+//! reconcile reads (UID, resourceVersion, the annotations the configuration is read from, the names in `.imagePullSecrets`);
 //! a ServiceAccount that stops being configured stays until its reconcile has cleaned up after it
 //! ([`ServiceAccounts::forget_if_unconfigured`]); an event that changes nothing kept (the echo of this
 //! process's own write, an edit of fields it does not read) queues no work.
@@ -20,7 +20,8 @@ use crate::kube::types::ServiceAccount;
 pub struct CachedServiceAccount {
     pub uid: CompactStr,
     pub resource_version: CompactStr,
-    /// This controller's annotations only (the prefix), sorted by key; shared among equal sets.
+    /// The annotations the configuration is read from (ours and the Azure Workload Identity ones it falls back
+    /// to), sorted by key; shared among equal sets.
     pub annotations: Arc<[(Box<str>, Box<str>)]>,
     pub image_pull_secrets: Box<[Box<str>]>,
     pub deleting: bool,
@@ -35,7 +36,7 @@ impl CachedServiceAccount {
             annotations: meta
                 .annotations
                 .iter()
-                .filter(|(k, _)| k.starts_with(keys::PREFIX))
+                .filter(|(k, _)| keys::is_read_by_configuration(k))
                 .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
                 .collect(),
             image_pull_secrets: sa
@@ -238,10 +239,14 @@ mod tests {
         ("ns".into(), name.into())
     }
 
-    const CONFIG: [(&str, &str); 2] = [(keys::REGISTRY, "gcr.io"), ("other/key", "x")];
+    const CONFIG: [(&str, &str); 3] = [
+        (keys::REGISTRY, "gcr.io"),
+        ("other/key", "x"),
+        (keys::AZURE_WORKLOAD_IDENTITY_CLIENT_ID, "id"),
+    ];
 
     #[test]
-    fn only_configured_service_accounts_are_kept_with_only_our_annotations() {
+    fn only_configured_service_accounts_are_kept_with_only_the_annotations_configuration_reads() {
         let mut cache = ServiceAccounts::default();
         assert!(cache
             .apply(Event::Applied(sa("plain", "1", &[("a", "b")], &[])))
@@ -254,7 +259,7 @@ mod tests {
         let entry = cache.get("ns", "app").unwrap();
         assert_eq!(
             entry.annotation_map().keys().collect::<Vec<_>>(),
-            vec![keys::REGISTRY]
+            vec![keys::AZURE_WORKLOAD_IDENTITY_CLIENT_ID, keys::REGISTRY]
         );
         assert_eq!(entry.pull_secret_names(), vec!["user"]);
         assert_eq!(cache.len(), 1);
