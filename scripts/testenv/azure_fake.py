@@ -305,11 +305,12 @@ class Handler(BaseHTTPRequestHandler):
             status, payload, note, headers = e.status, e.body, e.note, e.headers
         except GoogleError as e:  # the JWKS client's failures
             status, payload, note = 400, entra_error("invalid_client", 700027, str(e.note)).body, "jwks"
-        self._send(status, payload, headers)
         line = (f"{time.time():.3f} {self.client_address[0]} {method} host={host} {path} {status} "
                 f"{(time.monotonic() - started) * 1000:.1f}ms {note}")
+        # Counted before answering: a client that reads /stats right after its answer must see its own request.
         if path not in ("/stats", "/log", "/control"):
             self.state.record(kind, status, injected, line)
+        self._send(status, payload, headers)
         sys.stderr.write(f"azure_fake: {line}\n")
         sys.stderr.flush()
 

@@ -366,9 +366,10 @@ class Handler(BaseHTTPRequestHandler):
             headers = {}
         except GoogleError as e:
             status, payload, note, headers = e.status, e.body, e.note, e.headers
-        self._send(status, payload, headers)
+        # Counted before answering: a client that reads /stats right after its answer must see its own request.
         if path not in ("/stats", "/control"):
             self.state.record(kind, status, injected)
+        self._send(status, payload, headers)
         elapsed = (time.monotonic() - started) * 1000
         # The path holds at most a service account email; tokens travel only in bodies and headers. The line
         # begins with the wall-clock arrival time, so tests can count requests per second (rate limits).

@@ -505,8 +505,8 @@ fn provision_one(
     let written = write_secret(ctx, subject, existing, desired).map_err(|e| {
         fail(
             "secret",
-            format!("writing secret {name} for {principal_id}: {e}"),
-            Retry::Transient,
+            format!("writing secret {name} for {principal_id}: {}", e.message),
+            e.retry,
         )
     })?;
     let cached = CachedSecret::from_object(&written);
@@ -575,7 +575,7 @@ fn write_secret(
     subject: &Subject,
     existing: Option<&CachedSecret>,
     desired: Secret,
-) -> Result<Secret, String> {
+) -> Result<Secret, ReconcileError> {
     let namespace = subject.meta.namespace.as_str();
     let name = desired.metadata.name.clone();
     let Some(existing) = existing else {
@@ -586,30 +586,36 @@ fn write_secret(
                 match ctx.client.get::<Secret>(Some(namespace), &name) {
                     Ok(other) if !secret::is_owned_by(&other.metadata, &subject.meta) => {
                         ctx.set_known_foreign(namespace, &name, true);
-                        Err(foreign_secret_message(&name))
+                        Err(ReconcileError::new(
+                            foreign_secret_message(&name),
+                            Retry::Permanent,
+                        ))
                     }
                     Ok(ours) => update_secret(ctx, namespace, &ours.metadata.resource_version, desired),
-                    Err(e) if e.is(Reason::NotFound) => Err(
-                        "the secret was created and deleted concurrently; will retry".to_string(),
-                    ),
-                    Err(e) => Err(format!(
-                        "a secret named {name} already exists and cannot be read to check who owns it: {e}"
+                    Err(e) if e.is(Reason::NotFound) => Err(ReconcileError::transient(
+                        "the secret was created and deleted concurrently; will retry",
+                    )),
+                    Err(e) => Err(ReconcileError::kube(
+                        &format!(
+                            "a secret named {name} already exists and cannot be read to check who owns it"
+                        ),
+                        &e,
                     )),
                 }
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         };
     };
     if !existing.summary.is_docker_config {
         // The type of a secret cannot change: replace the owned secret, guarded by its UID.
         ctx.client
             .delete::<Secret>(Some(namespace), &name, Some(&existing.uid.to_string()))
-            .map_err(|e| format!("replacing the secret of the wrong type: {e}"))?;
+            .map_err(|e| ReconcileError::kube("replacing the secret of the wrong type", &e))?;
         ctx.caches.secrets().remove(namespace, &name);
         return ctx
             .client
             .create(Some(namespace), &desired)
-            .map_err(|e| e.to_string());
+            .map_err(ReconcileError::from);
     }
     update_secret(
         ctx,
@@ -626,7 +632,7 @@ fn update_secret(
     namespace: &str,
     resource_version: &str,
     desired: Secret,
-) -> Result<Secret, String> {
+) -> Result<Secret, ReconcileError> {
     let meta = &desired.metadata;
     let patch = serde_json::json!({
         "metadata": {
@@ -638,7 +644,7 @@ fn update_secret(
     });
     ctx.client
         .patch(Some(namespace), &meta.name, &Patch::Merge(patch))
-        .map_err(|e| e.to_string())
+        .map_err(ReconcileError::from)
 }
 
 /// Makes `.imagePullSecrets` contain every name in `add` and none in `remove`, keeping every other entry in
