@@ -1,7 +1,7 @@
 // Wrapper module that builds promtool for the packaging tests from the Go module proxy; bump with `go get -tool`.
 module ipsp.test/promtool
 
-go 1.26.0
+go 1.26.7
 
 tool github.com/prometheus/prometheus/cmd/promtool
 
