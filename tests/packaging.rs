@@ -254,6 +254,10 @@ fn helm_template_with_non_default_values() {
             "--aws-sts-endpoint=https://sts.{region}.amazonaws.com",
             "--google-sts-endpoint=https://sts.p.googleapis.com",
             "--google-token-lifetime=30m",
+            "--azure-authority-host=https://login.microsoftonline.us",
+            "--azure-acr-endpoint=https://{registry}",
+            "--provider-rate=20",
+            "--provider-burst=40",
             "--provider-ca-bundle=/etc/image-pull-secrets-provisioner/ca/ca.crt",
             "--aws-ecr-endpoint=https://api.ecr.{region}.amazonaws.com",
         ]
