@@ -434,9 +434,10 @@ fn push_puts_one_index_with_both_architectures_into_a_real_registry() {
         "{}/ipsp/image-pull-secrets-provisioner:test",
         registry.address
     );
+    // A tag of its own, so the archive the scratch tests unpack is not rewritten meanwhile.
     let lines = run_image_script(&[
         "--tag",
-        "image-pull-secrets-provisioner:test",
+        "image-pull-secrets-provisioner:push",
         "--push",
         &reference,
     ]);
