@@ -55,6 +55,11 @@ pub const FLAGS: &[Flag] = &[
     Flag { name: "--max-principals-per-service-account", value: Some("N"), default: "20", help: "a ServiceAccount listing more principals gets one Warning event and nothing else (no token request, no secret)" },
     Flag { name: "--log-level", value: Some("LEVEL"), default: "info", help: "error, warn, info, debug or trace (credentials are never logged at any level)" },
     Flag { name: "--log-format", value: Some("FORMAT"), default: "text", help: "text or json" },
+    Flag { name: "--zap-log-level", value: Some("LEVEL"), default: "", help: "the original's flag: debug, info, error, panic or a verbosity N > 0; sets --log-level unless that is given" },
+    Flag { name: "--zap-encoder", value: Some("ENCODER"), default: "", help: "the original's flag: json or console (= text); sets --log-format unless that is given" },
+    Flag { name: "--zap-devel", value: None, default: "false", help: "the original's flag: accepted and ignored (logged at start)" },
+    Flag { name: "--zap-stacktrace-level", value: Some("LEVEL"), default: "", help: "the original's flag: info, error or panic; accepted and ignored (no stack traces are logged)" },
+    Flag { name: "--zap-time-encoding", value: Some("ENCODING"), default: "", help: "the original's flag: accepted and ignored (times are always RFC 3339 in UTC)" },
     Flag { name: "--help", value: None, default: "false", help: "print this help" },
     Flag { name: "--version", value: None, default: "false", help: "print the version" },
 ];
@@ -85,6 +90,8 @@ pub struct Config {
     pub max_principals_per_service_account: usize,
     pub log_level: log::LevelFilter,
     pub log_format: LogFormat,
+    /// What became of the original's `--zap-*` flags, for the log once the logger is up.
+    pub notices: Vec<String>,
 }
 
 /// What the command line asks for.
@@ -127,17 +134,20 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         return Ok(Command::Version);
     }
     let mut values = std::collections::HashMap::new();
+    let mut given = std::collections::HashSet::new();
     for flag in FLAGS.iter().filter(|f| f.value.is_some()) {
         let value: Option<String> = parser
             .opt_value_from_str(flag.name)
             .map_err(|e| format!("flag {}: {e}", flag.name))?;
-        values.insert(
-            flag.name.trim_start_matches('-'),
-            value.unwrap_or_else(|| flag.default.to_string()),
-        );
+        let name = flag.name.trim_start_matches('-');
+        if value.is_some() {
+            given.insert(name);
+        }
+        values.insert(name, value.unwrap_or_else(|| flag.default.to_string()));
     }
     let leader_elect = parser.contains("--leader-elect");
     let disable_pod_eviction = parser.contains("--disable-pod-eviction");
+    let zap_devel = parser.contains("--zap-devel");
     let rest = parser.finish();
     if let Some(unknown) = rest.first() {
         return Err(format!(
@@ -244,6 +254,16 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let log_format = get("log-format")
         .parse::<LogFormat>()
         .map_err(|e| format!("flag --log-format: {e}"))?;
+    let zap = ZapFlags {
+        log_level: optional("zap-log-level"),
+        encoder: optional("zap-encoder"),
+        devel: zap_devel,
+        stacktrace_level: optional("zap-stacktrace-level"),
+        time_encoding: optional("zap-time-encoding"),
+    };
+    let zap = zap.resolve(given.contains("log-level"), given.contains("log-format"))?;
+    let log_level = zap.log_level.unwrap_or(log_level);
+    let log_format = zap.log_format.unwrap_or(log_format);
     let provider_ca_bundle = optional("provider-ca-bundle").map(PathBuf::from);
     if let Some(path) = &provider_ca_bundle {
         crate::transport::certificates_from_file(path)
@@ -287,7 +307,120 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         max_principals_per_service_account: max_principals,
         log_level,
         log_format,
+        notices: zap.notices,
     })))
+}
+
+/// The original's logging flags (controller-runtime's zap options), as given.
+#[derive(Debug, Default)]
+struct ZapFlags {
+    log_level: Option<String>,
+    encoder: Option<String>,
+    devel: bool,
+    stacktrace_level: Option<String>,
+    time_encoding: Option<String>,
+}
+
+/// What the `--zap-*` flags mean here: a level and a format where they have an equivalent, and one notice
+/// per flag saying what became of it.
+#[derive(Debug, Default, PartialEq)]
+struct ZapResolved {
+    log_level: Option<log::LevelFilter>,
+    log_format: Option<LogFormat>,
+    notices: Vec<String>,
+}
+
+impl ZapFlags {
+    /// Maps the flags onto `--log-level` and `--log-format` unless those were given themselves, and refuses
+    /// the values the original refuses too, so a typo fails the same way after the swap.
+    fn resolve(self, log_level_given: bool, log_format_given: bool) -> Result<ZapResolved, String> {
+        let mut out = ZapResolved::default();
+        if let Some(value) = self.log_level {
+            let level = zap_level(&value)?;
+            if log_level_given {
+                out.notices.push(format!(
+                    "--zap-log-level={value} ignored: --log-level is given"
+                ));
+            } else {
+                out.notices.push(format!(
+                    "--zap-log-level={value} taken as --log-level {}",
+                    level.as_str().to_lowercase()
+                ));
+                out.log_level = Some(level);
+            }
+        }
+        if let Some(value) = self.encoder {
+            let format = match value.as_str() {
+                "json" => LogFormat::Json,
+                "console" => LogFormat::Text,
+                other => {
+                    return Err(format!(
+                        "flag --zap-encoder: {other:?} is not json or console"
+                    ))
+                }
+            };
+            if log_format_given {
+                out.notices.push(format!(
+                    "--zap-encoder={value} ignored: --log-format is given"
+                ));
+            } else {
+                out.notices.push(format!(
+                    "--zap-encoder={value} taken as --log-format {}",
+                    if format == LogFormat::Json {
+                        "json"
+                    } else {
+                        "text"
+                    }
+                ));
+                out.log_format = Some(format);
+            }
+        }
+        if self.devel {
+            out.notices
+                .push("--zap-devel ignored: use --log-level debug for more detail".to_string());
+        }
+        if let Some(value) = self.stacktrace_level {
+            if !matches!(value.as_str(), "info" | "error" | "panic") {
+                return Err(format!(
+                    "flag --zap-stacktrace-level: {value:?} is not info, error or panic"
+                ));
+            }
+            out.notices.push(format!(
+                "--zap-stacktrace-level={value} ignored: no stack traces are logged"
+            ));
+        }
+        if let Some(value) = self.time_encoding {
+            if !matches!(
+                value.as_str(),
+                "epoch" | "millis" | "nano" | "iso8601" | "rfc3339" | "rfc3339nano"
+            ) {
+                return Err(format!(
+                    "flag --zap-time-encoding: {value:?} is not epoch, millis, nano, iso8601, rfc3339 or rfc3339nano"
+                ));
+            }
+            out.notices.push(format!(
+                "--zap-time-encoding={value} ignored: times are always RFC 3339 in UTC"
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// A zap level as controller-runtime reads it: a name, or a verbosity N > 0 (logr's V(N); 1 is debug,
+/// anything finer is trace here). zap's panic level logs errors, so it maps to error.
+fn zap_level(value: &str) -> Result<log::LevelFilter, String> {
+    match value {
+        "debug" => Ok(log::LevelFilter::Debug),
+        "info" => Ok(log::LevelFilter::Info),
+        "error" | "panic" => Ok(log::LevelFilter::Error),
+        other => match other.parse::<u8>() {
+            Ok(1) => Ok(log::LevelFilter::Debug),
+            Ok(n) if n > 1 => Ok(log::LevelFilter::Trace),
+            _ => Err(format!(
+                "flag --zap-log-level: {other:?} is not debug, info, error, panic or an integer > 0"
+            )),
+        },
+    }
 }
 
 /// Turns Go-style `--flag=true` into `--flag` and drops `--flag=false`, for the boolean flags.
@@ -478,6 +611,125 @@ mod tests {
             };
             assert!(err.contains(want), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_originals_zap_flags_map_onto_level_and_format() {
+        let config = run(&[
+            "--zap-log-level=debug",
+            "--zap-encoder=json",
+            "--zap-devel=true",
+            "--zap-stacktrace-level=error",
+            "--zap-time-encoding",
+            "iso8601",
+        ])
+        .unwrap();
+        assert_eq!(config.log_level, log::LevelFilter::Debug);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            config.notices,
+            vec![
+                "--zap-log-level=debug taken as --log-level debug",
+                "--zap-encoder=json taken as --log-format json",
+                "--zap-devel ignored: use --log-level debug for more detail",
+                "--zap-stacktrace-level=error ignored: no stack traces are logged",
+                "--zap-time-encoding=iso8601 ignored: times are always RFC 3339 in UTC",
+            ]
+        );
+        let console = run(&["--zap-encoder", "console", "--zap-devel=false"]).unwrap();
+        assert_eq!(console.log_format, LogFormat::Text);
+        assert_eq!(
+            console.notices,
+            vec!["--zap-encoder=console taken as --log-format text"]
+        );
+        assert!(run(&[]).unwrap().notices.is_empty());
+    }
+
+    #[test]
+    fn zap_verbosities_and_names() {
+        for (value, want) in [
+            ("info", log::LevelFilter::Info),
+            ("error", log::LevelFilter::Error),
+            ("panic", log::LevelFilter::Error),
+            ("1", log::LevelFilter::Debug),
+            ("2", log::LevelFilter::Trace),
+            ("10", log::LevelFilter::Trace),
+        ] {
+            let flag = format!("--zap-log-level={value}");
+            assert_eq!(run(&[&flag]).unwrap().log_level, want, "{value}");
+        }
+    }
+
+    #[test]
+    fn our_own_log_flags_win_over_zap() {
+        let config = run(&[
+            "--log-level",
+            "warn",
+            "--zap-log-level=debug",
+            "--log-format=text",
+            "--zap-encoder=json",
+        ])
+        .unwrap();
+        assert_eq!(config.log_level, log::LevelFilter::Warn);
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(
+            config.notices,
+            vec![
+                "--zap-log-level=debug ignored: --log-level is given",
+                "--zap-encoder=json ignored: --log-format is given",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_zap_values_are_refused_as_the_original_refuses_them() {
+        for (args, want) in [
+            (
+                &["--zap-log-level=loud"][..],
+                "flag --zap-log-level: \"loud\" is not debug, info, error, panic or an integer > 0",
+            ),
+            (
+                &["--zap-log-level=0"][..],
+                "flag --zap-log-level: \"0\" is not",
+            ),
+            (
+                &["--zap-encoder=xml"][..],
+                "flag --zap-encoder: \"xml\" is not json or console",
+            ),
+            (
+                &["--zap-stacktrace-level=debug"][..],
+                "flag --zap-stacktrace-level: \"debug\" is not info, error or panic",
+            ),
+            (
+                &["--zap-time-encoding=unix"][..],
+                "flag --zap-time-encoding: \"unix\" is not epoch",
+            ),
+            (
+                &["--zap-devel=sometimes"][..],
+                "flag --zap-devel: \"sometimes\" is not true or false",
+            ),
+        ] {
+            let err = match parse(args.iter().map(OsString::from).collect()) {
+                Err(e) => e,
+                Ok(other) => panic!("{args:?}: {other:?}"),
+            };
+            assert!(err.starts_with(want), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_originals_deployment_arguments_parse() {
+        // config/default/manager_auth_proxy_patch.yaml and config/manager/manager.yaml of the original.
+        let config = run(&[
+            "--health-probe-bind-address=:8081",
+            "--metrics-bind-address=127.0.0.1:8080",
+            "--leader-elect",
+        ])
+        .unwrap();
+        assert_eq!(config.metrics_bind_address, "127.0.0.1:8080");
+        assert_eq!(config.health_probe_bind_address, ":8081");
+        assert!(config.leader_elect);
+        assert_eq!(config.leader_election_id, "b1b11bb0.preferred.jp");
     }
 
     #[test]

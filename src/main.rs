@@ -37,6 +37,9 @@ fn run() -> Result<(), String> {
         Command::Run(config) => *config,
     };
     logger::init(config.log_level, config.log_format)?;
+    for notice in &config.notices {
+        log::info!("{notice}");
+    }
     let shutdown = Shutdown::new();
     signal::install(shutdown.clone())
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;

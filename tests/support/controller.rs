@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::{cluster, eventually, project_root, unique, Cluster};
 
 /// The namespace and name of the controller's own ServiceAccount in `manifests/`.
-pub const CONTROLLER_NAMESPACE: &str = "image-pull-secrets-provisioner";
+pub const CONTROLLER_NAMESPACE: &str = "image-pull-secrets-provisioner-system";
 pub const CONTROLLER_SERVICE_ACCOUNT: &str = "image-pull-secrets-provisioner";
 
 /// Applies a file of `manifests/` (namespace, ServiceAccount, RBAC; never the Deployment).

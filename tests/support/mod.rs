@@ -39,7 +39,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    fn load(dir: &Path) -> Cluster {
+    pub fn load(dir: &Path) -> Cluster {
         let text = std::fs::read_to_string(dir.join("env.json"))
             .unwrap_or_else(|e| panic!("cannot read {}/env.json: {e}", dir.display()));
         let env: serde_json::Value = serde_json::from_str(&text).expect("env.json is JSON");

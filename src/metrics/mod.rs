@@ -1,16 +1,22 @@
-//! The controller's Prometheus metrics: a small fixed registry rendered in text exposition format 0.0.4.
+//! The controller's Prometheus metrics: a small fixed registry of its own families (this file), written in
+//! text exposition format 0.0.4 by [`exposition`], plus the standard process metrics from [`process`].
 //!
 //! Every metric has its own method on [`Metrics`], so a misspelt name or a wrong label set is a compile error
 //! rather than a silently empty series. Label sets stay small: providers, outcomes and results are a handful
 //! of fixed words, and the one per-object series — seconds until each secret expires — is removed again with
 //! [`Metrics::forget_secret`], so memory follows the number of provisioned secrets.
 
+mod exposition;
+mod process;
+
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
+
+use exposition::{header, lock, sample, Counters, Histogram};
+use process::{render_process, ProcessStats};
 
 const PREFIX: &str = "image_pull_secrets_provisioner";
 
@@ -18,9 +24,6 @@ const PREFIX: &str = "image_pull_secrets_provisioner";
 pub const REQUEST_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-/// Linux reports CPU time in clock ticks of 1/100 s on every architecture the controller is built for.
-const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 /// The process-wide registry.
 pub fn metrics() -> &'static Metrics {
@@ -57,7 +60,7 @@ impl Metrics {
     pub fn observe_provider_request(&self, provider: &str, seconds: f64) {
         lock(&self.provider_requests)
             .entry(provider.to_string())
-            .or_default()
+            .or_insert_with(|| Histogram::new(&REQUEST_BUCKETS))
             .observe(seconds);
     }
 
@@ -127,7 +130,7 @@ impl Metrics {
         let mut out = String::new();
         header(
             &mut out,
-            "build_info",
+            &format!("{PREFIX}_build_info"),
             "gauge",
             "Version of the controller; always 1.",
         );
@@ -140,28 +143,31 @@ impl Metrics {
 
         header(
             &mut out,
-            "provisioning_total",
+            &format!("{PREFIX}_provisioning_total"),
             "counter",
             "Secret provisionings by provider and outcome (success or the step that failed).",
         );
-        self.provisioning
-            .render(&mut out, "provisioning_total", &["provider", "outcome"]);
+        self.provisioning.render(
+            &mut out,
+            &format!("{PREFIX}_provisioning_total"),
+            &["provider", "outcome"],
+        );
 
         self.render_requests(&mut out);
         self.render_expiry(&mut out, now);
 
         header(
             &mut out,
-            "evictions_total",
+            &format!("{PREFIX}_evictions_total"),
             "counter",
             "Pod eviction decisions by result.",
         );
         self.evictions
-            .render(&mut out, "evictions_total", &["result"]);
+            .render(&mut out, &format!("{PREFIX}_evictions_total"), &["result"]);
 
         header(
             &mut out,
-            "workqueue_depth",
+            &format!("{PREFIX}_workqueue_depth"),
             "gauge",
             "Keys ready to be processed now (scheduled refreshes are not counted).",
         );
@@ -173,7 +179,7 @@ impl Metrics {
         );
         header(
             &mut out,
-            "workqueue_retries_total",
+            &format!("{PREFIX}_workqueue_retries_total"),
             "counter",
             "Keys requeued after a failure.",
         );
@@ -186,16 +192,19 @@ impl Metrics {
 
         header(
             &mut out,
-            "watch_restarts_total",
+            &format!("{PREFIX}_watch_restarts_total"),
             "counter",
             "Watches re-established, by resource and reason.",
         );
-        self.watch_restarts
-            .render(&mut out, "watch_restarts_total", &["resource", "reason"]);
+        self.watch_restarts.render(
+            &mut out,
+            &format!("{PREFIX}_watch_restarts_total"),
+            &["resource", "reason"],
+        );
 
         header(
             &mut out,
-            "leader",
+            &format!("{PREFIX}_leader"),
             "gauge",
             "1 while this replica holds the leader lease.",
         );
@@ -212,47 +221,19 @@ impl Metrics {
         let name = format!("{PREFIX}_provider_request_duration_seconds");
         header(
             out,
-            "provider_request_duration_seconds",
+            &format!("{PREFIX}_provider_request_duration_seconds"),
             "histogram",
             "Duration of each request to a cloud provider (STS, ECR, IAM Credentials, Entra, ACR), without retries or waits.",
         );
         for (provider, histogram) in lock(&self.provider_requests).iter() {
-            let mut cumulative = 0;
-            for (bound, count) in REQUEST_BUCKETS.iter().zip(histogram.buckets.iter()) {
-                cumulative += count;
-                let le = format_value(*bound);
-                sample(
-                    out,
-                    &format!("{name}_bucket"),
-                    &[("provider", provider), ("le", &le)],
-                    cumulative as f64,
-                );
-            }
-            sample(
-                out,
-                &format!("{name}_bucket"),
-                &[("provider", provider), ("le", "+Inf")],
-                histogram.count as f64,
-            );
-            sample(
-                out,
-                &format!("{name}_sum"),
-                &[("provider", provider)],
-                histogram.sum,
-            );
-            sample(
-                out,
-                &format!("{name}_count"),
-                &[("provider", provider)],
-                histogram.count as f64,
-            );
+            histogram.render(out, &name, &[("provider", provider)]);
         }
     }
 
     fn render_expiry(&self, out: &mut String, now: DateTime<Utc>) {
         header(
             out,
-            "secret_expiry_seconds",
+            &format!("{PREFIX}_secret_expiry_seconds"),
             "gauge",
             "Seconds until each provisioned secret expires; negative once it has expired.",
         );
@@ -279,263 +260,11 @@ type SecretKey = (String, String);
 /// (serviceaccount, expires_at).
 type Expiry = (String, DateTime<Utc>);
 
-/// A family of counters keyed by their label values.
-#[derive(Default)]
-struct Counters(Mutex<BTreeMap<Vec<String>, u64>>);
-
-impl Counters {
-    fn inc(&self, values: &[&str]) {
-        let key = values.iter().map(|v| v.to_string()).collect();
-        *lock(&self.0).entry(key).or_default() += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &[&str]) {
-        for (values, count) in lock(&self.0).iter() {
-            let pairs: Vec<(&str, &str)> = labels
-                .iter()
-                .copied()
-                .zip(values.iter().map(String::as_str))
-                .collect();
-            sample(out, &format!("{PREFIX}_{name}"), &pairs, *count as f64);
-        }
-    }
-}
-
-/// Observations per bucket (not cumulative; rendering adds them up).
-#[derive(Default)]
-struct Histogram {
-    buckets: [u64; REQUEST_BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        if let Some(i) = REQUEST_BUCKETS.iter().position(|bound| seconds <= *bound) {
-            self.buckets[i] += 1;
-        }
-        self.count += 1;
-        self.sum += seconds;
-    }
-}
-
-/// A poisoned lock only means another thread panicked mid-update of a number; the numbers are still usable.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {PREFIX}_{name} {}", escape_help(help));
-    let _ = writeln!(out, "# TYPE {PREFIX}_{name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        let pairs: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
-            .collect();
-        let _ = write!(out, "{{{}}}", pairs.join(","));
-    }
-    let _ = writeln!(out, " {}", format_value(value));
-}
-
-fn format_value(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".to_string()
-    } else if value.is_infinite() {
-        if value > 0.0 { "+Inf" } else { "-Inf" }.to_string()
-    } else {
-        value.to_string()
-    }
-}
-
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn escape_help(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-/// What the kernel tells about this process; `None` where it could not be read (not Linux, no /proc).
-#[derive(Debug, Default)]
-struct ProcessStats {
-    resident_bytes: Option<u64>,
-    cpu_seconds: Option<f64>,
-    start_time_seconds: Option<f64>,
-}
-
-impl ProcessStats {
-    fn read() -> ProcessStats {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-        let boot = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        let fields = stat_fields(&stat);
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-        let boot_time = boot
-            .lines()
-            .find_map(|l| l.strip_prefix("btime "))
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        ProcessStats {
-            resident_bytes: statm
-                .split_whitespace()
-                .nth(1)
-                .and_then(|pages| pages.parse::<u64>().ok())
-                .map(|pages| pages * page_size()),
-            // utime and stime are fields 14 and 15 of stat(5); starttime is field 22.
-            cpu_seconds: ticks(11)
-                .zip(ticks(12))
-                .map(|(user, system)| (user + system) as f64 / CLOCK_TICKS_PER_SECOND),
-            start_time_seconds: boot_time
-                .zip(ticks(19))
-                .map(|(boot, start)| boot as f64 + start as f64 / CLOCK_TICKS_PER_SECOND),
-        }
-    }
-}
-
-/// The fields of /proc/self/stat after the command name, which may itself contain spaces and parentheses;
-/// index 0 is field 3 (state).
-fn stat_fields(stat: &str) -> Vec<&str> {
-    stat.rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default()
-}
-
-/// The page size from the ELF auxiliary vector (AT_PAGESZ), which the kernel hands every process; 4096 if
-/// it cannot be read.
-fn page_size() -> u64 {
-    const AT_PAGESZ: u64 = 6;
-    let word = std::mem::size_of::<usize>();
-    let auxv = std::fs::read("/proc/self/auxv").unwrap_or_default();
-    auxv.chunks_exact(2 * word)
-        .map(|pair| (read_word(&pair[..word]), read_word(&pair[word..])))
-        .find(|(key, _)| *key == AT_PAGESZ)
-        .map(|(_, value)| value)
-        .filter(|size| size.is_power_of_two())
-        .unwrap_or(4096)
-}
-
-fn read_word(bytes: &[u8]) -> u64 {
-    let mut buffer = [0u8; 8];
-    if cfg!(target_endian = "little") {
-        buffer[..bytes.len()].copy_from_slice(bytes);
-        u64::from_le_bytes(buffer)
-    } else {
-        buffer[8 - bytes.len()..].copy_from_slice(bytes);
-        u64::from_be_bytes(buffer)
-    }
-}
-
-fn render_process(out: &mut String, stats: &ProcessStats) {
-    let mut process = |name: &str, kind: &str, help: &str, value: Option<f64>| {
-        if let Some(value) = value {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            sample(out, name, &[], value);
-        }
-    };
-    process(
-        "process_resident_memory_bytes",
-        "gauge",
-        "Resident memory size in bytes.",
-        stats.resident_bytes.map(|b| b as f64),
-    );
-    process(
-        "process_cpu_seconds_total",
-        "counter",
-        "Total user and system CPU time spent in seconds.",
-        stats.cpu_seconds,
-    );
-    process(
-        "process_start_time_seconds",
-        "gauge",
-        "Start time of the process since unix epoch in seconds.",
-        stats.start_time_seconds,
-    );
-}
-
 #[cfg(test)]
 mod tests {
+    use super::exposition::reader::{find, parse, Sample};
     use super::*;
     use chrono::TimeZone;
-
-    /// One parsed sample: name, labels, value.
-    type Sample = (String, BTreeMap<String, String>, f64);
-
-    /// A strict reader of the exposition format: every sample must follow a `# TYPE` of its family.
-    fn parse(text: &str) -> Vec<Sample> {
-        let mut samples = Vec::new();
-        let mut family = String::new();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                family = rest.split(' ').next().unwrap().to_string();
-                continue;
-            }
-            if line.starts_with("# HELP ") {
-                continue;
-            }
-            let (name, rest) = match line.find(['{', ' ']) {
-                Some(i) => line.split_at(i),
-                None => panic!("no value: {line}"),
-            };
-            assert!(
-                name.starts_with(&family),
-                "{name} outside its family {family}"
-            );
-            let mut labels = BTreeMap::new();
-            let mut chars = rest.chars().peekable();
-            if chars.peek() == Some(&'{') {
-                chars.next();
-                loop {
-                    let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-                    assert_eq!(chars.next(), Some('"'), "{line}");
-                    let mut value = String::new();
-                    while let Some(c) = chars.next() {
-                        match c {
-                            '\\' => match chars.next() {
-                                Some('n') => value.push('\n'),
-                                Some(other) => value.push(other),
-                                None => panic!("dangling escape: {line}"),
-                            },
-                            '"' => break,
-                            c => value.push(c),
-                        }
-                    }
-                    labels.insert(key, value);
-                    match chars.next() {
-                        Some(',') => continue,
-                        Some('}') => break,
-                        other => panic!("unexpected {other:?} in {line}"),
-                    }
-                }
-            }
-            let value: String = chars.collect();
-            let value = match value.trim() {
-                "+Inf" => f64::INFINITY,
-                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
-            };
-            samples.push((name.to_string(), labels, value));
-        }
-        samples
-    }
-
-    fn find(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        samples
-            .iter()
-            .find(|(n, l, _)| {
-                n == name
-                    && l.len() == labels.len()
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|(_, _, v)| *v)
-    }
 
     fn name(suffix: &str) -> String {
         format!("{PREFIX}_{suffix}")
@@ -756,31 +485,5 @@ mod tests {
             ),
             Some(1.0)
         );
-    }
-
-    #[test]
-    fn process_metrics_come_from_proc() {
-        let text = Metrics::new().render();
-        let samples = parse(&text);
-        let rss = find(&samples, "process_resident_memory_bytes", &[]).expect("rss");
-        assert!(rss > 1_000_000.0, "{rss}");
-        assert!(find(&samples, "process_cpu_seconds_total", &[]).expect("cpu") >= 0.0);
-        let start = find(&samples, "process_start_time_seconds", &[]).expect("start");
-        let now = Utc::now().timestamp() as f64;
-        assert!(
-            start <= now + 1.0 && start > now - 86_400.0 * 365.0,
-            "{start}"
-        );
-        assert_eq!(page_size() % 4096, 0);
-    }
-
-    #[test]
-    fn stat_fields_survive_odd_command_names() {
-        let stat = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 12345 0 0";
-        let fields = stat_fields(stat);
-        assert_eq!(fields[0], "S");
-        assert_eq!(fields[11], "250");
-        assert_eq!(fields[12], "50");
-        assert_eq!(fields[19], "12345");
     }
 }
