@@ -47,7 +47,7 @@ pub const FLAGS: &[Flag] = &[
     Flag { name: "--azure-acr-endpoint", value: Some("URL"), default: "", help: "base URL of ACR's token exchange instead of https://REGISTRY; {registry} is replaced (private endpoints, tests)" },
     Flag { name: "--provider-ca-bundle", value: Some("PATH"), default: "", help: "PEM file of extra CAs trusted for provider endpoints (TLS-inspecting proxies, private endpoints)" },
     Flag { name: "--provider-timeout", value: Some("DURATION"), default: "30s", help: "timeout of each provider call" },
-    Flag { name: "--provider-rate", value: Some("N"), default: "50", help: "provider requests per second, all providers together (a backlog drains at this pace)" },
+    Flag { name: "--provider-rate", value: Some("N"), default: "300", help: "provider requests per second, all providers together (a backlog drains at this pace)" },
     Flag { name: "--provider-burst", value: Some("N"), default: "100", help: "provider requests that may go at once after a quiet period" },
     Flag { name: "--service-account-token-expiration", value: Some("DURATION"), default: "10m", help: "lifetime of the ServiceAccount tokens exchanged (the API's minimum is 10m)" },
     Flag { name: "--min-refresh-interval", value: Some("DURATION"), default: "1m", help: "no ServiceAccount is processed again sooner than this after a success, whatever its credentials' expiry" },

@@ -84,7 +84,7 @@ pub struct RateLimit {
 impl Default for RateLimit {
     fn default() -> Self {
         RateLimit {
-            per_second: 50.0,
+            per_second: 300.0,
             burst: 100,
         }
     }
