@@ -33,7 +33,6 @@ access_token_lifetime, now_offset_seconds, reset_stats).
 import argparse
 import base64
 import datetime
-import ipaddress
 import json
 import os
 import random
@@ -50,15 +49,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 try:
     import jwt
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    import cryptography  # noqa: F401  (testca needs it; checked here for the error message below)
 except ImportError:
     sys.exit("azure_fake: PyJWT and cryptography are required: pip install -r scripts/testenv/requirements.txt")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from google_fake import Jwks, GoogleError  # noqa: E402  (the same OIDC discovery + JWKS client)
+import testca  # noqa: E402  (the stand-ins' shared test CA)
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ACR_RESOURCE = "https://containerregistry.azure.net"
@@ -102,48 +99,8 @@ def acr_error(message, status=401, code="UNAUTHORIZED"):
 
 def make_tls(directory, extra_names):
     """A test CA and a server certificate for the real names; returns (cert path, key path)."""
-    os.makedirs(directory, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "azure_fake test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
     names = ["localhost", *AUTHORITY_HOSTS, *("*" + s for s in REGISTRY_SUFFIXES), *extra_names]
-    san = [x509.DNSName(n) for n in dict.fromkeys(names)] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "azure_fake")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName(san), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    with open(os.path.join(directory, "ca.crt"), "wb") as f:
-        f.write(ca.public_bytes(pem))
-    cert_path, key_path = os.path.join(directory, "server.crt"), os.path.join(directory, "server.key")
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(pem))
-    with open(key_path, "wb") as f:
-        f.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    _, cert_path, key_path = testca.write_ca_and_server(directory, "azure_fake test CA", "azure_fake", dns_names=names)
     return cert_path, key_path
 
 

@@ -49,11 +49,10 @@ with warnings.catch_warnings():
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-import ipaddress
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testca  # noqa: E402  (the stand-ins' shared test CA)
 
 
 def free_port():
@@ -64,51 +63,10 @@ def free_port():
 
 def write_certificates(directory):
     """A CA and, signed by it, a serving certificate for 127.0.0.1 and localhost."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ipsp-test-registry-ca")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .sign(ca_key, hashes.SHA256())
+    testca.write_ca_and_server(
+        directory, "ipsp-test-registry-ca", "ipsp-test-registry", dns_names=["localhost"],
+        lifetime=datetime.timedelta(days=7), cert_name="registry.crt", key_name="registry.key",
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ipsp-test-registry")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    with open(os.path.join(directory, "ca.crt"), "wb") as f:
-        f.write(ca.public_bytes(pem))
-    with open(os.path.join(directory, "registry.crt"), "wb") as f:
-        f.write(cert.public_bytes(pem))
-    with open(os.path.join(directory, "registry.key"), "wb") as f:
-        f.write(
-            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        )
-    os.chmod(os.path.join(directory, "registry.key"), 0o600)
 
 
 def bcrypt(password):

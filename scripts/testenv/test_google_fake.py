@@ -6,7 +6,6 @@ the tests control. Run with `python3 -m pytest scripts/testenv` or `python3 -m u
 """
 
 import datetime
-import ipaddress
 import json
 import os
 import re
@@ -24,10 +23,9 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+
+import testca
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "google_fake.py")
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/cluster-pool/providers/kube-oidc"
@@ -544,51 +542,9 @@ class HttpsIssuerTest(unittest.TestCase):
 
     @staticmethod
     def tls_files(directory):
-        now = datetime.datetime.now(datetime.timezone.utc)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test issuer CA")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256())
+        ca_file, cert_file, key_file = testca.write_ca_and_server(
+            directory, "test issuer CA", "127.0.0.1", lifetime=datetime.timedelta(hours=1)
         )
-        server_key = ec.generate_private_key(ec.SECP256R1())
-        server = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name)
-            .public_key(server_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        ca_file = os.path.join(directory, "ca.crt")
-        with open(ca_file, "wb") as f:
-            f.write(ca.public_bytes(serialization.Encoding.PEM))
-        cert_file = os.path.join(directory, "server.crt")
-        key_file = os.path.join(directory, "server.key")
-        with open(cert_file, "wb") as f:
-            f.write(server.public_bytes(serialization.Encoding.PEM))
-        with open(key_file, "wb") as f:
-            f.write(
-                server_key.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-                )
-            )
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert_file, key_file)
         return ca_file, context
