@@ -11,13 +11,15 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use chrono::{DateTime, Utc};
-use image_pull_secrets_provisioner::kube::types::{Event, ObjectMeta, Secret, ServiceAccount};
-use image_pull_secrets_provisioner::kube::{Client, ListParams};
-use serde_json::{json, Value};
+use image_pull_secrets_provisioner::kube::types::{ObjectMeta, Secret, ServiceAccount};
+use image_pull_secrets_provisioner::kube::Client;
+use serde_json::json;
 use support::azure::{subject, AzureFake, AUDIENCE, TENANT};
 use support::controller::{Controller, ControllerBuilder};
 use support::google::{member, GoogleFake};
+use support::objects::{
+    docker_config, events_about, secret_names_in, time_annotation, wait_event, PATIENCE,
+};
 use support::{cluster, eventually};
 
 const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
@@ -32,7 +34,6 @@ const EXPIRES_AT: &str = "imagepullsecrets.preferred.jp/expires-at";
 const OBTAINED_AT: &str = "imagepullsecrets.preferred.jp/obtained-at";
 /// Every JWT this test meets starts so: `{"alg":` in base64url.
 const JWT_PREFIX: &str = "eyJhbGciOi";
-const PATIENCE: Duration = Duration::from_secs(60);
 
 fn controller(ns: &str, fake: &AzureFake) -> ControllerBuilder {
     Controller::builder(ns)
@@ -104,68 +105,6 @@ fn wait_pull_secrets(admin: &Client, ns: &str, name: &str, want: &[&str], contro
 
 fn secret(admin: &Client, ns: &str, name: &str) -> Secret {
     admin.get(Some(ns), name).expect("secret")
-}
-
-fn secret_names(admin: &Client, ns: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    admin
-        .list_each::<Secret>(Some(ns), &ListParams::default(), |s| {
-            names.push(s.metadata.name)
-        })
-        .expect("listing secrets");
-    names
-}
-
-fn docker_config(secret: &Secret) -> Value {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&secret.data[".dockerconfigjson"])
-        .expect("base64");
-    serde_json::from_slice(&bytes).expect("JSON")
-}
-
-fn time_annotation(secret: &Secret, key: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(&secret.metadata.annotations[key])
-        .expect("RFC 3339")
-        .with_timezone(&Utc)
-}
-
-fn events(admin: &Client, ns: &str, name: &str) -> Vec<(String, String, String)> {
-    let mut found = Vec::new();
-    admin
-        .list_each::<Event>(Some(ns), &ListParams::default(), |e| {
-            if e.regarding.name == name {
-                found.push((e.type_, e.reason, e.note))
-            }
-        })
-        .expect("listing events");
-    found
-}
-
-fn wait_event(
-    admin: &Client,
-    ns: &str,
-    name: &str,
-    type_: &str,
-    reason: &str,
-    text: &str,
-    controller: &Controller,
-) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let found = events(admin, ns, name);
-        if let Some((_, _, note)) = found
-            .iter()
-            .find(|(t, r, n)| t == type_ && r == reason && n.contains(text))
-        {
-            return note.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {type_} {reason} event containing {text:?} about {ns}/{name}: {found:#?}\n{}",
-            controller.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Neither a JWT (assertion, Entra token, refresh token) nor any given secret in `text`.
@@ -321,7 +260,7 @@ fn annotated_service_accounts_get_exact_acr_secrets_from_ours_or_the_ecosystems_
     assert_no_tokens(&logs, &secrets, "the controller log");
     for sa in ["app", "eco"] {
         assert_no_tokens(
-            &format!("{:?}", events(&admin, &ns, sa)),
+            &format!("{:?}", events_about(&admin, &ns, sa)),
             &secrets,
             "events",
         );
@@ -496,15 +435,19 @@ fn refusals_give_the_exact_warning_and_write_nothing() {
     }
     std::thread::sleep(Duration::from_secs(2));
     assert!(
-        secret_names(&admin, &ns)
+        secret_names_in(&admin, &ns)
             .iter()
             .all(|n| !n.starts_with("imagepullsecret-")),
         "{:?}",
-        secret_names(&admin, &ns)
+        secret_names_in(&admin, &ns)
     );
     for (sa, _) in &cases {
         assert!(pull_secrets(&admin, &ns, sa).is_empty(), "{sa}");
-        assert_no_tokens(&format!("{:?}", events(&admin, &ns, sa)), &[], "events");
+        assert_no_tokens(
+            &format!("{:?}", events_about(&admin, &ns, sa)),
+            &[],
+            "events",
+        );
     }
     assert_no_tokens(&controller.logs(), &[], "the controller log");
     // Refusals are permanent: not retried within the exchange.
@@ -558,7 +501,7 @@ fn an_outage_is_retried_with_backoff_and_retry_after_is_honoured() {
              HTTP 503 temporarily_unavailable: AADSTS90033: The service is temporarily unavailable"
         )
     );
-    assert!(secret_names(&admin, &ns)
+    assert!(secret_names_in(&admin, &ns)
         .iter()
         .all(|n| n != "imagepullsecret-app"));
     wait_pull_secrets(&admin, &ns, "app", &["imagepullsecret-app"], &controller);

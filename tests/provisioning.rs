@@ -15,13 +15,16 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use image_pull_secrets_provisioner::cloud::aws::role_session_name;
 use image_pull_secrets_provisioner::kube::types::{
-    Event, LocalObjectReference, ObjectMeta, OwnerReference, Secret, ServiceAccount,
+    LocalObjectReference, ObjectMeta, OwnerReference, Secret, ServiceAccount,
 };
-use image_pull_secrets_provisioner::kube::{Client, ListParams, Patch};
+use image_pull_secrets_provisioner::kube::{Client, Patch};
 use serde_json::{json, Value};
 use support::controller::Controller;
 use support::google::{member, GoogleFake};
 use support::moto::{moto, PULLER_ROLE};
+use support::objects::{
+    docker_config, events_about, secret_names_in, time_annotation, wait_event, PATIENCE,
+};
 use support::{cluster, eventually};
 
 const PROVIDER: &str =
@@ -40,9 +43,6 @@ const OBTAINED_AT: &str = "imagepullsecrets.preferred.jp/obtained-at";
 const PROVISIONED: &str = "ProvisionedImagePullSecret";
 const FAILED: &str = "FailedProvisioningImagePullSecret";
 const DECOMMISSIONED: &str = "DecommissionedImagePullSecret";
-
-/// Long enough for anything the controller does once, on a loaded machine.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
@@ -169,40 +169,6 @@ fn get_secret(admin: &Client, ns: &str, name: &str) -> Option<Secret> {
     admin.get(Some(ns), name).ok()
 }
 
-fn secret_names_in(admin: &Client, ns: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    admin
-        .list_each::<Secret>(Some(ns), &ListParams::default(), |s| {
-            names.push(s.metadata.name)
-        })
-        .expect("listing secrets");
-    names.sort();
-    names
-}
-
-/// The decoded `.dockerconfigjson` of a secret.
-fn docker_config(secret: &Secret) -> Value {
-    let encoded = secret
-        .data
-        .get(".dockerconfigjson")
-        .expect("the secret has .dockerconfigjson");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .expect("base64 data");
-    serde_json::from_slice(&bytes).expect(".dockerconfigjson is JSON")
-}
-
-fn time_annotation(secret: &Secret, key: &str) -> DateTime<Utc> {
-    let text = secret
-        .metadata
-        .annotations
-        .get(key)
-        .unwrap_or_else(|| panic!("secret {} lacks {key}", secret.metadata.name));
-    DateTime::parse_from_rfc3339(text)
-        .unwrap_or_else(|e| panic!("{key} {text:?}: {e}"))
-        .with_timezone(&Utc)
-}
-
 /// Checks the format the original controller wrote: RFC 3339, UTC (`Z`), whole seconds.
 fn assert_rfc3339_utc_seconds(text: &str) {
     let bytes = text.as_bytes();
@@ -221,57 +187,11 @@ fn assert_rfc3339_utc_seconds(text: &str) {
     DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
 }
 
-/// Events about object `name` in `ns`: (type, reason, note), oldest first.
-fn events_about(admin: &Client, ns: &str, name: &str) -> Vec<(String, String, String)> {
-    let mut events: Vec<Event> = Vec::new();
-    admin
-        .list_each::<Event>(Some(ns), &ListParams::default(), |e| {
-            if e.regarding.name == name {
-                events.push(e)
-            }
-        })
-        .expect("listing events");
-    events.sort_by(|a, b| a.event_time.cmp(&b.event_time));
-    events
-        .into_iter()
-        .map(|e| (e.type_, e.reason, e.note))
-        .collect()
-}
-
 fn count_events(events: &[(String, String, String)], type_: &str, reason: &str) -> usize {
     events
         .iter()
         .filter(|(t, r, _)| t == type_ && r == reason)
         .count()
-}
-
-/// Waits for an event about `name` with this type and reason whose note contains `text`; returns the note.
-fn wait_event(
-    admin: &Client,
-    ns: &str,
-    name: &str,
-    type_: &str,
-    reason: &str,
-    text: &str,
-    controller: &Controller,
-) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let events = events_about(admin, ns, name);
-        if let Some((_, _, note)) = events
-            .iter()
-            .find(|(t, r, n)| t == type_ && r == reason && n.contains(text))
-        {
-            return note.clone();
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "no {type_} {reason} event containing {text:?} about {ns}/{name}; events: {events:#?}\n--- controller log ---\n{}",
-                controller.logs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Waits until the controller has logged a line containing `text`.

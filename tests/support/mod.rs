@@ -11,6 +11,7 @@ pub mod azure;
 pub mod controller;
 pub mod google;
 pub mod moto;
+pub mod objects;
 pub mod tinyproxy;
 
 use std::path::{Path, PathBuf};
