@@ -1,9 +1,10 @@
 //! The claims of a ServiceAccount token that federation depends on, read without verifying the signature
 //! (the cloud verifies it; `check` only shows what the cloud will see). Pure.
 
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+
+use crate::cloud::jwt::{self, SegmentError};
 
 /// What the cloud matches a token against: issuer, subject, audiences, expiry, and the signing key's id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,10 +52,10 @@ pub fn decode(token: &str) -> Result<Claims, String> {
 }
 
 fn json_part(part: &str, what: &str) -> Result<Value, String> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part.trim_end_matches('='))
-        .map_err(|_| format!("the token's {what} is not base64url"))?;
-    serde_json::from_slice(&bytes).map_err(|_| format!("the token's {what} is not JSON"))
+    jwt::decode_segment(part).map_err(|e| match e {
+        SegmentError::NotBase64url => format!("the token's {what} is not base64url"),
+        SegmentError::NotJson => format!("the token's {what} is not JSON"),
+    })
 }
 
 /// The subject Kubernetes puts in the tokens of ServiceAccount `namespace/name`.
@@ -65,6 +66,7 @@ pub fn service_account_subject(namespace: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     fn encode(value: &str) -> String {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value)

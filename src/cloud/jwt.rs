@@ -12,13 +12,26 @@ pub fn unverified_claims(token: &str) -> Option<serde_json::Map<String, Value>> 
     if parts.next().is_some() {
         return None;
     }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD_INDIFFERENT
-        .decode(payload)
-        .ok()?;
-    match serde_json::from_slice(&bytes).ok()? {
+    match decode_segment(payload).ok()? {
         Value::Object(claims) => Some(claims),
         _ => None,
     }
+}
+
+/// Why a segment of a compact JWT could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentError {
+    NotBase64url,
+    NotJson,
+}
+
+/// One segment of a compact JWT (the header or the payload) decoded from base64url (padded or not) and parsed
+/// as JSON.
+pub fn decode_segment(segment: &str) -> Result<Value, SegmentError> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD_INDIFFERENT
+        .decode(segment)
+        .map_err(|_| SegmentError::NotBase64url)?;
+    serde_json::from_slice(&bytes).map_err(|_| SegmentError::NotJson)
 }
 
 /// A numeric date claim (`exp`, `nbf`, `iat`) in seconds since the epoch.
