@@ -1,14 +1,15 @@
 //! # image-pull-secrets-provisioner
 //!
 //! A Kubernetes controller that gives pods short-lived, automatically refreshed credentials for private
-//! container registries (Amazon ECR, Google Artifact Registry) through identity federation, with no static
-//! cloud keys anywhere.
+//! container registries (Amazon ECR, Google Artifact Registry, Azure Container Registry) through identity
+//! federation, with no static cloud keys anywhere.
 //!
 //! For every ServiceAccount annotated with a registry, an audience and a cloud principal, the controller mints
-//! a short-lived ServiceAccount token (TokenRequest), exchanges it for registry credentials (AWS STS + ECR, or
-//! Google STS + IAM Credentials), writes a `kubernetes.io/dockerconfigjson` Secret, attaches it to the
-//! ServiceAccount's `imagePullSecrets`, refreshes it before it expires, removes what is no longer wanted, and
-//! evicts pods that got stuck pulling images because they were created before their secret existed.
+//! a short-lived ServiceAccount token (TokenRequest), exchanges it for registry credentials (AWS STS + ECR,
+//! Google STS + IAM Credentials, or Entra ID + the ACR token exchange), writes a
+//! `kubernetes.io/dockerconfigjson` Secret, attaches it to the ServiceAccount's `imagePullSecrets`, refreshes
+//! it before it expires, removes what is no longer wanted, and evicts pods that got stuck pulling images
+//! because they were created before their secret existed.
 //!
 //! ## Threads
 //!
@@ -18,7 +19,8 @@
 //!  watch-pods (Pending) ──┘  pending pods) + work queue (keys)     └─ worker-N ─┘   cloud providers
 //!  leader (Lease): opens the gate the workers take work behind
 //!  http (metrics, healthz, readyz)    signals (SIGTERM/SIGINT → shutdown)
-//!  http-conn (one per connection, each with its own deadline); events (writes event series repeats when due)
+//!  http-conn (one per connection, each with its own deadline)
+//!  events (writes the Events workers publish, and series repeats when due)
 //! ```
 //!
 //! The watches fill the caches and map each event to the keys that need work; workers reconcile from the
@@ -48,6 +50,7 @@ pub mod metrics;
 pub mod percent;
 pub mod proxy;
 pub mod reconcile;
+pub mod resolver;
 pub mod retry;
 pub mod runtime;
 pub mod secret;

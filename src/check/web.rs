@@ -54,7 +54,7 @@ impl Web {
             .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
             .build();
         Ok(Web {
-            agent: config.new_agent(),
+            agent: transport::agent(config),
         })
     }
 

@@ -111,7 +111,7 @@ impl ProviderHttp {
             .proxy(None)
             .build();
         Ok(ProviderHttp {
-            agent: config.new_agent(),
+            agent: transport::agent(config),
             retry,
             proxy: ProxyConfig::from_env()?,
             limiter: Arc::new(TokenBucket::new(RateLimit::default())),

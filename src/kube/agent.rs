@@ -12,7 +12,6 @@ use std::time::Duration;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConnection, StreamOwned};
 use ureq::tls::{Certificate, ClientCert, TlsConfig};
-use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{
     Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout,
     RustlsConnector, TcpConnector, Transport, TransportAdapter,
@@ -20,6 +19,7 @@ use ureq::unversioned::transport::{
 
 use super::config::Connection;
 use crate::proxy::ProxyUrl;
+use crate::resolver::ReusingResolver;
 use crate::transport;
 
 /// What an agent to the API server is built from; kept to build it again when an exec plugin hands out a
@@ -64,7 +64,6 @@ impl AgentRecipe {
     pub(crate) fn build(&self, client_cert: Option<&ClientCert>) -> Result<ureq::Agent, String> {
         let config = transport::agent_config(&self.roots, client_cert.cloned())
             .timeout_connect(Some(Duration::from_secs(10)))
-            .max_idle_connections_per_host(8)
             .proxy(self.proxy.as_ref().map(ProxyUrl::ureq));
         let config = if self.insecure {
             config.tls_config(
@@ -81,7 +80,7 @@ impl AgentRecipe {
         };
         let config = config.build();
         let Some(name) = &self.tls_server_name else {
-            return Ok(config.new_agent());
+            return Ok(transport::agent(config));
         };
         let tls = ServerNameTls {
             config: Arc::new(rustls_config(&self.roots, client_cert)?),
@@ -96,7 +95,7 @@ impl AgentRecipe {
         Ok(ureq::Agent::with_parts(
             config,
             connector,
-            DefaultResolver::default(),
+            ReusingResolver::default(),
         ))
     }
 }
