@@ -40,6 +40,8 @@ pub enum WorkKey {
 
 /// How long running reconciles may take to finish once shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long stopping waits for the events still queued to be written.
+const EVENT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// A worker that has not come back to the queue for this long is reported stuck by `/healthz`.
 const WORKER_MAX_SILENCE: Duration = Duration::from_secs(300);
 
@@ -133,7 +135,12 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
     let ctx = Arc::new(Context {
         client: client.clone(),
         clouds,
-        events: EventRecorder::new(client.clone(), &identity, Duration::from_secs(300)),
+        events: EventRecorder::new(
+            client.clone(),
+            &identity,
+            Duration::from_secs(300),
+            is_leader.clone(),
+        ),
         options: Options {
             token_expiration: config.token_expiration,
             min_requeue: config.min_refresh_interval,
@@ -212,6 +219,8 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
             break;
         }
     }
+    // Still holding the lease: what the last reconciles published is written before it is released.
+    ctx.events.shut_down(EVENT_DRAIN_TIMEOUT);
     leader_shutdown.trigger();
     if let Some(thread) = leader_thread {
         let _ = thread.join();

@@ -38,9 +38,12 @@ pub struct Metrics {
     evictions: Counters,
     watch_restarts: Counters,
     provider_requests: Mutex<BTreeMap<String, Histogram>>,
-    secret_expiry: Mutex<BTreeMap<SecretKey, Expiry>>,
+    /// By namespace, then secret name: a namespace's name is kept once, not once per secret.
+    secret_expiry: Mutex<BTreeMap<Box<str>, SecretExpiries>>,
     queue_depth: AtomicUsize,
     queue_retries: AtomicU64,
+    events_dropped: AtomicU64,
+    events_queued: AtomicUsize,
     leader: AtomicBool,
 }
 
@@ -72,27 +75,44 @@ impl Metrics {
         secret: &str,
         expires_at: DateTime<Utc>,
     ) {
-        lock(&self.secret_expiry).insert(
-            (namespace.to_string(), secret.to_string()),
-            (service_account.to_string(), expires_at),
-        );
+        let mut expiries = lock(&self.secret_expiry);
+        if !expiries.contains_key(namespace) {
+            expiries.insert(namespace.into(), BTreeMap::new());
+        }
+        if let Some(secrets) = expiries.get_mut(namespace) {
+            secrets.insert(secret.into(), (service_account.into(), expires_at));
+        }
     }
 
     /// Drops the expiry series of a secret that was deleted or is no longer managed.
     pub fn forget_secret(&self, namespace: &str, secret: &str) {
-        lock(&self.secret_expiry).remove(&(namespace.to_string(), secret.to_string()));
+        let mut expiries = lock(&self.secret_expiry);
+        if let Some(secrets) = expiries.get_mut(namespace) {
+            secrets.remove(secret);
+            if secrets.is_empty() {
+                expiries.remove(namespace);
+            }
+        }
     }
 
     /// Keeps only the expiry series of secrets for which `keep(namespace, secret)` holds, after a relist
     /// showed which still exist.
     pub fn retain_secrets(&self, keep: impl Fn(&str, &str) -> bool) {
-        lock(&self.secret_expiry).retain(|(namespace, secret), _| keep(namespace, secret));
+        lock(&self.secret_expiry).retain(|namespace, secrets| {
+            secrets.retain(|secret, _| keep(namespace, secret));
+            !secrets.is_empty()
+        });
     }
 
     /// Drops the expiry series of every secret of a ServiceAccount that was deleted or is no longer configured.
     pub fn forget_service_account(&self, namespace: &str, service_account: &str) {
-        lock(&self.secret_expiry)
-            .retain(|(ns, _), (sa, _)| ns != namespace || sa != service_account);
+        let mut expiries = lock(&self.secret_expiry);
+        if let Some(secrets) = expiries.get_mut(namespace) {
+            secrets.retain(|_, (sa, _)| &**sa != service_account);
+            if secrets.is_empty() {
+                expiries.remove(namespace);
+            }
+        }
     }
 
     /// Counts one eviction decision: `evicted`, `failed` or `skipped_no_controller`.
@@ -107,6 +127,16 @@ impl Metrics {
     /// Counts one key put back on the queue after a failure.
     pub fn queue_retry(&self) {
         self.queue_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many events wait to be written.
+    pub fn set_events_queued(&self, n: usize) {
+        self.events_queued.store(n, Ordering::Relaxed);
+    }
+
+    /// Counts one event dropped because too many were waiting to be written.
+    pub fn event_dropped(&self) {
+        self.events_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one watch that had to be re-established, and why (`gone`, `error`, ...).
@@ -192,6 +222,32 @@ impl Metrics {
 
         header(
             &mut out,
+            &format!("{PREFIX}_events_queued"),
+            "gauge",
+            "Events waiting for their turn to be written.",
+        );
+        sample(
+            &mut out,
+            &format!("{PREFIX}_events_queued"),
+            &[],
+            self.events_queued.load(Ordering::Relaxed) as f64,
+        );
+
+        header(
+            &mut out,
+            &format!("{PREFIX}_events_dropped_total"),
+            "counter",
+            "Events not written because too many were waiting to be written.",
+        );
+        sample(
+            &mut out,
+            &format!("{PREFIX}_events_dropped_total"),
+            &[],
+            self.events_dropped.load(Ordering::Relaxed) as f64,
+        );
+
+        header(
+            &mut out,
             &format!("{PREFIX}_watch_restarts_total"),
             "counter",
             "Watches re-established, by resource and reason.",
@@ -237,13 +293,18 @@ impl Metrics {
             "gauge",
             "Seconds until each provisioned secret expires; negative once it has expired.",
         );
-        for ((namespace, secret), (service_account, expires_at)) in lock(&self.secret_expiry).iter()
-        {
+        let expiries = lock(&self.secret_expiry);
+        let all = expiries.iter().flat_map(|(namespace, secrets)| {
+            secrets
+                .iter()
+                .map(move |(secret, expiry)| (namespace, secret, expiry))
+        });
+        for (namespace, secret, (service_account, expires_at)) in all {
             let left = (*expires_at - now).num_milliseconds() as f64 / 1000.0;
             let labels = [
-                ("namespace", namespace.as_str()),
-                ("serviceaccount", service_account),
-                ("secret", secret),
+                ("namespace", &**namespace),
+                ("serviceaccount", &**service_account),
+                ("secret", &**secret),
             ];
             sample(
                 out,
@@ -255,10 +316,10 @@ impl Metrics {
     }
 }
 
-/// (namespace, secret name): a secret's expiry series is found by these.
-type SecretKey = (String, String);
 /// (serviceaccount, expires_at).
-type Expiry = (String, DateTime<Utc>);
+type Expiry = (Box<str>, DateTime<Utc>);
+/// The expiries of one namespace's secrets, by secret name.
+type SecretExpiries = BTreeMap<Box<str>, Expiry>;
 
 #[cfg(test)]
 mod tests {
@@ -283,6 +344,8 @@ mod tests {
         m.eviction("evicted");
         m.eviction("skipped_no_controller");
         m.set_queue_depth(7);
+        m.set_events_queued(3);
+        m.event_dropped();
         m.queue_retry();
         m.watch_restart("secrets", "gone");
         m.set_leader(true);
@@ -317,6 +380,8 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(find(s, &name("workqueue_depth"), &[]), Some(7.0));
+        assert_eq!(find(s, &name("events_queued"), &[]), Some(3.0));
+        assert_eq!(find(s, &name("events_dropped_total"), &[]), Some(1.0));
         assert_eq!(find(s, &name("workqueue_retries_total"), &[]), Some(1.0));
         assert_eq!(
             find(
@@ -352,6 +417,8 @@ mod tests {
             "evictions_total",
             "workqueue_depth",
             "workqueue_retries_total",
+            "events_queued",
+            "events_dropped_total",
             "watch_restarts_total",
             "leader",
         ] {

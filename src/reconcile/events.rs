@@ -4,21 +4,33 @@
 //!
 //! What must stay true: publishing an event never fails a reconcile (a lost event is logged, not retried);
 //! an event repeated for the same object (same type, reason, action and note) within [`EventRecorder::new`]'s
-//! window is not a new Event but `series.count`/`series.lastObservedTime` on the first one; every write
+//! window is not a new Event but `series.count`/`series.lastObservedTime` on the first one (Warnings are
+//! remembered in memory for that; a Normal event's repeat — rare, its note names what differs — is found on the
+//! server by its Event's name, see [`SeriesKey`]); every write
 //! (create or series update) takes a token from the object's bucket ([`OBJECT_BURST`], one more every
-//! [`OBJECT_REFILL`], client-go's `EventSourceObjectSpamFilter` defaults) and from the global bucket
-//! ([`GLOBAL_BURST`], [`GLOBAL_PER_SECOND`] a second); a write refused by either is dropped (a series keeps
-//! counting in memory and writes the total with its next update). Series updates are written at once for the
+//! [`OBJECT_REFILL`], client-go's `EventSourceObjectSpamFilter` defaults); a write it refuses is dropped (a
+//! series keeps counting in memory and writes the total with its next update). All writes together are paced
+//! by the global bucket ([`GLOBAL_BURST`], then [`GLOBAL_PER_SECOND`] a second): a write waits in the queue for
+//! its turn instead of being dropped, so a cold start over 1,000 ServiceAccounts still gets its 1,000 Events,
+//! just spread out, while a provider outage over 10,000 cannot flood the API server. Series updates are written at once for the
 //! first repeat and then at most every [`SERIES_UPDATE_INTERVAL`] (repeats still owed when a series stops are
 //! written by the `events` thread when due), so a ServiceAccount failing in a loop costs a few writes, not one
 //! per attempt, and its Event still ends with the full count.
+//!
+//! Writes happen on the `events` thread, never on the worker that publishes: [`EventRecorder::publish`] decides
+//! (series, the object's limit) and queues the write, at most [`QUEUE_CAPACITY`] of them; past that an event
+//! is dropped and counted in `events_dropped_total`, as client-go's recorder does. The thread writes only while
+//! this process may act (holds the lease), so a process that lost it publishes nothing; at shutdown
+//! [`EventRecorder::shut_down`] lets it write what is queued within a deadline.
 //!
 //! An Event's name is derived from what it is about and says (`<object>.<hash>`), so a restarted process or
 //! a new leader finds the series the previous one began (create answers AlreadyExists; the series is read and
 //! continued) instead of starting another Event.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -27,6 +39,8 @@ use sha2::{Digest, Sha256};
 use crate::annotations::CONTROLLER_NAME;
 use crate::kube::types::{Event, ObjectMeta, ObjectReference};
 use crate::kube::{Client, Patch, Reason};
+use crate::metrics::metrics;
+use crate::reconcile::event_queue::{EventQueue, Next};
 
 /// Notes longer than this are cut: the API refuses notes over 1 KiB.
 const MAX_NOTE: usize = 1024;
@@ -38,9 +52,11 @@ pub const OBJECT_REFILL: Duration = Duration::from_secs(300);
 pub const GLOBAL_BURST: f64 = 100.0;
 /// Event writes of the whole process per second in the long run: an outage over 10,000 ServiceAccounts
 /// costs the API server at most this, whatever the retry rate.
-pub const GLOBAL_PER_SECOND: f64 = 10.0;
+pub const GLOBAL_PER_SECOND: f64 = 50.0;
 /// After the first repeat, a series is written at most this often (its count keeps growing in memory).
 pub const SERIES_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
+/// Event writes waiting for the `events` thread (client-go's recorder queues 1000 too).
+pub const QUEUE_CAPACITY: usize = 1000;
 /// Past this many remembered series or buckets, stale ones are pruned.
 const PRUNE_AT: usize = 4096;
 
@@ -84,6 +100,11 @@ impl TokenBucket {
         self.at = now;
     }
 
+    /// How long after the last refill one token is there again.
+    fn time_to_token(&self) -> Duration {
+        Duration::from_secs_f64(((1.0 - self.tokens) / self.per_second).max(0.0))
+    }
+
     /// Whether a token is available at `now` (without taking it).
     pub fn has_token(&mut self, now: Instant) -> bool {
         self.refill(now);
@@ -102,21 +123,39 @@ impl TokenBucket {
     }
 }
 
-/// What identifies a series: the object (by UID) and everything the event says.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What identifies a series: the object (by UID) and everything the event says — kept as the 64 bits of the
+/// SHA-256 digest that also name its Event (see [`event_name`]), so a remembered series costs a few words, not
+/// copies of its note; the object's UID as a 64-bit hash, for its rate limit; the reason, for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct SeriesKey {
-    uid: String,
-    type_: EventType,
-    reason: String,
-    action: String,
-    note: String,
+    id: u64,
+    object: u64,
+    reason: &'static str,
+    /// Warnings are remembered as series. Normal events are not: their notes carry what differs each time (a
+    /// secret's expiry, a pod's name), so 10,000 ServiceAccounts provisioned would be 10,000 series that never
+    /// repeat; one that does repeat is continued on the server (create answers AlreadyExists, the series is
+    /// read and continued).
+    remembered: bool,
+}
+
+impl SeriesKey {
+    fn new(uid: &str, type_: EventType, reason: &'static str, action: &str, note: &str) -> Self {
+        let mut object = DefaultHasher::new();
+        uid.hash(&mut object);
+        SeriesKey {
+            id: u64::from_be_bytes(series_digest(uid, type_, reason, action, note)),
+            object: object.finish(),
+            reason,
+            remembered: type_ == EventType::Warning,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Series {
     /// Where its Event is.
-    namespace: String,
-    name: String,
+    namespace: Box<str>,
+    name: Box<str>,
     count: u32,
     last_observed: Instant,
     last_observed_at: DateTime<Utc>,
@@ -129,10 +168,26 @@ struct Series {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Flush {
     key: SeriesKey,
-    namespace: String,
-    name: String,
+    namespace: Box<str>,
+    name: Box<str>,
     count: u32,
     last_observed_at: DateTime<Utc>,
+}
+
+/// A write queued for the `events` thread.
+#[derive(Debug, Clone)]
+enum Job {
+    Create {
+        key: SeriesKey,
+        event: Box<Event>,
+    },
+    Series {
+        key: SeriesKey,
+        namespace: Box<str>,
+        name: Box<str>,
+        count: u32,
+        last_observed_at: DateTime<Utc>,
+    },
 }
 
 /// The write an occurrence calls for.
@@ -149,11 +204,11 @@ enum Write {
 /// The remembered series and buckets; pure decisions, the clock passed in.
 struct State {
     series: HashMap<SeriesKey, Series>,
-    objects: HashMap<String, TokenBucket>,
+    /// By the object's UID hash.
+    objects: HashMap<u64, TokenBucket>,
     global: TokenBucket,
     window: Duration,
-    /// The recorder is gone: the flusher ends.
-    closed: bool,
+    pruned_at: Instant,
 }
 
 impl State {
@@ -163,24 +218,30 @@ impl State {
             objects: HashMap::new(),
             global: TokenBucket::full(GLOBAL_BURST, GLOBAL_PER_SECOND, now),
             window,
-            closed: false,
+            pruned_at: now,
         }
     }
 
-    /// Takes a token from `uid`'s bucket and the global one, or says which refused.
-    fn take_tokens(&mut self, uid: &str, now: Instant) -> Result<(), &'static str> {
-        let object = self.objects.entry(uid.to_string()).or_insert_with(|| {
+    /// Takes a token from the bucket of the object `key` is about, or says it refused.
+    fn take_tokens(&mut self, key: &SeriesKey, now: Instant) -> Result<(), &'static str> {
+        let object = self.objects.entry(key.object).or_insert_with(|| {
             TokenBucket::full(OBJECT_BURST, 1.0 / OBJECT_REFILL.as_secs_f64(), now)
         });
         if !object.has_token(now) {
             return Err("rate limit of events about this object");
         }
-        if !self.global.has_token(now) {
-            return Err("rate limit of events overall");
-        }
         object.take(now);
-        self.global.take(now);
         Ok(())
+    }
+
+    /// Takes the global token a write needs, or says how long until there is one.
+    fn take_turn(&mut self, now: Instant) -> Result<(), Duration> {
+        if self.global.has_token(now) {
+            self.global.take(now);
+            Ok(())
+        } else {
+            Err(self.global.time_to_token())
+        }
     }
 
     /// The series updates due at `now` (repeats not written for [`SERIES_UPDATE_INTERVAL`]), each holding
@@ -192,14 +253,14 @@ impl State {
             .series
             .iter()
             .filter(|(_, s)| s.count > s.written_count)
-            .filter_map(|(k, s)| Some((k.clone(), s.written? + SERIES_UPDATE_INTERVAL)))
+            .filter_map(|(k, s)| Some((*k, s.written? + SERIES_UPDATE_INTERVAL)))
             .collect();
         for (key, due_at) in pending {
             if due_at > now {
                 next = Some(next.map_or(due_at, |n| n.min(due_at)));
                 continue;
             }
-            let allowed = self.take_tokens(&key.uid, now);
+            let allowed = self.take_tokens(&key, now);
             let Some(series) = self.series.get_mut(&key) else {
                 continue;
             };
@@ -254,12 +315,13 @@ impl State {
                     count: series.count,
                 }
             }
+            None if !key.remembered => Write::Create,
             None => {
                 self.series.insert(
-                    key.clone(),
+                    *key,
                     Series {
-                        namespace: namespace.to_string(),
-                        name: name.to_string(),
+                        namespace: namespace.into(),
+                        name: name.into(),
                         count: 1,
                         last_observed: now,
                         last_observed_at: now_at,
@@ -270,7 +332,7 @@ impl State {
                 Write::Create
             }
         };
-        if let Err(why) = self.take_tokens(&key.uid, now) {
+        if let Err(why) = self.take_tokens(key, now) {
             if write == Write::Create {
                 // Nothing on the server to continue: the next occurrence tries to create it again.
                 self.series.remove(key);
@@ -294,19 +356,33 @@ impl State {
         self.series.remove(key);
     }
 
+    /// Drops series past their window and buckets that are full again (forgetting them changes nothing), and
+    /// gives back the room they took: a cold start over 10,000 ServiceAccounts leaves 10,000 of each.
     fn prune(&mut self, now: Instant) {
         let window = self.window;
         self.series
             .retain(|_, s| now.saturating_duration_since(s.last_observed) < window);
         self.objects.retain(|_, bucket| !bucket.is_full(now));
+        if self.series.capacity() > 2 * self.series.len() + 16 {
+            self.series.shrink_to_fit();
+        }
+        if self.objects.capacity() > 2 * self.objects.len() + 16 {
+            self.objects.shrink_to_fit();
+        }
+        self.pruned_at = now;
+    }
+
+    /// When the `events` thread should prune next: a window after the last time, while anything is remembered.
+    fn next_prune(&self) -> Option<Instant> {
+        (!self.series.is_empty() || !self.objects.is_empty()).then(|| self.pruned_at + self.window)
     }
 }
 
 /// Publishes events as series, rate-limited. Shared by all workers.
 ///
-/// A thread (`events`) writes the repeats that were counted but not yet written once their update is due,
-/// so a series that stops still shows its full count; it sleeps until then (or until a new repeat) and ends
-/// when the recorder is dropped.
+/// A thread (`events`) writes what [`EventRecorder::publish`] queued, and the repeats that were counted but
+/// not yet written once their update is due, so a series that stops still shows its full count. It ends
+/// after [`EventRecorder::shut_down`] (or when the recorder is dropped) once the queue is empty.
 pub struct EventRecorder {
     inner: Arc<Inner>,
 }
@@ -315,48 +391,67 @@ struct Inner {
     client: Client,
     instance: String,
     state: Mutex<State>,
-    /// Wakes the flusher: a repeat was counted, or the recorder is gone.
-    wake: Condvar,
+    queue: EventQueue<Job>,
+    /// Whether this process may write (holds the lease); checked before every write.
+    may_act: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl Drop for EventRecorder {
     fn drop(&mut self) {
-        self.inner.lock().closed = true;
-        self.inner.wake.notify_all();
+        self.inner.queue.close(Duration::ZERO);
     }
 }
 
 impl EventRecorder {
     /// `instance` identifies this process (`reportingInstance`); a repeat within `window` of the previous
-    /// occurrence joins its series.
-    pub fn new(client: Client, instance: &str, window: Duration) -> Self {
+    /// occurrence joins its series; nothing is written while `may_act` says no.
+    pub fn new(
+        client: Client,
+        instance: &str,
+        window: Duration,
+        may_act: Arc<dyn Fn() -> bool + Send + Sync>,
+    ) -> Self {
         let inner = Arc::new(Inner {
             client,
             instance: instance.to_string(),
             state: Mutex::new(State::new(window, Instant::now())),
-            wake: Condvar::new(),
+            queue: EventQueue::new(QUEUE_CAPACITY),
+            may_act,
         });
-        let flusher = inner.clone();
+        let writer = inner.clone();
         if let Err(e) = std::thread::Builder::new()
             .name("events".into())
-            .spawn(move || flusher.flush_loop())
+            .spawn(move || writer.run())
         {
-            log::warn!("cannot start the event series thread; series counts are written only with new repeats: {e}");
+            log::warn!("cannot start the events thread; no event will be written: {e}");
+            inner.queue.abandon();
         }
         EventRecorder { inner }
     }
 
-    /// Publishes an event about `regarding` (kind and apiVersion as given): a new Event, a series update of
-    /// the one it repeats, or nothing when rate-limited.
+    /// Publishes an event about `regarding` (kind and apiVersion as given): queues a new Event or a series
+    /// update of the one it repeats, or nothing when rate-limited or the queue is full. Never waits for
+    /// the API server.
     pub fn publish(
         &self,
         regarding: ObjectReference,
         type_: EventType,
-        reason: &str,
+        reason: &'static str,
         action: &str,
         note: &str,
     ) {
         self.inner.publish(regarding, type_, reason, action, note);
+    }
+
+    /// Stops taking events and waits up to `deadline` for the `events` thread to write what is queued
+    /// (owed series counts not yet due are not written).
+    pub fn shut_down(&self, deadline: Duration) {
+        let left = self.inner.queue.close(deadline);
+        if left > 0 {
+            log::warn!(
+                "{left} events were not written within {deadline:?} of stopping; exiting anyway"
+            );
+        }
     }
 }
 
@@ -365,29 +460,44 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes due series updates until the recorder is dropped; blocks while none is due.
-    fn flush_loop(&self) {
-        let mut state = self.lock();
+    /// Writes queued events, and due series updates when the queue is empty, until closed and drained.
+    fn run(&self) {
+        let mut next_flush: Option<Instant> = None;
         loop {
-            if state.closed {
-                return;
+            let timeout = next_flush.map(|at| at.saturating_duration_since(Instant::now()));
+            let next = self.queue.next(timeout);
+            metrics().set_events_queued(self.queue.len());
+            match next {
+                Next::Item(job) => {
+                    self.write(job);
+                    continue;
+                }
+                Next::Closed => return,
+                Next::Idle => {}
             }
-            let now = Instant::now();
-            let (flushes, next) = state.due_flushes(now);
-            if flushes.is_empty() {
-                state = match next {
-                    Some(at) => {
-                        self.wake
-                            .wait_timeout(state, at.saturating_duration_since(now))
-                            .unwrap_or_else(|p| p.into_inner())
-                            .0
-                    }
-                    None => self.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
-                };
-                continue;
-            }
-            drop(state);
+            let (flushes, next) = {
+                let now = Instant::now();
+                let mut state = self.lock();
+                if state.next_prune().is_some_and(|at| at <= now) {
+                    state.prune(now);
+                }
+                let (flushes, next) = state.due_flushes(now);
+                let prune = state.next_prune();
+                (flushes, next.into_iter().chain(prune).min())
+            };
+            next_flush = next;
             for flush in flushes {
+                // The lease is checked after the wait, right before the write.
+                self.wait_for_turn();
+                if !(self.may_act)() {
+                    log::debug!(
+                        "not the leader: the repeats of {} event {}/{} are left to the leader",
+                        flush.key.reason,
+                        flush.namespace,
+                        flush.name
+                    );
+                    continue;
+                }
                 if let Err(error) = self.update_series(
                     &flush.key,
                     &flush.namespace,
@@ -403,7 +513,62 @@ impl Inner {
                     );
                 }
             }
-            state = self.lock();
+        }
+    }
+
+    /// Blocks until the global bucket allows one more write (at most 1 / [`GLOBAL_PER_SECOND`] s at a time).
+    fn wait_for_turn(&self) {
+        loop {
+            let turn = self.lock().take_turn(Instant::now());
+            match turn {
+                Ok(()) => return,
+                Err(wait) => std::thread::sleep(wait.max(Duration::from_millis(1))),
+            }
+        }
+    }
+
+    /// Performs one queued write, unless this process may no longer act.
+    fn write(&self, job: Job) {
+        let (key, namespace, name) = match &job {
+            Job::Create { key, event } => (
+                key,
+                event.metadata.namespace.as_str(),
+                event.metadata.name.as_str(),
+            ),
+            Job::Series {
+                key,
+                namespace,
+                name,
+                ..
+            } => (key, &**namespace, &**name),
+        };
+        // The lease is checked after the wait, right before the write.
+        self.wait_for_turn();
+        if !(self.may_act)() {
+            log::debug!(
+                "not the leader: {} event {namespace}/{name} is not written",
+                key.reason
+            );
+            if matches!(job, Job::Create { .. }) {
+                self.lock().forget(key);
+            }
+            return;
+        }
+        let result = match &job {
+            Job::Create { key, event } => self.create(key, event),
+            Job::Series {
+                key,
+                namespace,
+                name,
+                count,
+                last_observed_at,
+            } => self.update_series(key, namespace, name, *count, *last_observed_at),
+        };
+        if let Err(error) = result {
+            log::warn!(
+                "cannot record {} event {namespace}/{name}: {error}",
+                key.reason
+            );
         }
     }
 
@@ -411,26 +576,20 @@ impl Inner {
         &self,
         regarding: ObjectReference,
         type_: EventType,
-        reason: &str,
+        reason: &'static str,
         action: &str,
         note: &str,
     ) {
         let note = truncate_note(note);
-        let key = SeriesKey {
-            uid: regarding.uid.clone(),
-            type_,
-            reason: reason.to_string(),
-            action: action.to_string(),
-            note: note.clone(),
-        };
+        let key = SeriesKey::new(&regarding.uid, type_, reason, action, &note);
         let name = event_name(&regarding, type_, reason, action, &note);
         let namespace = regarding.namespace.clone();
         let (now, now_at) = (Instant::now(), Utc::now());
         let write = self.lock().observe(&key, &namespace, &name, now, now_at);
-        let result = match write {
+        let job = match write {
             Write::Nothing(why) => {
-                // A counted repeat: the flusher writes it when due.
-                self.wake.notify_one();
+                // A counted repeat: the events thread writes it when due.
+                self.queue.poke();
                 log::debug!(
                     "not writing {reason} event for {} {namespace}/{}: {why}",
                     regarding.kind,
@@ -438,8 +597,9 @@ impl Inner {
                 );
                 return;
             }
-            Write::Create => {
-                let event = build_event(
+            Write::Create => Job::Create {
+                key,
+                event: Box::new(build_event(
                     &regarding,
                     type_,
                     reason,
@@ -447,14 +607,27 @@ impl Inner {
                     &note,
                     &self.instance,
                     now_at,
-                );
-                self.create(&key, &event)
-            }
-            Write::Series { count } => self.update_series(&key, &namespace, &name, count, now_at),
+                )),
+            },
+            Write::Series { count } => Job::Series {
+                key,
+                namespace: namespace.as_str().into(),
+                name: name.into(),
+                count,
+                last_observed_at: now_at,
+            },
         };
-        if let Err(error) = result {
+        let create = matches!(job, Job::Create { .. });
+        let queued = self.queue.push(job);
+        metrics().set_events_queued(self.queue.len());
+        if !queued {
+            metrics().event_dropped();
+            if create {
+                // Nothing on the server to continue: the next occurrence tries to create it again.
+                self.lock().forget(&key);
+            }
             log::warn!(
-                "cannot record {reason} event for {} {namespace}/{}: {error}",
+                "dropped {reason} event for {} {namespace}/{}: {QUEUE_CAPACITY} events are waiting to be written",
                 regarding.kind,
                 regarding.name
             );
@@ -559,15 +732,23 @@ pub fn event_name(
     action: &str,
     note: &str,
 ) -> String {
+    let digest = series_digest(&regarding.uid, type_, reason, action, note);
+    let suffix: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let prefix: String = regarding.name.chars().take(253 - 17).collect();
+    format!("{prefix}.{suffix}")
+}
+
+/// The first 8 bytes of the SHA-256 digest of what identifies a series (object UID, type, reason, action, note).
+fn series_digest(uid: &str, type_: EventType, reason: &str, action: &str, note: &str) -> [u8; 8] {
     let mut hasher = Sha256::new();
-    for part in [regarding.uid.as_str(), type_.as_str(), reason, action, note] {
+    for part in [uid, type_.as_str(), reason, action, note] {
         hasher.update(part.as_bytes());
         hasher.update([0u8]);
     }
     let digest = hasher.finalize();
-    let suffix: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    let prefix: String = regarding.name.chars().take(253 - 17).collect();
-    format!("{prefix}.{suffix}")
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    first
 }
 
 /// `note` cut to what the API accepts, at a character boundary.
@@ -629,13 +810,7 @@ mod tests {
     }
 
     fn key(uid: &str, note: &str) -> SeriesKey {
-        SeriesKey {
-            uid: uid.into(),
-            type_: EventType::Warning,
-            reason: "R".into(),
-            action: "Provision".into(),
-            note: note.into(),
-        }
+        SeriesKey::new(uid, EventType::Warning, "R", "Provision", note)
     }
 
     #[test]
@@ -748,7 +923,7 @@ mod tests {
         assert_eq!(
             flushes,
             vec![Flush {
-                key: k.clone(),
+                key: k,
                 namespace: "ns".into(),
                 name: "e".into(),
                 count: 5,
@@ -804,36 +979,82 @@ mod tests {
     }
 
     #[test]
-    fn all_writes_share_a_global_limit() {
+    fn all_writes_share_a_global_pace_that_delays_instead_of_dropping() {
         let t0 = Instant::now();
         let mut state = State::new(Duration::from_secs(300), t0);
+        // Publishing is limited per object only: 500 objects' first events are all to be written...
         let created = (0..500)
             .filter(|i| {
                 state.observe(&key(&format!("u{i}"), "down"), "ns", "e", t0, Utc::now())
                     == Write::Create
             })
             .count();
-        assert_eq!(created, GLOBAL_BURST as usize);
+        assert_eq!(created, 500);
+        // ...one after another: a burst, then GLOBAL_PER_SECOND a second, each told how long to wait.
+        let turns = (0..500).filter(|_| state.take_turn(t0).is_ok()).count();
+        assert_eq!(turns, GLOBAL_BURST as usize);
+        let wait = state.take_turn(t0).unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs_f64(1.0 / GLOBAL_PER_SECOND),
+            "{wait:?}"
+        );
         let t1 = t0 + Duration::from_secs(1);
-        let created = (500..600)
-            .filter(|i| {
-                state.observe(&key(&format!("u{i}"), "down"), "ns", "e", t1, Utc::now())
-                    == Write::Create
-            })
-            .count();
-        assert_eq!(created, GLOBAL_PER_SECOND as usize);
+        let turns = (0..500).filter(|_| state.take_turn(t1).is_ok()).count();
+        assert_eq!(turns, GLOBAL_PER_SECOND as usize);
+    }
+
+    #[test]
+    fn normal_events_are_written_but_not_remembered_as_series() {
+        let t0 = Instant::now();
+        let mut state = State::new(Duration::from_secs(300), t0);
+        for i in 0..100 {
+            let key = SeriesKey::new(
+                &format!("u{i}"),
+                EventType::Normal,
+                "Provisioned",
+                "Provision",
+                &format!("valid until {i}"),
+            );
+            assert_eq!(
+                state.observe(&key, "ns", "e", t0, Utc::now()),
+                Write::Create
+            );
+            // The same again is another create: the server's AlreadyExists continues the series there.
+            assert_eq!(
+                state.observe(&key, "ns", "e", t0, Utc::now()),
+                Write::Create
+            );
+        }
+        assert!(state.series.is_empty());
+        assert_eq!(
+            state.objects.len(),
+            100,
+            "the spam filter still counts them"
+        );
     }
 
     #[test]
     fn stale_series_and_full_buckets_are_pruned() {
         let t0 = Instant::now();
         let mut state = State::new(Duration::from_secs(300), t0);
-        for i in 0..10 {
+        assert_eq!(
+            state.next_prune(),
+            None,
+            "nothing remembered, nothing to wake for"
+        );
+        for i in 0..1000 {
             state.observe(&key(&format!("u{i}"), "x"), "ns", "e", t0, Utc::now());
         }
-        state.prune(t0 + Duration::from_secs(301) + OBJECT_REFILL);
+        assert_eq!(state.next_prune(), Some(t0 + Duration::from_secs(300)));
+        let later = t0 + Duration::from_secs(301) + OBJECT_REFILL;
+        state.prune(later);
         assert!(state.series.is_empty());
         assert!(state.objects.is_empty());
+        assert!(
+            state.series.capacity() < 1000 && state.objects.capacity() < 1000,
+            "the room is given back"
+        );
+        assert_eq!(state.next_prune(), None);
     }
 
     #[test]

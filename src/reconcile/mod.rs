@@ -2,6 +2,7 @@
 //! caches the watches keep (the API server only when a cache cannot know) and moves it toward what the
 //! annotations ask for.
 
+pub mod event_queue;
 pub mod events;
 pub mod evictor;
 pub mod service_account;

@@ -870,7 +870,7 @@ fn reported(message: String, retry: Retry) -> PrincipalFailure {
     }
 }
 
-fn warn(ctx: &Context, subject: &Subject, reason: &str, message: &str) {
+fn warn(ctx: &Context, subject: &Subject, reason: &'static str, message: &str) {
     ctx.events.publish(
         reference("v1", "ServiceAccount", &subject.meta),
         EventType::Warning,

@@ -227,6 +227,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
                 state.processing.insert(key.clone());
                 return Some(key);
             }
+            Self::release_room(&mut state);
             let next_due = state.delayed.first().map(|(at, _, _)| *at);
             let wake_at = match (next_due, give_up) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -246,6 +247,26 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
                 }
                 None => self.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
             };
+        }
+    }
+
+    /// With nothing ready, gives back the room a backlog took (a cold start over 10,000 ServiceAccounts grows
+    /// `ready` and `dirty` to 10,000 and they would keep that size for the life of the process).
+    fn release_room(state: &mut State<K>) {
+        fn oversized(capacity: usize, len: usize) -> bool {
+            capacity > 2 * len + 64
+        }
+        if oversized(state.ready.capacity(), state.ready.len()) {
+            state.ready.shrink_to_fit();
+        }
+        if oversized(state.dirty.capacity(), state.dirty.len()) {
+            state.dirty.shrink_to_fit();
+        }
+        if oversized(state.failures.capacity(), state.failures.len()) {
+            state.failures.shrink_to_fit();
+        }
+        if oversized(state.due.capacity(), state.due.len()) {
+            state.due.shrink_to_fit();
         }
     }
 
@@ -325,6 +346,24 @@ mod tests {
 
     fn now_or_never(q: &Queue<String>) -> Option<String> {
         q.get_timeout(Some(Duration::from_millis(20)))
+    }
+
+    #[test]
+    fn a_drained_backlog_gives_its_room_back() {
+        let q = queue();
+        for i in 0..10_000 {
+            q.add(format!("k{i}"));
+        }
+        while let Some(key) = now_or_never(&q) {
+            q.done(&key);
+        }
+        let state = q.lock();
+        assert!(
+            state.ready.capacity() <= 64 && state.dirty.capacity() <= 128,
+            "ready {} dirty {}",
+            state.ready.capacity(),
+            state.dirty.capacity()
+        );
     }
 
     #[test]

@@ -23,11 +23,12 @@ pub fn is_older(candidate: &str, held: &str) -> bool {
 
 /// A UID or resourceVersion kept small: Kubernetes issues UIDs as lower-case UUIDs and etcd-backed
 /// resourceVersions as decimal integers, which fit in 16 and 8 bytes instead of a 36- or 8-character string
-/// on the heap. Anything else is kept as it is; the text always comes back exactly as it was.
+/// on the heap. Anything else is kept as it is; the text always comes back exactly as it was. The UUID is kept
+/// as bytes, not a `u128`, whose 16-byte alignment would make every `CompactStr` 32 bytes instead of 24.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum CompactStr {
     Number(u64),
-    Uuid(u128),
+    Uuid([u8; 16]),
     Text(Box<str>),
 }
 
@@ -51,7 +52,7 @@ impl CompactStr {
         if uuid_shape {
             let hex: String = text.chars().filter(|c| *c != '-').collect();
             if let Ok(value) = u128::from_str_radix(&hex, 16) {
-                return CompactStr::Uuid(value);
+                return CompactStr::Uuid(value.to_be_bytes());
             }
         }
         CompactStr::Text(text.into())
@@ -67,8 +68,8 @@ impl std::fmt::Display for CompactStr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CompactStr::Number(n) => write!(f, "{n}"),
-            CompactStr::Uuid(v) => {
-                let hex = format!("{v:032x}");
+            CompactStr::Uuid(bytes) => {
+                let hex = format!("{:032x}", u128::from_be_bytes(*bytes));
                 write!(
                     f,
                     "{}-{}-{}-{}-{}",
@@ -211,6 +212,11 @@ mod tests {
             &CompactStr::new("x"),
             &CompactStr::new("10")
         ));
+        assert_eq!(
+            std::mem::size_of::<CompactStr>(),
+            24,
+            "three words, no more"
+        );
     }
 
     #[test]
