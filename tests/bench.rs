@@ -21,6 +21,7 @@ use image_pull_secrets_provisioner::kube::{Client, ListParams};
 use serde_json::json;
 use support::controller::{Controller, CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT};
 use support::google::GoogleFake;
+use support::moto::{Moto, PULLER_ROLE, REGISTRY as AWS_REGISTRY};
 use support::{cluster, eventually};
 
 const PROVIDER: &str =
@@ -28,6 +29,14 @@ const PROVIDER: &str =
 const AUDIENCE: &str = "bench";
 const REGISTRY: &str = "europe-docker.pkg.dev";
 const EMAIL: &str = "puller@bench.iam.gserviceaccount.com";
+
+/// Whether the report section `name` runs: all of them unless `IPSP_BENCH_ONLY` lists some (comma-separated:
+/// `cold-1`, `cold-8`, `cold-16`, `cold-large`, `idle`, `steady`, `latency`), for iterating on one measure.
+fn section(name: &str) -> bool {
+    std::env::var("IPSP_BENCH_ONLY")
+        .map(|only| only.split(',').any(|s| s.trim() == name))
+        .unwrap_or(true)
+}
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -37,13 +46,19 @@ fn env_number(name: &str, default: usize) -> usize {
 }
 
 fn configured(name: &str, ns: &str) -> ServiceAccount {
+    configured_for(name, ns, &annotations())
+}
+
+fn configured_for(name: &str, ns: &str, annotations: &[(&str, &str)]) -> ServiceAccount {
     let mut metadata = ObjectMeta {
         name: name.into(),
         namespace: ns.into(),
         ..Default::default()
     };
-    for (key, value) in annotations() {
-        metadata.annotations.insert(key.into(), value.into());
+    for (key, value) in annotations {
+        metadata
+            .annotations
+            .insert(key.to_string(), value.to_string());
     }
     ServiceAccount {
         metadata,
@@ -64,6 +79,51 @@ fn annotations() -> [(&'static str, &'static str); 4] {
             EMAIL,
         ),
     ]
+}
+
+/// Where a cold start's credentials come from: the Google stand-in (with its configured latency), or moto
+/// (AWS, signatures checked) — the peer the original controller's cold start was measured against.
+#[derive(Clone, Copy)]
+enum Provider<'a> {
+    Google(&'a GoogleFake),
+    Aws(&'a Moto),
+}
+
+impl Provider<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Provider::Google(_) => "Google stand-in",
+            Provider::Aws(_) => "AWS (moto)",
+        }
+    }
+
+    fn annotations(&self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Provider::Google(_) => annotations().to_vec(),
+            Provider::Aws(_) => vec![
+                ("imagepullsecrets.preferred.jp/registry", AWS_REGISTRY),
+                (
+                    "imagepullsecrets.preferred.jp/audience",
+                    "sts.amazonaws.com",
+                ),
+                ("imagepullsecrets.preferred.jp/aws-role-arn", PULLER_ROLE),
+            ],
+        }
+    }
+
+    fn controller(&self, ns: &str) -> support::controller::ControllerBuilder {
+        match self {
+            Provider::Google(fake) => Controller::builder(ns).google(&fake.endpoint),
+            Provider::Aws(moto) => Controller::builder(ns).aws(&moto.endpoint),
+        }
+    }
+
+    fn short(&self) -> &'static str {
+        match self {
+            Provider::Google(_) => "g",
+            Provider::Aws(_) => "aws",
+        }
+    }
 }
 
 /// Creates `count` objects with `threads` parallel writers.
@@ -114,6 +174,62 @@ fn attached_count(client: &Client, ns: &str) -> usize {
     count
 }
 
+/// Blocks until `count` ServiceAccounts of `ns` list a pull secret, following a watch: the moment is exact,
+/// and the API server is not made to list them over and over while it is being measured.
+fn wait_until_attached(client: &Client, ns: &str, count: usize, controller: &Controller) {
+    use image_pull_secrets_provisioner::kube::watch::WatchEvent;
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let mut attached = std::collections::HashSet::new();
+        let track = |attached: &mut std::collections::HashSet<String>, sa: ServiceAccount| {
+            if sa.image_pull_secrets.is_some_and(|s| !s.is_empty()) {
+                attached.insert(sa.metadata.name);
+            } else {
+                attached.remove(&sa.metadata.name);
+            }
+        };
+        let version = client
+            .list_each::<ServiceAccount>(Some(ns), &ListParams::default(), |sa| {
+                track(&mut attached, sa)
+            })
+            .expect("list serviceaccounts");
+        let mut stream = client
+            .watch::<ServiceAccount>(
+                Some(ns),
+                &ListParams::default(),
+                &version,
+                Duration::from_secs(30),
+            )
+            .expect("watch serviceaccounts");
+        while attached.len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} attached",
+                attached.len()
+            );
+            assert!(
+                controller.is_running(),
+                "the controller exited:\n{}",
+                controller.logs()
+            );
+            match stream.next_event() {
+                Ok(Some(WatchEvent::Added(sa) | WatchEvent::Modified(sa))) => {
+                    track(&mut attached, sa)
+                }
+                Ok(Some(WatchEvent::Deleted(sa))) => {
+                    attached.remove(&sa.metadata.name);
+                }
+                Ok(Some(WatchEvent::Bookmark { .. })) => {}
+                // The watch ended (its timeout) or failed: list again.
+                Ok(None) | Ok(Some(WatchEvent::Error(_))) | Err(_) => break,
+            }
+        }
+        if attached.len() >= count {
+            return;
+        }
+    }
+}
+
 /// Resident memory now and at its peak, in bytes, and CPU seconds used, of process `pid`.
 fn process_stats(pid: u32) -> (u64, u64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -141,6 +257,26 @@ fn process_stats(pid: u32) -> (u64, u64, f64) {
         kib("VmRSS:"),
         kib("VmHWM:"),
         (ticks(11) + ticks(12)) / 100.0,
+    )
+}
+
+/// Where a process's resident memory is (from /proc/PID/smaps_rollup and status): anonymous (heap, stacks)
+/// against file-backed (the binary's own pages), and its thread count.
+fn memory_breakdown(pid: u32) -> String {
+    let read = |file: &str, key: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    format!(
+        "anonymous {:.1} MB, file-backed {:.1} MB, {} threads",
+        read("smaps_rollup", "Anonymous:") * 1024.0 / 1e6,
+        (read("status", "RssFile:") + read("status", "RssShmem:")) * 1024.0 / 1e6,
+        read("status", "Threads:")
     )
 }
 
@@ -201,6 +337,7 @@ fn writes(counts: &BTreeMap<(String, String), usize>) -> usize {
 }
 
 struct ColdStart {
+    provider: &'static str,
     count: usize,
     workers: usize,
     seconds: f64,
@@ -235,35 +372,29 @@ fn cluster_pids() -> [u32; 2] {
     [read("kube-apiserver"), read("etcd")]
 }
 
-fn cold_start(count: usize, workers: usize, fake: &GoogleFake) -> ColdStart {
+fn cold_start(count: usize, workers: usize, provider: Provider) -> ColdStart {
     let cluster = cluster();
     let admin = cluster.admin();
-    let ns = cluster.namespace(&format!("cold-{count}-w{workers}"));
+    let ns = cluster.namespace(&format!("cold-{count}-w{workers}-{}", provider.short()));
+    let annotations = provider.annotations();
     create_many(count, 16, |client, i| {
-        create_or_exists(client, &ns, &configured(&format!("sa-{i}"), &ns))
+        create_or_exists(
+            client,
+            &ns,
+            &configured_for(&format!("sa-{i}"), &ns, &annotations),
+        )
     });
     let [apiserver, etcd] = cluster_pids();
     let cpu_before = [process_stats(apiserver).2, process_stats(etcd).2];
     let audit_start = audit_end();
-    let controller = Controller::builder(&ns)
-        .google(&fake.endpoint)
-        .log_level("info")
+    let controller = provider
+        .controller(&ns)
+        .log_level(&cold_start_log_level())
         .args(&["--workers", &workers.to_string()])
+        .args(&extra_args().iter().map(String::as_str).collect::<Vec<_>>())
         .start();
     let started = Instant::now();
-    eventually(
-        Duration::from_secs(1800),
-        "every ServiceAccount to have its secret",
-        || {
-            assert!(
-                controller.is_running(),
-                "the controller exited:\n{}",
-                controller.logs()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-            (attached_count(&admin, &ns) == count).then_some(())
-        },
-    );
+    wait_until_attached(&admin, &ns, count, &controller);
     let seconds = started.elapsed().as_secs_f64();
     let (_, peak_rss, controller_cpu) = process_stats(controller.pid());
     let cpu = [
@@ -276,17 +407,18 @@ fn cold_start(count: usize, workers: usize, fake: &GoogleFake) -> ColdStart {
     let (counts, _) = audit_requests(audit_start, Some(&ns));
     let requests_per_sa = (!counts.is_empty()).then(|| per_object(&counts) as f64 / count as f64);
     println!(
-        "cold start {count} (workers {workers}): {seconds:.1} s, {:.0}/s, peak RSS {:.1} MB, CPU {cpu:?}, requests {counts:?}",
+        "cold start {count} (workers {workers}): {seconds:.1} s, {:.0}/s, peak RSS {:.1} MB, CPU {cpu:?}, requests {counts:?}, log {}",
         count as f64 / seconds,
-        peak_rss as f64 / 1e6
+        peak_rss as f64 / 1e6,
+        controller.log_path.display()
     );
     drop(controller);
 
     // A restart over the provisioned namespace: the initial lists and watches, and nothing per ServiceAccount.
     let audit_start = audit_end();
     let started = Instant::now();
-    let controller = Controller::builder(&ns)
-        .google(&fake.endpoint)
+    let controller = provider
+        .controller(&ns)
         .log_level("info")
         .args(&["--workers", &workers.to_string()])
         .start();
@@ -300,6 +432,7 @@ fn cold_start(count: usize, workers: usize, fake: &GoogleFake) -> ColdStart {
     let (counts, _) = audit_requests(audit_start, Some(&ns));
     println!("restart over {count}: {restart_seconds:.1} s, requests {counts:?}");
     ColdStart {
+        provider: provider.name(),
         count,
         workers,
         seconds,
@@ -311,17 +444,38 @@ fn cold_start(count: usize, workers: usize, fake: &GoogleFake) -> ColdStart {
     }
 }
 
-/// Waits until the controller's work queue has had no ready keys for five seconds in a row.
+/// Extra controller flags for the cold starts, from `IPSP_BENCH_ARGS` (split at whitespace): e.g.
+/// `--provider-rate 1000 --provider-burst 1000` to measure the controller rather than its provider rate limit.
+fn extra_args() -> Vec<String> {
+    std::env::var("IPSP_BENCH_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The controller's log level in the cold starts, from `IPSP_BENCH_LOG_LEVEL` (default `info`): `trace` logs
+/// every request with its duration, to see where a cold start spends its time.
+fn cold_start_log_level() -> String {
+    std::env::var("IPSP_BENCH_LOG_LEVEL").unwrap_or_else(|_| "info".into())
+}
+
+/// Waits until the controller's work queue has had no ready keys, and no event waited to be written, for five
+/// seconds in a row.
 fn wait_for_idle(controller: &Controller) {
     let mut idle_since: Option<Instant> = None;
     eventually(Duration::from_secs(1800), "the work queue to drain", || {
         let (_, metrics) = controller.http_get("/metrics");
-        let depth = metrics
-            .lines()
-            .find(|l| l.starts_with("image_pull_secrets_provisioner_workqueue_depth "))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN);
+        let gauge = |name: &str| {
+            metrics
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        let depth = gauge("image_pull_secrets_provisioner_workqueue_depth")
+            + gauge("image_pull_secrets_provisioner_events_queued");
         if depth == 0.0 {
             let since = *idle_since.get_or_insert_with(Instant::now);
             (since.elapsed() >= Duration::from_secs(5)).then_some(())
@@ -361,21 +515,30 @@ fn benchmark() {
 
     // 1 and 5: cold start.
     let default_workers = 8;
-    let runs = vec![
-        cold_start(small, 1, &fake),
-        cold_start(small, default_workers, &fake),
-        cold_start(small, 2 * default_workers, &fake),
-        cold_start(large, default_workers, &fake),
-    ];
+    let google = Provider::Google(&fake);
+    let moto = section("cold-1-aws").then(Moto::start);
+    let runs: Vec<ColdStart> = [
+        ("cold-1", small, 1, Some(google)),
+        ("cold-1-aws", small, 1, moto.as_ref().map(Provider::Aws)),
+        ("cold-8", small, default_workers, Some(google)),
+        ("cold-16", small, 2 * default_workers, Some(google)),
+        ("cold-large", large, default_workers, Some(google)),
+    ]
+    .into_iter()
+    .filter(|(name, _, _, _)| section(name))
+    .filter_map(|(_, count, workers, provider)| Some(cold_start(count, workers, provider?)))
+    .collect();
+    drop(moto);
     line(
         "## Cold start: configured ServiceAccounts already exist when the controller starts\n"
             .into(),
     );
-    line("| ServiceAccounts | workers | time to all attached | provisioned per second | peak RSS | CPU s: controller / kube-apiserver / etcd | requests per new ServiceAccount | requests per ServiceAccount at a restart (settled after) |".into());
-    line("|---:|---:|---:|---:|---:|---|---:|---:|".into());
+    line("| provider | ServiceAccounts | workers | time to all attached | provisioned per second | peak RSS | CPU s: controller / kube-apiserver / etcd | requests per new ServiceAccount | requests per ServiceAccount at a restart (settled after) |".into());
+    line("|---|---:|---:|---:|---:|---:|---|---:|---:|".into());
     for run in &runs {
         line(format!(
-            "| {} | {} | {:.1} s | {:.0} | {:.1} MB | {:.1} / {:.1} / {:.1} | {} | {:.2} ({:.1} s) |",
+            "| {} | {} | {} | {:.1} s | {:.0} | {:.1} MB | {:.1} / {:.1} / {:.1} | {} | {:.2} ({:.1} s) |",
+            run.provider,
             run.count,
             run.workers,
             run.seconds,
@@ -392,172 +555,180 @@ fn benchmark() {
     }
     line("\nRequests are counted in the audit log, without the initial lists and watches (which do not grow with the number of ServiceAccounts).".into());
 
-    // Idle: an empty namespace, metrics and probes served, nothing to do.
-    let ns = cluster.namespace("idle");
-    let controller = Controller::builder(&ns)
-        .google(&fake.endpoint)
-        .log_level("info")
-        .start();
-    eventually(Duration::from_secs(60), "the idle controller ready", || {
-        controller.logs().contains("ready").then_some(())
-    });
-    std::thread::sleep(Duration::from_secs(5));
-    let idle = Duration::from_secs(env_number("IPSP_BENCH_IDLE_SECONDS", 60) as u64);
-    let (_, _, cpu_before) = process_stats(controller.pid());
-    std::thread::sleep(idle);
-    let (idle_rss, _, cpu_after) = process_stats(controller.pid());
-    drop(controller);
-    line(format!(
+    if section("idle") {
+        // Idle: an empty namespace, metrics and probes served, nothing to do.
+        let ns = cluster.namespace("idle");
+        let controller = Controller::builder(&ns)
+            .google(&fake.endpoint)
+            .log_level("info")
+            .start();
+        eventually(Duration::from_secs(60), "the idle controller ready", || {
+            controller.logs().contains("ready").then_some(())
+        });
+        std::thread::sleep(Duration::from_secs(5));
+        let idle = Duration::from_secs(env_number("IPSP_BENCH_IDLE_SECONDS", 60) as u64);
+        let (_, _, cpu_before) = process_stats(controller.pid());
+        std::thread::sleep(idle);
+        let (idle_rss, _, cpu_after) = process_stats(controller.pid());
+        drop(controller);
+        line(format!(
         "\n## Idle: an empty namespace, metrics and probes on\n\n| CPU per minute | RSS |\n|---:|---:|\n| {:.3} s | {:.1} MB |",
         (cpu_after - cpu_before) * 60.0 / idle.as_secs_f64(),
         idle_rss as f64 / 1e6
     ));
-
-    // 2: steady state with many unrelated objects, all in one namespace the controller serves.
-    let ns = cluster.namespace("steady");
-    create_many(large, 16, |client, i| {
-        create_or_exists(client, &ns, &configured(&format!("sa-{i}"), &ns))
-    });
-    let controller = Controller::builder(&ns)
-        .google(&fake.endpoint)
-        .log_level("info")
-        .start();
-    eventually(
-        Duration::from_secs(1800),
-        "the steady-state ServiceAccounts provisioned",
-        || {
-            assert!(
-                controller.is_running(),
-                "the controller exited:\n{}",
-                controller.logs()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-            (attached_count(&admin, &ns) == large).then_some(())
-        },
-    );
-    let (rss_configured, _, _) = process_stats(controller.pid());
-    create_many(large, 16, |client, i| {
-        let mut sa = ServiceAccount::default();
-        sa.metadata.name = format!("plain-{i}");
-        create_or_exists(client, &ns, &sa);
-    });
-    create_many(2 * large, 16, |client, i| {
-        let mut secret = Secret::default();
-        secret.metadata.name = format!("unrelated-{i}");
-        secret.data.insert("k".into(), "dmFsdWU=".into());
-        create_or_exists(client, &ns, &secret);
-    });
-    create_many(pods, 16, |client, i| {
-        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": format!("pod-{i}")},
+    }
+    if section("steady") {
+        // 2: steady state with many unrelated objects, all in one namespace the controller serves.
+        let ns = cluster.namespace("steady");
+        create_many(large, 16, |client, i| {
+            create_or_exists(client, &ns, &configured(&format!("sa-{i}"), &ns))
+        });
+        let controller = Controller::builder(&ns)
+            .google(&fake.endpoint)
+            .log_level("info")
+            .start();
+        eventually(
+            Duration::from_secs(1800),
+            "the steady-state ServiceAccounts provisioned",
+            || {
+                assert!(
+                    controller.is_running(),
+                    "the controller exited:\n{}",
+                    controller.logs()
+                );
+                std::thread::sleep(Duration::from_millis(500));
+                (attached_count(&admin, &ns) == large).then_some(())
+            },
+        );
+        let (rss_configured, _, _) = process_stats(controller.pid());
+        create_many(large, 16, |client, i| {
+            let mut sa = ServiceAccount::default();
+            sa.metadata.name = format!("plain-{i}");
+            create_or_exists(client, &ns, &sa);
+        });
+        create_many(2 * large, 16, |client, i| {
+            let mut secret = Secret::default();
+            secret.metadata.name = format!("unrelated-{i}");
+            secret.data.insert("k".into(), "dmFsdWU=".into());
+            create_or_exists(client, &ns, &secret);
+        });
+        create_many(pods, 16, |client, i| {
+            let pod: Pod = serde_json::from_value(json!({"metadata": {"name": format!("pod-{i}")},
             "spec": {"serviceAccountName": format!("plain-{}", i % large), "automountServiceAccountToken": false,
                 "containers": [{"name": "c", "image": "nginx"}]}})).unwrap();
-        create_or_exists(client, &ns, &pod);
-    });
-    // Let the watches digest the flood and the work queue drain (nothing is due), then measure a minute.
-    std::thread::sleep(Duration::from_secs(5));
-    wait_for_idle(&controller);
-    let (rss_before, _, cpu_before) = process_stats(controller.pid());
-    let audit_start = audit_end();
-    let minute = Duration::from_secs(env_number("IPSP_BENCH_STEADY_SECONDS", 60) as u64);
-    std::thread::sleep(minute);
-    let (rss_after, peak, cpu_after) = process_stats(controller.pid());
-    let (steady_counts, _) = audit_requests(audit_start, Some(&ns));
-    let per_minute = 60.0 / minute.as_secs_f64();
-    line(format!("\n## Steady state: {large} configured + {large} unconfigured ServiceAccounts, {} unrelated secrets, {pods} pods\n", 2 * large));
-    line("| measure | value |".into());
-    line("|---|---:|".into());
-    line(format!(
-        "| RSS with only the {large} configured ServiceAccounts | {:.1} MB |",
-        rss_configured as f64 / 1e6
-    ));
-    line(format!("| RSS after adding the unrelated objects | {:.1} MB (then {:.1} MB a minute later; peak {:.1} MB) |", rss_before as f64 / 1e6, rss_after as f64 / 1e6, peak as f64 / 1e6));
-    line(format!(
-        "| CPU per minute | {:.2} s |",
-        (cpu_after - cpu_before) * per_minute
-    ));
-    line(format!(
-        "| API writes per minute | {:.0} |",
-        writes(&steady_counts) as f64 * per_minute
-    ));
-    line(format!(
-        "| API requests per minute (all verbs) | {:.0} |",
-        steady_counts.values().sum::<usize>() as f64 * per_minute
-    ));
-    drop(controller);
-
-    // 3 and 4: latency from annotation to attachment, and the requests it took.
-    let ns = cluster.namespace("latency");
-    let controller = Controller::builder(&ns)
-        .google(&fake.endpoint)
-        .log_level("info")
-        .start();
-    eventually(Duration::from_secs(60), "the controller ready", || {
-        controller.logs().contains("ready").then_some(())
-    });
-    for i in 0..samples {
-        let mut sa = ServiceAccount::default();
-        sa.metadata.name = format!("sa-{i}");
-        admin.create(Some(&ns), &sa).unwrap();
-    }
-    let audit_start = audit_end();
-    let mut latencies = Vec::new();
-    for i in 0..samples {
-        let name = format!("sa-{i}");
-        let patch = json!({"metadata": {"annotations": annotations().iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>()}});
-        let started = Instant::now();
-        admin
-            .patch::<ServiceAccount>(
-                Some(&ns),
-                &name,
-                &image_pull_secrets_provisioner::kube::Patch::Merge(patch),
-            )
-            .unwrap();
-        loop {
-            let sa: ServiceAccount = admin.get(Some(&ns), &name).unwrap();
-            if sa.image_pull_secrets.is_some_and(|s| !s.is_empty()) {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "{name} not attached"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        latencies.push(started.elapsed());
-    }
-    // Scheduled follow-ups (pod checks) finish within a few seconds.
-    std::thread::sleep(Duration::from_secs(10));
-    let (counts, _) = audit_requests(audit_start, Some(&ns));
-    latencies.sort();
-    let percentile = |p: f64| {
-        latencies[((latencies.len() as f64 * p).ceil() as usize)
-            .saturating_sub(1)
-            .min(latencies.len() - 1)]
-    };
-    line(format!("\n## Annotate-to-attached latency over {samples} ServiceAccounts (annotated one at a time)\n"));
-    line("| p50 | p90 | p99 | max |".into());
-    line("|---:|---:|---:|---:|".into());
-    line(format!(
-        "| {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
-        percentile(0.5).as_secs_f64() * 1e3,
-        percentile(0.9).as_secs_f64() * 1e3,
-        percentile(0.99).as_secs_f64() * 1e3,
-        latencies[latencies.len() - 1].as_secs_f64() * 1e3
-    ));
-    line(format!("\n## API requests per newly configured ServiceAccount (audit log, {samples} ServiceAccounts)\n"));
-    line("| verb | resource | per ServiceAccount |".into());
-    line("|---|---|---:|".into());
-    for ((verb, resource), count) in &counts {
+            create_or_exists(client, &ns, &pod);
+        });
+        // Let the watches digest the flood and the work queue drain (nothing is due), then measure a minute.
+        std::thread::sleep(Duration::from_secs(5));
+        wait_for_idle(&controller);
+        let (rss_before, _, cpu_before) = process_stats(controller.pid());
+        let audit_start = audit_end();
+        let minute = Duration::from_secs(env_number("IPSP_BENCH_STEADY_SECONDS", 60) as u64);
+        std::thread::sleep(minute);
+        let (rss_after, peak, cpu_after) = process_stats(controller.pid());
+        let breakdown = memory_breakdown(controller.pid());
+        let (steady_counts, _) = audit_requests(audit_start, Some(&ns));
+        let per_minute = 60.0 / minute.as_secs_f64();
+        line(format!("\n## Steady state: {large} configured + {large} unconfigured ServiceAccounts, {} unrelated secrets, {pods} pods\n", 2 * large));
+        line("| measure | value |".into());
+        line("|---|---:|".into());
         line(format!(
-            "| {verb} | {resource} | {:.2} |",
-            *count as f64 / samples as f64
+            "| RSS with only the {large} configured ServiceAccounts | {:.1} MB |",
+            rss_configured as f64 / 1e6
         ));
+        line(format!("| RSS after adding the unrelated objects | {:.1} MB (then {:.1} MB a minute later; peak {:.1} MB) |", rss_before as f64 / 1e6, rss_after as f64 / 1e6, peak as f64 / 1e6));
+        line(format!(
+            "| where the memory is, a minute later | {breakdown} |"
+        ));
+        line(format!(
+            "| CPU per minute | {:.2} s |",
+            (cpu_after - cpu_before) * per_minute
+        ));
+        line(format!(
+            "| API writes per minute | {:.0} |",
+            writes(&steady_counts) as f64 * per_minute
+        ));
+        line(format!(
+            "| API requests per minute (all verbs) | {:.0} |",
+            steady_counts.values().sum::<usize>() as f64 * per_minute
+        ));
+        drop(controller);
     }
-    line(format!(
-        "| **writes** | | **{:.2}** |",
-        writes(&counts) as f64 / samples as f64
-    ));
-    drop(controller);
+    if section("latency") {
+        // 3 and 4: latency from annotation to attachment, and the requests it took.
+        let ns = cluster.namespace("latency");
+        let controller = Controller::builder(&ns)
+            .google(&fake.endpoint)
+            .log_level("info")
+            .start();
+        eventually(Duration::from_secs(60), "the controller ready", || {
+            controller.logs().contains("ready").then_some(())
+        });
+        for i in 0..samples {
+            let mut sa = ServiceAccount::default();
+            sa.metadata.name = format!("sa-{i}");
+            admin.create(Some(&ns), &sa).unwrap();
+        }
+        let audit_start = audit_end();
+        let mut latencies = Vec::new();
+        for i in 0..samples {
+            let name = format!("sa-{i}");
+            let patch = json!({"metadata": {"annotations": annotations().iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>()}});
+            let started = Instant::now();
+            admin
+                .patch::<ServiceAccount>(
+                    Some(&ns),
+                    &name,
+                    &image_pull_secrets_provisioner::kube::Patch::Merge(patch),
+                )
+                .unwrap();
+            loop {
+                let sa: ServiceAccount = admin.get(Some(&ns), &name).unwrap();
+                if sa.image_pull_secrets.is_some_and(|s| !s.is_empty()) {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "{name} not attached"
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            latencies.push(started.elapsed());
+        }
+        // Scheduled follow-ups (pod checks) finish within a few seconds.
+        std::thread::sleep(Duration::from_secs(10));
+        let (counts, _) = audit_requests(audit_start, Some(&ns));
+        latencies.sort();
+        let percentile = |p: f64| {
+            latencies[((latencies.len() as f64 * p).ceil() as usize)
+                .saturating_sub(1)
+                .min(latencies.len() - 1)]
+        };
+        line(format!("\n## Annotate-to-attached latency over {samples} ServiceAccounts (annotated one at a time)\n"));
+        line("| p50 | p90 | p99 | max |".into());
+        line("|---:|---:|---:|---:|".into());
+        line(format!(
+            "| {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
+            percentile(0.5).as_secs_f64() * 1e3,
+            percentile(0.9).as_secs_f64() * 1e3,
+            percentile(0.99).as_secs_f64() * 1e3,
+            latencies[latencies.len() - 1].as_secs_f64() * 1e3
+        ));
+        line(format!("\n## API requests per newly configured ServiceAccount (audit log, {samples} ServiceAccounts)\n"));
+        line("| verb | resource | per ServiceAccount |".into());
+        line("|---|---|---:|".into());
+        for ((verb, resource), count) in &counts {
+            line(format!(
+                "| {verb} | {resource} | {:.2} |",
+                *count as f64 / samples as f64
+            ));
+        }
+        line(format!(
+            "| **writes** | | **{:.2}** |",
+            writes(&counts) as f64 / samples as f64
+        ));
+        drop(controller);
+    }
 
     let path = std::env::var("IPSP_BENCH_OUT").unwrap_or_else(|_| {
         support::project_root()
