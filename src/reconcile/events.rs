@@ -115,11 +115,46 @@ impl TokenBucket {
         self.refill(now);
         self.tokens -= 1.0;
     }
+}
+
+/// An object's spam-filter bucket ([`OBJECT_BURST`], one more every [`OBJECT_REFILL`]) in 8 bytes — tokens and
+/// the second (since the recorder began) they were counted at — because a cold start leaves one per
+/// ServiceAccount for five minutes.
+#[derive(Debug, Clone, Copy)]
+struct ObjectBucket {
+    tokens: f32,
+    at: u32,
+}
+
+impl ObjectBucket {
+    fn full(at: u32) -> Self {
+        ObjectBucket {
+            tokens: OBJECT_BURST as f32,
+            at,
+        }
+    }
+
+    fn refill(&mut self, at: u32) {
+        let elapsed = at.saturating_sub(self.at) as f32;
+        self.tokens =
+            (self.tokens + elapsed / OBJECT_REFILL.as_secs_f32()).min(OBJECT_BURST as f32);
+        self.at = self.at.max(at);
+    }
+
+    /// Takes a token if there is one.
+    fn take(&mut self, at: u32) -> bool {
+        self.refill(at);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
 
     /// Full again: forgetting it changes nothing.
-    fn is_full(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        self.tokens >= self.burst
+    fn is_full(&mut self, at: u32) -> bool {
+        self.refill(at);
+        self.tokens >= OBJECT_BURST as f32
     }
 }
 
@@ -205,10 +240,12 @@ enum Write {
 struct State {
     series: HashMap<SeriesKey, Series>,
     /// By the object's UID hash.
-    objects: HashMap<u64, TokenBucket>,
+    objects: HashMap<u64, ObjectBucket>,
     global: TokenBucket,
     window: Duration,
     pruned_at: Instant,
+    /// The clock of the object buckets counts whole seconds from here.
+    began: Instant,
 }
 
 impl State {
@@ -216,6 +253,7 @@ impl State {
         State {
             series: HashMap::new(),
             objects: HashMap::new(),
+            began: now,
             global: TokenBucket::full(GLOBAL_BURST, GLOBAL_PER_SECOND, now),
             window,
             pruned_at: now,
@@ -224,14 +262,20 @@ impl State {
 
     /// Takes a token from the bucket of the object `key` is about, or says it refused.
     fn take_tokens(&mut self, key: &SeriesKey, now: Instant) -> Result<(), &'static str> {
-        let object = self.objects.entry(key.object).or_insert_with(|| {
-            TokenBucket::full(OBJECT_BURST, 1.0 / OBJECT_REFILL.as_secs_f64(), now)
-        });
-        if !object.has_token(now) {
+        let at = self.second(now);
+        let object = self
+            .objects
+            .entry(key.object)
+            .or_insert_with(|| ObjectBucket::full(at));
+        if !object.take(at) {
             return Err("rate limit of events about this object");
         }
-        object.take(now);
         Ok(())
+    }
+
+    /// `now` in the object buckets' whole seconds.
+    fn second(&self, now: Instant) -> u32 {
+        u32::try_from(now.saturating_duration_since(self.began).as_secs()).unwrap_or(u32::MAX)
     }
 
     /// Takes the global token a write needs, or says how long until there is one.
@@ -362,7 +406,8 @@ impl State {
         let window = self.window;
         self.series
             .retain(|_, s| now.saturating_duration_since(s.last_observed) < window);
-        self.objects.retain(|_, bucket| !bucket.is_full(now));
+        let at = self.second(now);
+        self.objects.retain(|_, bucket| !bucket.is_full(at));
         if self.series.capacity() > 2 * self.series.len() + 16 {
             self.series.shrink_to_fit();
         }
@@ -1031,6 +1076,7 @@ mod tests {
             100,
             "the spam filter still counts them"
         );
+        assert_eq!(std::mem::size_of::<ObjectBucket>(), 8);
     }
 
     #[test]
