@@ -6,7 +6,7 @@
 //! lets running reconciles finish (bounded), and only then releases the lease.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::annotations as keys;
@@ -27,6 +27,7 @@ use crate::runtime::gate::Gate;
 use crate::runtime::leader::{default_identity, LeaderConfig, LeaderElector};
 use crate::runtime::queue::{BackoffPolicy, Queue};
 use crate::runtime::service_accounts::Action as SaAction;
+use crate::runtime::store::Interner;
 use crate::runtime::watcher::{Event, Watcher};
 use crate::shutdown::Shutdown;
 
@@ -304,16 +305,27 @@ struct WatchContext {
 
 fn service_account_key(namespace: &str, name: &str) -> WorkKey {
     WorkKey::ServiceAccount {
-        namespace: namespace.into(),
+        namespace: shared_namespace(namespace),
         name: name.into(),
     }
 }
 
 fn pods_key(namespace: &str, name: &str) -> WorkKey {
     WorkKey::Pods {
-        namespace: namespace.into(),
+        namespace: shared_namespace(namespace),
         name: name.into(),
     }
+}
+
+/// The one copy of a namespace's name that work keys share: 10,000 waiting keys of one namespace would
+/// otherwise hold 10,000 copies of it.
+fn shared_namespace(namespace: &str) -> Arc<str> {
+    static NAMESPACES: OnceLock<Mutex<Interner<str>>> = OnceLock::new();
+    NAMESPACES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .intern_str(namespace)
 }
 
 /// Starts a named thread running `watcher`, whose events go to `consume`; tells `lists_done` after the first

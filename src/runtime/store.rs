@@ -180,9 +180,29 @@ impl<T: ?Sized + Eq + Hash> Interner<T> {
     }
 }
 
+impl Interner<str> {
+    /// The shared copy of `value`, allocated only the first time it is seen.
+    pub fn intern_str(&mut self, value: &str) -> Arc<str> {
+        match self.values.get(value) {
+            Some(shared) => shared.clone(),
+            None => self.intern(Arc::from(value)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interned_names_are_one_allocation() {
+        let mut names = Interner::<str>::default();
+        let a = names.intern_str("team-a");
+        let b = names.intern_str("team-a");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(&*names.intern_str("team-b"), "team-b");
+        assert_eq!(names.len(), 2);
+    }
 
     #[test]
     fn compact_strings_come_back_exactly() {
