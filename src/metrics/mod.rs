@@ -1,5 +1,5 @@
 //! The controller's Prometheus metrics: a small fixed registry of its own families (this file), written in
-//! text exposition format 0.0.4 by [`exposition`], plus the standard process metrics from [`process`].
+//! text exposition format 0.0.4 by `exposition`, plus the standard process metrics from `process`.
 //!
 //! Every metric has its own method on [`Metrics`], so a misspelt name or a wrong label set is a compile error
 //! rather than a silently empty series. Label sets stay small: providers, outcomes and results are a handful

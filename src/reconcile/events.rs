@@ -6,16 +6,16 @@
 //! an event repeated for the same object (same type, reason, action and note) within [`EventRecorder::new`]'s
 //! window is not a new Event but `series.count`/`series.lastObservedTime` on the first one (Warnings are
 //! remembered in memory for that; a Normal event's repeat — rare, its note names what differs — is found on the
-//! server by its Event's name, see [`SeriesKey`]); every write
+//! server by its Event's name, see `SeriesKey`); every write
 //! (create or series update) takes a token from the object's bucket ([`OBJECT_BURST`], one more every
 //! [`OBJECT_REFILL`], client-go's `EventSourceObjectSpamFilter` defaults); a write it refuses is dropped (a
 //! series keeps counting in memory and writes the total with its next update). All writes together are paced
 //! by the global bucket ([`GLOBAL_BURST`], then [`GLOBAL_PER_SECOND`] a second): a write waits in the queue for
 //! its turn instead of being dropped, so a cold start over 1,000 ServiceAccounts still gets its 1,000 Events,
-//! just spread out, while a provider outage over 10,000 cannot flood the API server. Series updates are written at once for the
-//! first repeat and then at most every [`SERIES_UPDATE_INTERVAL`] (repeats still owed when a series stops are
-//! written by the `events` thread when due), so a ServiceAccount failing in a loop costs a few writes, not one
-//! per attempt, and its Event still ends with the full count.
+//! just spread out, while a provider outage over 10,000 cannot flood the API server. Series updates are
+//! written at once for the first repeat and then at most every [`SERIES_UPDATE_INTERVAL`] (repeats still owed
+//! when a series stops are written by the `events` thread when due), so a ServiceAccount failing in a loop
+//! costs a few writes, not one per attempt, and its Event still ends with the full count.
 //!
 //! Writes happen on the `events` thread, never on the worker that publishes: [`EventRecorder::publish`] decides
 //! (series, the object's limit) and queues the write, at most [`QUEUE_CAPACITY`] of them; past that an event

@@ -17,7 +17,7 @@
 //!   lease (empty holder, duration 1 s), so a standby takes over within about one retry period instead of a
 //!   whole lease duration.
 //!
-//! The decisions ([`decide`], [`observe`], the spec builders) are pure functions, tested state by state; the
+//! The decisions (`decide`, `observe`, the spec builders) are pure functions, tested state by state; the
 //! elector loop around them does the I/O.
 
 use std::sync::atomic::{AtomicU64, Ordering};
