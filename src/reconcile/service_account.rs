@@ -229,15 +229,17 @@ fn provision(
             None => Freshness::Due("the secret does not exist"),
         };
         if let (Freshness::FreshUntil(refresh_at), Some(current)) = (&due, &existing) {
-            match repair(ctx, subject, current, &configuration.registry) {
+            let needs_exchange = match repair(ctx, subject, current, &configuration.registry) {
                 Ok(Repair::Done(repaired)) => {
                     owned.insert(name.clone(), *repaired);
+                    false
                 }
-                Ok(Repair::Nothing) => {}
+                Ok(Repair::Nothing) => false,
                 Ok(Repair::NeedsExchange) => {
                     log::debug!(
                         "{namespace}/{sa_name}: secret {name} was edited and holds no intact credential; obtaining a new one"
                     );
+                    true
                 }
                 Err(message) => {
                     metrics().provisioning(provider, "secret");
@@ -247,11 +249,8 @@ fn provision(
                     ));
                     continue;
                 }
-            }
-            if owned
-                .get(name)
-                .is_none_or(|s| s.summary.content != Content::Changed)
-            {
+            };
+            if !needs_exchange {
                 log::debug!("{namespace}/{sa_name}: secret {name} is fresh until {refresh_at}");
                 next_refresh = earliest(next_refresh, *refresh_at);
                 ready.push(name.clone());
