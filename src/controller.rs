@@ -27,7 +27,7 @@ use crate::runtime::gate::Gate;
 use crate::runtime::leader::{default_identity, LeaderConfig, LeaderElector};
 use crate::runtime::queue::{BackoffPolicy, Queue};
 use crate::runtime::service_accounts::Action as SaAction;
-use crate::runtime::store::Interner;
+use crate::runtime::store::{Interner, Relist};
 use crate::runtime::watcher::{Event, Watcher};
 use crate::shutdown::Shutdown;
 
@@ -394,16 +394,14 @@ fn start_secret_watch(watch: &WatchContext) -> Result<(), String> {
         ..Default::default()
     };
     let (queue, ctx) = (watch.queue.clone(), watch.ctx.clone());
-    let mut listed: Option<HashSet<(String, String)>> = None;
+    let mut relist = Relist::default();
     spawn_watch::<Secret>(watch, "watch-secrets", params, move |event| {
         match &event {
-            Event::ListStarted => listed = Some(HashSet::new()),
+            Event::ListStarted => relist.start(),
             Event::ListDone => {
                 // Secrets deleted while no watch was open: drop their series.
-                if let Some(listed) = listed.take() {
-                    metrics().retain_secrets(|namespace, name| {
-                        listed.contains(&(namespace.to_string(), name.to_string()))
-                    });
+                if let Some(listed) = relist.finish() {
+                    metrics().retain_secrets(|namespace, name| listed.contains(namespace, name));
                 }
             }
             Event::Deleted(secret) => {
@@ -411,9 +409,7 @@ fn start_secret_watch(watch: &WatchContext) -> Result<(), String> {
             }
             Event::Listed(secret) | Event::Applied(secret) => {
                 let meta = &secret.metadata;
-                if let Some(listed) = listed.as_mut() {
-                    listed.insert((meta.namespace.clone(), meta.name.clone()));
-                }
+                relist.saw(&meta.namespace, &meta.name);
                 let owner = meta
                     .owner_references
                     .iter()

@@ -192,10 +192,7 @@ pub fn is_controlled_by(secret: &ObjectMeta, uid: &str) -> bool {
 
 /// SHA-256 of the `.dockerconfigjson` bytes, lower-case hex.
 pub fn content_digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::cloud::sigv4::payload_hash(bytes)
 }
 
 /// Whether the secret's content is what this controller wrote.

@@ -5,11 +5,9 @@
 //! ServiceAccount with pending pods only a 64-bit hash of its key is kept, so that when it becomes configured
 //! its pods are listed once ([`PendingPods::needs_list`]) instead of never being seen.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 
-use super::store::{ObjectKey, Relist};
+use super::store::{key_hash, ObjectKey, Relist};
 use super::watcher::Event;
 use crate::kube::types::Pod;
 use crate::reconcile::evictor::image_registry;
@@ -87,12 +85,6 @@ pub struct PendingPods {
     relist: Relist,
 }
 
-fn hash_key(namespace: &str, service_account: &str) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    (namespace, service_account).hash(&mut hasher);
-    hasher.finish()
-}
-
 fn service_account_of(pod: &Pod) -> &str {
     match pod.spec.service_account_name.as_str() {
         "" => "default",
@@ -120,7 +112,7 @@ impl PendingPods {
                 self.relist.saw(&namespace, &pod.metadata.name);
                 if !is_tracked(&namespace, &service_account) {
                     self.untracked
-                        .insert(hash_key(&namespace, &service_account));
+                        .insert(key_hash(&namespace, &service_account));
                     return None;
                 }
                 let key = (namespace, service_account);
@@ -167,12 +159,12 @@ impl PendingPods {
 
     /// Whether pods of this ServiceAccount were seen while it was not tracked, so they must be listed once.
     pub fn needs_list(&self, namespace: &str, name: &str) -> bool {
-        self.untracked.contains(&hash_key(namespace, name))
+        self.untracked.contains(&key_hash(namespace, name))
     }
 
     /// Adds pods listed for a ServiceAccount that just became tracked; what the watch already brought wins.
     pub fn add_listed(&mut self, namespace: &str, name: &str, pods: Vec<PendingPod>) {
-        self.untracked.remove(&hash_key(namespace, name));
+        self.untracked.remove(&key_hash(namespace, name));
         let entry = self
             .by_service_account
             .entry((namespace.to_string(), name.to_string()))
@@ -193,7 +185,7 @@ impl PendingPods {
             .remove(&(namespace.to_string(), name.to_string()))
             .is_some()
         {
-            self.untracked.insert(hash_key(namespace, name));
+            self.untracked.insert(key_hash(namespace, name));
         }
     }
 

@@ -5,12 +5,10 @@
 //! lost its label (the label-selected watch reports it deleted) is kept, marked unlabelled, so the reconcile
 //! can put the label back; every change someone else made queues the owning ServiceAccount.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use super::store::{is_older_version, CompactStr, Interner, ObjectKey, Relist};
+use super::store::{is_older_version, key_hash, CompactStr, Interner, ObjectKey, Relist};
 use super::watcher::Event;
 use crate::annotations as keys;
 use crate::kube::types::Secret;
@@ -85,19 +83,13 @@ pub struct Secrets {
     relist: Relist,
 }
 
-fn hash_of(namespace: &str, name: &str) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    (namespace, name).hash(&mut hasher);
-    hasher.finish()
-}
-
 impl Secrets {
     /// Every cached secret that belongs to, or claims to belong to, ServiceAccount `namespace/name`.
     pub fn for_service_account(&self, namespace: &str, name: &str) -> Vec<CachedSecret> {
         let label = secret::service_account_label_value(name);
         let mut found: Vec<CachedSecret> = Vec::new();
         for group in [name, label.as_str()] {
-            let Some(members) = self.groups.get(&hash_of(namespace, group)) else {
+            let Some(members) = self.groups.get(&key_hash(namespace, group)) else {
                 continue;
             };
             for entry in members.iter().filter(|e| e.group() == Some(group)) {
@@ -110,12 +102,12 @@ impl Secrets {
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<CachedSecret> {
-        let group = self.names.get(&hash_of(namespace, name))?;
-        self.groups
-            .get(group)?
-            .iter()
-            .find(|e| *e.name == *name)
-            .cloned()
+        self.entry(namespace, name).cloned()
+    }
+
+    fn entry(&self, namespace: &str, name: &str) -> Option<&CachedSecret> {
+        let group = self.names.get(&key_hash(namespace, name))?;
+        self.groups.get(group)?.iter().find(|e| *e.name == *name)
     }
 
     pub fn len(&self) -> usize {
@@ -166,7 +158,7 @@ impl Secrets {
                         if listed.contains(&e.namespace, &e.name) {
                             return true;
                         }
-                        names.remove(&hash_of(&e.namespace, &e.name));
+                        names.remove(&key_hash(&e.namespace, &e.name));
                         if let Some(group) = e.group() {
                             work.push((e.namespace.to_string(), group.to_string()));
                         }
@@ -184,7 +176,7 @@ impl Secrets {
     /// Puts a secret as this process wrote it (or a watch delivered it) into the cache, unless a newer
     /// version is already there. Returns the ServiceAccount to reconcile when something it reads changed.
     pub fn upsert(&mut self, namespace: &str, mut new: CachedSecret) -> Option<Reconcile> {
-        let unchanged = match self.get(namespace, &new.name) {
+        let unchanged = match self.entry(namespace, &new.name) {
             Some(old)
                 if old.uid == new.uid
                     && is_older_version(&new.resource_version, &old.resource_version) =>
@@ -199,8 +191,9 @@ impl Secrets {
         new.namespace = self.shared.intern(Arc::from(namespace));
         new.summary.principal = new.summary.principal.map(|p| self.shared.intern(p));
         new.summary.registry = new.summary.registry.map(|r| self.shared.intern(r));
-        let group_hash = hash_of(namespace, &group);
-        self.names.insert(hash_of(namespace, &new.name), group_hash);
+        let group_hash = key_hash(namespace, &group);
+        self.names
+            .insert(key_hash(namespace, &new.name), group_hash);
         self.groups
             .entry(group_hash)
             .or_insert_with(|| Vec::with_capacity(1))
@@ -210,7 +203,7 @@ impl Secrets {
 
     /// Forgets a secret this process deleted. Returns the group it was in.
     pub fn remove(&mut self, namespace: &str, name: &str) -> Option<String> {
-        let group_hash = self.names.remove(&hash_of(namespace, name))?;
+        let group_hash = self.names.remove(&key_hash(namespace, name))?;
         let members = self.groups.get_mut(&group_hash)?;
         let position = members.iter().position(|e| *e.name == *name)?;
         let removed = members.swap_remove(position);

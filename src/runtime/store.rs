@@ -116,7 +116,8 @@ impl Listed {
     }
 }
 
-fn key_hash(namespace: &str, name: &str) -> u64 {
+/// A 64-bit hash of a namespaced key, for what is only ever compared within this process.
+pub(crate) fn key_hash(namespace: &str, name: &str) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     (namespace, name).hash(&mut hasher);
     hasher.finish()
