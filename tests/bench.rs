@@ -45,10 +45,6 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn configured(name: &str, ns: &str) -> ServiceAccount {
-    configured_for(name, ns, &annotations())
-}
-
 fn configured_for(name: &str, ns: &str, annotations: &[(&str, &str)]) -> ServiceAccount {
     let mut metadata = ObjectMeta {
         name: name.into(),
@@ -153,25 +149,6 @@ fn create_or_exists<K: image_pull_secrets_provisioner::kube::types::Resource>(
         Err(e) if e.is(image_pull_secrets_provisioner::kube::Reason::AlreadyExists) => {}
         Err(e) => panic!("create in {ns}: {e}"),
     }
-}
-
-fn attached_count(client: &Client, ns: &str) -> usize {
-    let mut count = 0;
-    client
-        .list_each::<ServiceAccount>(
-            Some(ns),
-            &ListParams {
-                limit: Some(2000),
-                ..Default::default()
-            },
-            |sa| {
-                if sa.image_pull_secrets.is_some_and(|s| !s.is_empty()) {
-                    count += 1;
-                }
-            },
-        )
-        .expect("list serviceaccounts");
-    count
 }
 
 /// Blocks until `count` ServiceAccounts of `ns` list a pull secret, following a watch: the moment is exact,
@@ -581,25 +558,17 @@ fn benchmark() {
         // 2: steady state with many unrelated objects, all in one namespace the controller serves.
         let ns = cluster.namespace("steady");
         create_many(large, 16, |client, i| {
-            create_or_exists(client, &ns, &configured(&format!("sa-{i}"), &ns))
+            create_or_exists(
+                client,
+                &ns,
+                &configured_for(&format!("sa-{i}"), &ns, &annotations()),
+            )
         });
         let controller = Controller::builder(&ns)
             .google(&fake.endpoint)
             .log_level("info")
             .start();
-        eventually(
-            Duration::from_secs(1800),
-            "the steady-state ServiceAccounts provisioned",
-            || {
-                assert!(
-                    controller.is_running(),
-                    "the controller exited:\n{}",
-                    controller.logs()
-                );
-                std::thread::sleep(Duration::from_millis(500));
-                (attached_count(&admin, &ns) == large).then_some(())
-            },
-        );
+        wait_until_attached(&admin, &ns, large, &controller);
         let (rss_configured, _, _) = process_stats(controller.pid());
         create_many(large, 16, |client, i| {
             let mut sa = ServiceAccount::default();

@@ -11,14 +11,14 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use image_pull_secrets_provisioner::kube::types::{
-    Event, LocalObjectReference, ObjectMeta, Pod, Secret, ServiceAccount,
+    LocalObjectReference, ObjectMeta, Pod, Secret, ServiceAccount,
 };
-use image_pull_secrets_provisioner::kube::{Client, ListParams, Patch};
+use image_pull_secrets_provisioner::kube::{Client, Patch};
 use serde_json::{json, Value};
 use support::controller::Controller;
 use support::google::{member, GoogleFake};
+use support::objects::{docker_config, events_about, wait_event, PATIENCE};
 use support::{cluster, eventually, Cluster};
 
 const PROVIDER: &str =
@@ -32,7 +32,6 @@ const SECRET: &str = "imagepullsecret-app";
 const FAILED: &str = "FailedProvisioningImagePullSecret";
 const FAILED_EVICTION: &str = "FailedEvictionForImagePullSecret";
 
-const PATIENCE: Duration = Duration::from_secs(60);
 /// "Within a second", with room for a loaded test machine.
 const PROMPT: Duration = Duration::from_secs(2);
 
@@ -105,13 +104,6 @@ fn get_secret(admin: &Client, ns: &str, name: &str) -> Option<Secret> {
     admin.get(Some(ns), name).ok()
 }
 
-fn docker_config(secret: &Secret) -> Value {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&secret.data[".dockerconfigjson"])
-        .expect("base64");
-    serde_json::from_slice(&bytes).expect("json")
-}
-
 fn set_config(secret: &mut Secret, config: &Value) {
     secret.data.insert(
         ".dockerconfigjson".into(),
@@ -125,39 +117,6 @@ fn exchanges(fake: &GoogleFake) -> (u64, u64) {
     (
         stats["sts_calls"].as_u64().unwrap_or(0),
         stats["iam_calls"].as_u64().unwrap_or(0),
-    )
-}
-
-fn events_about(admin: &Client, ns: &str, name: &str) -> Vec<(String, String, String)> {
-    let mut events = Vec::new();
-    admin
-        .list_each::<Event>(Some(ns), &ListParams::default(), |e| {
-            if e.regarding.name == name {
-                events.push((e.type_, e.reason, e.note))
-            }
-        })
-        .expect("listing events");
-    events
-}
-
-fn wait_event(
-    admin: &Client,
-    ns: &str,
-    name: &str,
-    reason: &str,
-    text: &str,
-    controller: &Controller,
-) -> String {
-    eventually(
-        PATIENCE,
-        &format!("a {reason} event about {name} saying {text:?}"),
-        || {
-            assert!(controller.is_running(), "{}", controller.logs());
-            events_about(admin, ns, name)
-                .into_iter()
-                .find(|(_, r, n)| r == reason && n.contains(text))
-                .map(|(_, _, note)| note)
-        },
     )
 }
 
@@ -342,6 +301,7 @@ fn labelled_secrets_without_our_owner_reference_are_left_alone_with_a_warning() 
         &admin,
         &ns,
         "app",
+        "Warning",
         FAILED,
         &format!("a secret named {SECRET} already exists"),
         &controller,
@@ -354,6 +314,7 @@ fn labelled_secrets_without_our_owner_reference_are_left_alone_with_a_warning() 
         &admin,
         &ns,
         "app",
+        "Warning",
         FAILED,
         "secret users-pull carries",
         &controller,
@@ -364,6 +325,7 @@ fn labelled_secrets_without_our_owner_reference_are_left_alone_with_a_warning() 
             &admin,
             &ns,
             "plain",
+            "Warning",
             FAILED,
             &format!("secret {name} carries"),
             &controller,
