@@ -1,15 +1,17 @@
 //! Wiring: flags → clients → watch threads → work queue → workers, until shutdown.
 //!
 //! What must stay true: memory grows only with configured ServiceAccounts, their secrets and their pending
-//! pods (the caches in `runtime` keep nothing else); nothing is reconciled before every cache holds the whole
+//! pods (the caches in `cache` keep nothing else); nothing is reconciled before every cache holds the whole
 //! initial state; only the leader writes; idle threads block instead of polling; shutdown stops taking work,
 //! lets running reconciles finish (bounded), and only then releases the lease.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::annotations as keys;
+use crate::cache::service_accounts::Action as SaAction;
+use crate::cache::Caches;
 use crate::cloud::aws::AwsClient;
 use crate::cloud::azure::AzureClient;
 use crate::cloud::google::GoogleClient;
@@ -17,26 +19,25 @@ use crate::cloud::http::{ProviderHttp, RetryPolicy};
 use crate::cloud::{Clouds, CredentialSource};
 use crate::config::Config;
 use crate::http::{self, Endpoints, Health};
+use crate::key::ObjectKey;
 use crate::kube::types::{Pod, Secret, ServiceAccount};
 use crate::kube::{Client, Connection, ListParams};
 use crate::metrics::metrics;
 use crate::reconcile::events::EventRecorder;
 use crate::reconcile::{evictor, service_account, Context, Options, ReconcileError};
-use crate::runtime::caches::Caches;
 use crate::runtime::gate::Gate;
 use crate::runtime::leader::{default_identity, LeaderConfig, LeaderElector};
 use crate::runtime::queue::{BackoffPolicy, Queue};
-use crate::runtime::service_accounts::Action as SaAction;
-use crate::runtime::store::{Interner, Relist};
+use crate::runtime::store::Relist;
 use crate::runtime::watcher::{Event, Watcher};
 use crate::shutdown::Shutdown;
 
-/// A unit of work: a ServiceAccount to reconcile, or its pending pods to look at. The names are shared, so the
-/// queue's copies of a waiting key (by time and by key) cost one allocation each, not two.
+/// A unit of work: a ServiceAccount to reconcile, or its pending pods to look at. An [`ObjectKey`] shares its
+/// names, so the queue's copies of a waiting key (by time and by key) cost no allocation of their own.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WorkKey {
-    ServiceAccount { namespace: Arc<str>, name: Arc<str> },
-    Pods { namespace: Arc<str>, name: Arc<str> },
+    ServiceAccount(ObjectKey),
+    Pods(ObjectKey),
 }
 
 /// How long running reconciles may take to finish once shutdown starts.
@@ -124,6 +125,7 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
                     "stopped being the leader"
                 }
             );
+            metrics().set_leader(now_leading);
             gate.set_open(now_leading);
         })?)
     } else {
@@ -303,31 +305,6 @@ struct WatchContext {
     shutdown: Shutdown,
 }
 
-fn service_account_key(namespace: &str, name: &str) -> WorkKey {
-    WorkKey::ServiceAccount {
-        namespace: shared_namespace(namespace),
-        name: name.into(),
-    }
-}
-
-fn pods_key(namespace: &str, name: &str) -> WorkKey {
-    WorkKey::Pods {
-        namespace: shared_namespace(namespace),
-        name: name.into(),
-    }
-}
-
-/// The one copy of a namespace's name that work keys share: 10,000 waiting keys of one namespace would
-/// otherwise hold 10,000 copies of it.
-fn shared_namespace(namespace: &str) -> Arc<str> {
-    static NAMESPACES: OnceLock<Mutex<Interner<str>>> = OnceLock::new();
-    NAMESPACES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .intern_str(namespace)
-}
-
 /// Starts a named thread running `watcher`, whose events go to `consume`; tells `lists_done` after the first
 /// complete list.
 fn spawn_watch<K: crate::kube::types::Resource + Send + 'static>(
@@ -364,18 +341,14 @@ fn start_service_account_watch(watch: &WatchContext) -> Result<(), String> {
         "watch-serviceaccounts",
         ListParams::default(),
         move |event| {
-            let actions = ctx.caches.service_accounts().apply(event);
-            for action in actions {
+            for action in ctx.caches.service_account_event(event) {
                 match action {
-                    SaAction::Reconcile((namespace, name)) => {
-                        queue.add(service_account_key(&namespace, &name))
-                    }
-                    SaAction::Forget((namespace, name)) => {
-                        queue.remove(&service_account_key(&namespace, &name));
-                        queue.remove(&pods_key(&namespace, &name));
-                        ctx.caches.pods().forget_service_account(&namespace, &name);
-                        ctx.forget(&namespace, &name);
-                        metrics().forget_service_account(&namespace, &name);
+                    SaAction::Reconcile(key) => queue.add(WorkKey::ServiceAccount(key)),
+                    SaAction::Forget(key) => {
+                        queue.remove(&WorkKey::ServiceAccount(key.clone()));
+                        queue.remove(&WorkKey::Pods(key.clone()));
+                        ctx.forget(&key);
+                        metrics().forget_service_account(key.namespace(), key.name());
                     }
                 }
             }
@@ -429,9 +402,8 @@ fn start_secret_watch(watch: &WatchContext) -> Result<(), String> {
                 }
             }
         }
-        let work = ctx.caches.secrets().apply(event);
-        for (namespace, name) in work {
-            queue.add(service_account_key(&namespace, &name));
+        for key in ctx.caches.secret_event(event) {
+            queue.add(WorkKey::ServiceAccount(key));
         }
     })
 }
@@ -445,12 +417,8 @@ fn start_pod_watch(watch: &WatchContext) -> Result<(), String> {
     };
     let (queue, ctx) = (watch.queue.clone(), watch.ctx.clone());
     spawn_watch::<Pod>(watch, "watch-pods", params, move |event| {
-        let caches = &ctx.caches;
-        let look = caches
-            .pods()
-            .apply(event, |namespace, name| caches.is_tracked(namespace, name));
-        if let Some((namespace, name)) = look {
-            queue.add(pods_key(&namespace, &name));
+        if let Some(key) = ctx.caches.pod_event(event) {
+            queue.add(WorkKey::Pods(key));
         }
     })
 }
@@ -500,12 +468,12 @@ impl Worker {
     fn process(&self, key: &WorkKey) {
         let started = Instant::now();
         match key {
-            WorkKey::ServiceAccount { namespace, name } => {
-                match service_account::reconcile(&self.ctx, namespace, name) {
+            WorkKey::ServiceAccount(service_account) => {
+                match service_account::reconcile(&self.ctx, service_account) {
                     Ok(outcome) => {
                         self.queue.forget(key);
                         log::debug!(
-                            "{namespace}/{name}: reconciled in {:?}; next run in {:?}",
+                            "{service_account}: reconciled in {:?}; next run in {:?}",
                             started.elapsed(),
                             outcome.requeue_after
                         );
@@ -513,26 +481,26 @@ impl Worker {
                             self.queue.add_after(key.clone(), delay);
                         }
                         if outcome.check_pods {
-                            self.queue.add(pods_key(namespace, name));
+                            self.queue.add(WorkKey::Pods(service_account.clone()));
                         }
                     }
-                    Err(error) => self.retry(key, namespace, name, &error),
+                    Err(error) => self.retry(key, service_account, &error),
                 }
             }
-            WorkKey::Pods { namespace, name } => {
+            WorkKey::Pods(service_account) => {
                 // Pods that may still fail are looked at again when the pod watch brings their next status.
-                match evictor::check_pods(&self.ctx, namespace, name) {
+                match evictor::check_pods(&self.ctx, service_account) {
                     Ok(_) => self.queue.forget(key),
-                    Err(error) => self.retry(key, namespace, name, &error),
+                    Err(error) => self.retry(key, service_account, &error),
                 }
             }
         }
     }
 
-    fn retry(&self, key: &WorkKey, namespace: &str, name: &str, error: &ReconcileError) {
+    fn retry(&self, key: &WorkKey, service_account: &ObjectKey, error: &ReconcileError) {
         let attempt = self.queue.failures(key) + 1;
         let delay = self.queue.add_after_failure(key.clone(), error.retry);
         metrics().queue_retry();
-        log::warn!(namespace = namespace, serviceaccount = name; "{error} (attempt {attempt}; retrying in {:.1}s)", delay.as_secs_f64());
+        log::warn!(namespace = service_account.namespace(), serviceaccount = service_account.name(); "{error} (attempt {attempt}; retrying in {:.1}s)", delay.as_secs_f64());
     }
 }

@@ -38,12 +38,16 @@
 //! a token, key, password or signature.
 
 pub mod annotations;
+pub mod cache;
 pub mod check;
 pub mod cloud;
 pub mod config;
 pub mod controller;
 pub mod http;
+pub mod image;
+pub mod intern;
 pub mod jitter;
+pub mod key;
 pub mod kube;
 pub mod logger;
 pub mod metrics;

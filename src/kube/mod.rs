@@ -1,7 +1,7 @@
 //! A small Kubernetes API client: connection configuration, typed REST calls, and watch streams.
 //!
 //! Only what the controller uses is here. There is no object cache: the watch loop in
-//! [`crate::runtime::watcher`] streams events to consumers that decide what to remember.
+//! [`crate::runtime::watcher`] streams events to consumers that decide what to remember ([`crate::cache`]).
 
 mod agent;
 mod auth;

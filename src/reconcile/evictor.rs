@@ -8,11 +8,12 @@
 use super::events::{reference, EventType};
 use super::{Context, ReconcileError};
 use crate::annotations as keys;
+use crate::cache::pods::{PendingPod, PodContainer};
+use crate::key::ObjectKey;
 use crate::kube::types::{ObjectMeta, Pod};
 use crate::kube::{ListParams, Reason};
 use crate::metrics::metrics;
 use crate::retry::Retry;
-use crate::runtime::pods::{PendingPod, PodContainer};
 use crate::spec::{self, Parsed};
 
 /// What to do with one pending pod.
@@ -70,22 +71,12 @@ pub fn assess(pod: &PendingPod, secret_names: &[String], registry: &str) -> Verd
     }
 }
 
-/// The registry host of an image reference, as Docker resolves it: the first path component when it looks
-/// like a host (has a dot or a port, or is `localhost`), else Docker Hub.
-pub fn image_registry(image: &str) -> &str {
-    match image.split_once('/') {
-        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-            first
-        }
-        _ => "docker.io",
-    }
-}
-
-/// Looks at the pending pods of ServiceAccount `namespace/name` (as the pod watch delivered them) and evicts
-/// those stuck without its secrets. Returns whether some pod may still fail (its next status change, which
-/// the watch brings, is looked at again).
-pub fn check_pods(ctx: &Context, namespace: &str, name: &str) -> Result<bool, ReconcileError> {
-    let Some(service_account) = ctx.caches.service_account(namespace, name) else {
+/// Looks at the pending pods of ServiceAccount `key` (as the pod watch delivered them) and evicts those stuck
+/// without its secrets. Returns whether some pod may still fail (its next status change, which the watch
+/// brings, is looked at again).
+pub fn check_pods(ctx: &Context, key: &ObjectKey) -> Result<bool, ReconcileError> {
+    let (namespace, name) = (key.namespace(), key.name());
+    let Some(service_account) = ctx.caches.service_account(key) else {
         return Ok(false);
     };
     let Parsed::Configured(configuration) =
@@ -103,7 +94,7 @@ pub fn check_pods(ctx: &Context, namespace: &str, name: &str) -> Result<bool, Re
         // A recreated pod would still lack the secret: wait for the reconcile that attaches it.
         return Ok(false);
     }
-    if ctx.caches.pods().needs_list(namespace, name) {
+    if ctx.caches.needs_pod_list(key) {
         // Pods that were pending before this ServiceAccount was configured: the watch did not keep them.
         let params = ListParams {
             field_selector: Some(format!(
@@ -119,9 +110,9 @@ pub fn check_pods(ctx: &Context, namespace: &str, name: &str) -> Result<bool, Re
                 listed.push(PendingPod::from_object(&pod));
             })
             .map_err(|e| ReconcileError::kube("listing pending pods", &e))?;
-        ctx.caches.pods().add_listed(namespace, name, listed);
+        ctx.caches.listed_pods(key, listed);
     }
-    let pending = ctx.caches.pods().of(namespace, name);
+    let pending = ctx.caches.pending_pods(key);
     let pods: Vec<(ObjectMeta, Verdict)> = pending
         .iter()
         .map(|pod| (pod, assess(pod, &names, &configuration.registry)))
@@ -377,18 +368,6 @@ mod tests {
             Verdict::Evict {
                 container: "init".into()
             }
-        );
-    }
-
-    #[test]
-    fn image_registries() {
-        assert_eq!(image_registry("nginx"), "docker.io");
-        assert_eq!(image_registry("library/nginx:1"), "docker.io");
-        assert_eq!(image_registry("gcr.io/p/i"), "gcr.io");
-        assert_eq!(image_registry("localhost:5000/i"), "localhost:5000");
-        assert_eq!(
-            image_registry(&format!("{REGISTRY}/a/b@sha256:00")),
-            REGISTRY
         );
     }
 }

@@ -11,11 +11,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::cache::Caches;
 use crate::cloud::CredentialSource;
+use crate::key::ObjectKey;
 use crate::kube::Client;
 use crate::retry::Retry;
-use crate::runtime::caches::Caches;
-use crate::runtime::store::ObjectKey;
 use events::EventRecorder;
 
 /// Settings of reconciliation, from flags.
@@ -127,9 +127,9 @@ impl From<crate::kube::Error> for ReconcileError {
 impl Context {
     /// The least time between two exchanges for this ServiceAccount (longer while its provider returns
     /// expired credentials).
-    pub fn expired_floor(&self, namespace: &str, name: &str) -> Duration {
+    pub fn expired_floor(&self, service_account: &ObjectKey) -> Duration {
         let count = lock(&self.expired)
-            .get(&(namespace.to_string(), name.to_string()))
+            .get(service_account)
             .copied()
             .unwrap_or(0);
         expired_backoff(
@@ -140,35 +140,33 @@ impl Context {
     }
 
     /// Counts an exchange that returned expired credentials (`true`) or ends the count; returns the count.
-    pub fn set_expired(&self, namespace: &str, name: &str, expired: bool) -> u32 {
-        let key = (namespace.to_string(), name.to_string());
+    pub fn set_expired(&self, service_account: &ObjectKey, expired: bool) -> u32 {
         let mut counts = lock(&self.expired);
         if !expired {
-            counts.remove(&key);
+            counts.remove(service_account);
             return 0;
         }
-        let count = counts.entry(key).or_insert(0);
+        let count = counts.entry(service_account.clone()).or_insert(0);
         *count = count.saturating_add(1);
         *count
     }
 
-    pub fn is_known_foreign(&self, namespace: &str, secret: &str) -> bool {
-        lock(&self.foreign).contains(&(namespace.to_string(), secret.to_string()))
+    pub fn is_known_foreign(&self, secret: &ObjectKey) -> bool {
+        lock(&self.foreign).contains(secret)
     }
 
-    pub fn set_known_foreign(&self, namespace: &str, secret: &str, foreign: bool) {
-        let key = (namespace.to_string(), secret.to_string());
+    pub fn set_known_foreign(&self, secret: &ObjectKey, foreign: bool) {
         let mut names = lock(&self.foreign);
         if foreign {
-            names.insert(key);
+            names.insert(secret.clone());
         } else {
-            names.remove(&key);
+            names.remove(secret);
         }
     }
 
     /// Drops what is kept per ServiceAccount once it is gone or no longer configured.
-    pub fn forget(&self, namespace: &str, name: &str) {
-        lock(&self.expired).remove(&(namespace.to_string(), name.to_string()));
+    pub fn forget(&self, service_account: &ObjectKey) {
+        lock(&self.expired).remove(service_account);
     }
 
     /// Fails with "not the leader" when this process must not write.

@@ -17,13 +17,14 @@ use chrono::{DateTime, Utc};
 use super::events::{reference, EventType};
 use super::{Context, ReconcileError};
 use crate::annotations as keys;
+use crate::cache::secrets::CachedSecret;
+use crate::cache::service_accounts::CachedServiceAccount;
 use crate::cloud::{Principal, RegistryCredentials};
+use crate::key::ObjectKey;
 use crate::kube::types::{LocalObjectReference, ObjectMeta, Secret, ServiceAccount};
 use crate::kube::{ListParams, Patch, Reason};
 use crate::metrics::metrics;
 use crate::retry::Retry;
-use crate::runtime::secrets::CachedSecret;
-use crate::runtime::service_accounts::CachedServiceAccount;
 use crate::secret::{self, Content, Freshness};
 use crate::spec::{self, Configuration, Parsed, PrincipalFailure};
 
@@ -41,16 +42,18 @@ pub struct Outcome {
 
 /// The ServiceAccount being reconciled, as the cache (or, rarely, a read) gave it.
 struct Subject {
+    key: ObjectKey,
     meta: ObjectMeta,
     cached: CachedServiceAccount,
 }
 
 impl Subject {
-    fn new(namespace: &str, name: &str, cached: CachedServiceAccount) -> Self {
+    fn new(key: &ObjectKey, cached: CachedServiceAccount) -> Self {
         Subject {
+            key: key.clone(),
             meta: ObjectMeta {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
+                namespace: key.namespace().to_string(),
+                name: key.name().to_string(),
                 uid: cached.uid.to_string(),
                 resource_version: cached.resource_version.to_string(),
                 ..Default::default()
@@ -66,10 +69,6 @@ impl Subject {
             .any(|n| **n == *secret)
     }
 
-    fn key(&self) -> (String, String) {
-        (self.meta.namespace.clone(), self.meta.name.clone())
-    }
-
     /// The ServiceAccount as the secret builder needs it (name, namespace, UID).
     fn object(&self) -> ServiceAccount {
         ServiceAccount {
@@ -79,16 +78,17 @@ impl Subject {
     }
 }
 
-/// Reconciles ServiceAccount `namespace/name`.
-pub fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<Outcome, ReconcileError> {
-    let secrets = ctx.caches.secrets_of(namespace, name);
-    let cached = match ctx.caches.service_account(namespace, name) {
+/// Reconciles ServiceAccount `key`.
+pub fn reconcile(ctx: &Context, key: &ObjectKey) -> Result<Outcome, ReconcileError> {
+    let (namespace, name) = (key.namespace(), key.name());
+    let secrets = ctx.caches.secrets_of(key);
+    let cached = match ctx.caches.service_account(key) {
         Some(cached) => cached,
         None if secrets.is_empty() => return Ok(Outcome::default()),
         None => {
             // Not configured, yet labelled secrets point at it (configuration removed while this process was
             // not watching, or someone else's labelled secret): read it once to clean up or to warn.
-            match read_service_account(ctx, namespace, name, None) {
+            match read_service_account(ctx, key, None) {
                 Ok(Some(sa)) => CachedServiceAccount::from_object(&sa),
                 Ok(None) => return Ok(Outcome::default()),
                 Err(e) => return Err(ReconcileError::kube("reading serviceaccount", &e)),
@@ -99,7 +99,7 @@ pub fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<Outcome, 
         // The garbage collector removes its secrets through their ownerReferences.
         return Ok(Outcome::default());
     }
-    let subject = Subject::new(namespace, name, cached);
+    let subject = Subject::new(key, cached);
     let (owned, foreign): (Vec<CachedSecret>, Vec<CachedSecret>) = secrets
         .into_iter()
         .partition(|s| s.is_owned_by(&subject.meta.uid));
@@ -110,12 +110,9 @@ pub fn reconcile(ctx: &Context, namespace: &str, name: &str) -> Result<Outcome, 
         Parsed::NotConfigured => {
             warn_foreign(ctx, &subject, &foreign, &[]);
             decommission(ctx, &subject, &owned)?;
-            ctx.forget(namespace, name);
-            ctx.caches.service_accounts().forget_if_unconfigured(
-                namespace,
-                name,
-                &subject.meta.resource_version,
-            );
+            ctx.forget(key);
+            ctx.caches
+                .forget_if_unconfigured(key, &subject.meta.resource_version);
             Ok(Outcome::default())
         }
         Parsed::Invalid(message) => {
@@ -196,7 +193,7 @@ fn provision(
         }
         let mut existing = owned.get(name).cloned();
         if existing.is_none()
-            && (subject.is_attached(name) || ctx.is_known_foreign(namespace, name))
+            && (subject.is_attached(name) || ctx.is_known_foreign(&subject.key.sibling(name)))
         {
             // Attached (or seen before) but not in the cache: deleted, someone else's, or ours after losing
             // its label while no watch could see it. One read tells which, before any token is minted.
@@ -215,7 +212,7 @@ fn provision(
             Principal::Google(_) => ctx.options.assumed_lifetime_google,
             Principal::Azure(_) => ctx.options.assumed_lifetime_azure,
         };
-        let floor = ctx.expired_floor(namespace, sa_name);
+        let floor = ctx.expired_floor(&subject.key);
         let due = match &existing {
             Some(current) => secret::freshness(
                 &current.summary,
@@ -305,7 +302,7 @@ fn provision(
         return Err(ReconcileError::new(messages.join("; "), retry));
     }
     let now = Utc::now();
-    let floor = ctx.expired_floor(namespace, sa_name);
+    let floor = ctx.expired_floor(&subject.key);
     let requeue_after =
         next_refresh.map(|at| secret::delay_until(at, now, ctx.options.refresh_jitter, floor));
     Ok(Outcome {
@@ -326,20 +323,19 @@ fn look_up(
     name: &str,
 ) -> Result<Option<CachedSecret>, PrincipalFailure> {
     let namespace = subject.meta.namespace.as_str();
+    let key = subject.key.sibling(name);
     // The watch cache serves this: the secret watch already told the cache everything up to now.
     match ctx.client.get_at::<Secret>(Some(namespace), name, "0") {
         Ok(found) if secret::is_owned_by(&found.metadata, &subject.meta) => {
-            ctx.set_known_foreign(namespace, name, false);
-            let cached = CachedSecret::from_object(&found);
-            ctx.caches.secrets().upsert(namespace, cached.clone());
-            Ok(Some(cached))
+            ctx.set_known_foreign(&key, false);
+            Ok(Some(ctx.caches.observed_secret(&found)))
         }
         Ok(_) => {
-            ctx.set_known_foreign(namespace, name, true);
+            ctx.set_known_foreign(&key, true);
             Err(reported(foreign_secret_message(name), Retry::Permanent))
         }
         Err(e) if e.is(Reason::NotFound) => {
-            ctx.set_known_foreign(namespace, name, false);
+            ctx.set_known_foreign(&key, false);
             Ok(None)
         }
         Err(e) => Err(reported(
@@ -436,9 +432,7 @@ fn write_patch(
         .client
         .patch(Some(namespace), name, &Patch::Merge(patch))
         .map_err(|e| format!("updating secret {name}: {e}"))?;
-    let cached = CachedSecret::from_object(&written);
-    ctx.caches.secrets().upsert(namespace, cached.clone());
-    Ok(cached)
+    Ok(ctx.caches.observed_secret(&written))
 }
 
 /// Obtains credentials for one principal and writes its secret. Returns the written secret and when it
@@ -508,8 +502,7 @@ fn provision_one(
             e.retry,
         )
     })?;
-    let cached = CachedSecret::from_object(&written);
-    ctx.caches.secrets().upsert(&meta.namespace, cached.clone());
+    let cached = ctx.caches.observed_secret(&written);
     note_expiry(ctx, subject, name, principal_id, &credentials, obtained_at);
 
     let lifetime = (credentials.expires_at - obtained_at)
@@ -545,10 +538,10 @@ fn note_expiry(
     obtained_at: DateTime<Utc>,
 ) {
     if credentials.expires_at > obtained_at {
-        ctx.set_expired(&subject.meta.namespace, &subject.meta.name, false);
+        ctx.set_expired(&subject.key, false);
         return;
     }
-    let count = ctx.set_expired(&subject.meta.namespace, &subject.meta.name, true);
+    let count = ctx.set_expired(&subject.key, true);
     if count == 1 {
         // One warning per streak, in the log: the secret was written and serves until the provider is fixed
         // or the clock is; an Event each time would only repeat it.
@@ -584,7 +577,7 @@ fn write_secret(
                 // Not in the cache, yet there: someone else's, or ours without its label. Read it for real.
                 match ctx.client.get::<Secret>(Some(namespace), &name) {
                     Ok(other) if !secret::is_owned_by(&other.metadata, &subject.meta) => {
-                        ctx.set_known_foreign(namespace, &name, true);
+                        ctx.set_known_foreign(&subject.key.sibling(&name), true);
                         Err(ReconcileError::new(
                             foreign_secret_message(&name),
                             Retry::Permanent,
@@ -610,7 +603,7 @@ fn write_secret(
         ctx.client
             .delete::<Secret>(Some(namespace), &name, Some(&existing.uid.to_string()))
             .map_err(|e| ReconcileError::kube("replacing the secret of the wrong type", &e))?;
-        ctx.caches.secrets().remove(namespace, &name);
+        ctx.caches.secret_gone(&subject.key.sibling(&name));
         return ctx
             .client
             .create(Some(namespace), &desired)
@@ -685,9 +678,7 @@ fn attach(
             &Patch::Merge(patch),
         ) {
             Ok(written) => {
-                ctx.caches
-                    .service_accounts()
-                    .upsert(subject.key(), CachedServiceAccount::from_object(&written));
+                ctx.caches.observed_service_account(&written);
                 log::info!(
                     namespace = meta.namespace.as_str(), serviceaccount = meta.name.as_str();
                     "updated imagePullSecrets (attached {add:?}, detached {remove:?})"
@@ -705,9 +696,7 @@ fn attach(
                 }
                 resource_version = fresh.metadata.resource_version.clone();
                 current = fresh.image_pull_secrets.clone().unwrap_or_default();
-                ctx.caches
-                    .service_accounts()
-                    .upsert(subject.key(), CachedServiceAccount::from_object(&fresh));
+                ctx.caches.observed_service_account(&fresh);
             }
             Err(e) => {
                 metrics().provisioning("none", "attach");
@@ -726,9 +715,8 @@ fn attach(
 /// The ServiceAccount newer than `seen`, which a conflict proved exists: from the apiserver's watch cache
 /// when it already has it, else by a quorum read.
 fn read_newer(ctx: &Context, subject: &Subject, seen: &str) -> Result<ServiceAccount, String> {
-    let meta = &subject.meta;
     let read = |version: Option<&str>| {
-        read_service_account(ctx, &meta.namespace, &meta.name, version)
+        read_service_account(ctx, &subject.key, version)
             .map_err(|e| format!("re-reading serviceaccount after a conflict: {e}"))?
             .ok_or_else(|| "the serviceaccount was deleted meanwhile".to_string())
     };
@@ -743,18 +731,17 @@ fn read_newer(ctx: &Context, subject: &Subject, seen: &str) -> Result<ServiceAcc
 /// it): at `resource_version` or newer, or by a quorum read with `None`.
 fn read_service_account(
     ctx: &Context,
-    namespace: &str,
-    name: &str,
+    key: &ObjectKey,
     resource_version: Option<&str>,
 ) -> Result<Option<ServiceAccount>, crate::kube::Error> {
     let params = ListParams {
-        field_selector: Some(format!("metadata.name={name}")),
+        field_selector: Some(format!("metadata.name={}", key.name())),
         resource_version: resource_version.map(str::to_string),
         ..Default::default()
     };
     let mut found = None;
     ctx.client
-        .list_each::<ServiceAccount>(Some(namespace), &params, |sa| found = Some(sa))?;
+        .list_each::<ServiceAccount>(Some(key.namespace()), &params, |sa| found = Some(sa))?;
     Ok(found)
 }
 
@@ -810,18 +797,17 @@ fn delete_secrets(
     for secret in secrets {
         ctx.check_may_act()?;
         let name = &*secret.name;
+        let key = subject.key.sibling(name);
         match ctx.client.delete::<Secret>(
             Some(&meta.namespace),
             name,
             Some(&secret.uid.to_string()),
         ) {
             Ok(()) => {
-                ctx.caches.secrets().remove(&meta.namespace, name);
+                ctx.caches.secret_gone(&key);
                 deleted.push(name.to_string());
             }
-            Err(e) if e.is(Reason::NotFound) => {
-                ctx.caches.secrets().remove(&meta.namespace, name);
-            }
+            Err(e) if e.is(Reason::NotFound) => ctx.caches.secret_gone(&key),
             Err(e) => {
                 let error = ReconcileError::kube(&format!("deleting secret {name}"), &e);
                 warn(

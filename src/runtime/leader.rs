@@ -30,7 +30,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::jitter;
 use crate::kube::types::{Lease, LeaseSpec, ObjectMeta};
 use crate::kube::{Client, Error, Reason};
-use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
 
 /// client-go's `JitterFactor`: a candidate waits `retry_period × [1, 2.2)` between attempts.
@@ -388,7 +387,6 @@ impl LeaderElector {
                 self.lease_name(),
                 self.config.identity
             );
-            metrics().set_leader(true);
             on_change(true);
         }
     }
@@ -411,7 +409,6 @@ impl LeaderElector {
     fn step_down(&mut self, on_change: &mut impl FnMut(bool)) {
         self.renewed_at = None;
         self.leadership.end();
-        metrics().set_leader(false);
         on_change(false);
     }
 

@@ -7,10 +7,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::store::{key_hash, ObjectKey, Relist};
-use super::watcher::Event;
+use crate::image;
+use crate::key::ObjectKey;
 use crate::kube::types::Pod;
-use crate::reconcile::evictor::image_registry;
+use crate::runtime::store::{key_hash, Relist};
+use crate::runtime::watcher::Event;
 
 /// One container of a pending pod, as eviction sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +64,7 @@ impl PendingPod {
                     let status = statuses.iter().find(|s| s.name == c.name);
                     PodContainer {
                         name: c.name.as_str().into(),
-                        registry: image_registry(&c.image).into(),
+                        registry: image::registry(&c.image).into(),
                         has_status: status.is_some(),
                         waiting: status
                             .and_then(|s| s.state.waiting.as_ref())
@@ -98,7 +99,7 @@ impl PendingPods {
     pub fn apply(
         &mut self,
         event: Event<Pod>,
-        is_tracked: impl Fn(&str, &str) -> bool,
+        is_tracked: impl Fn(&ObjectKey) -> bool,
     ) -> Option<ObjectKey> {
         match event {
             Event::ListStarted => {
@@ -107,15 +108,13 @@ impl PendingPods {
                 None
             }
             Event::Listed(pod) | Event::Applied(pod) => {
-                let namespace = pod.metadata.namespace.clone();
-                let service_account = service_account_of(&pod).to_string();
-                self.relist.saw(&namespace, &pod.metadata.name);
-                if !is_tracked(&namespace, &service_account) {
-                    self.untracked
-                        .insert(key_hash(&namespace, &service_account));
+                let namespace = &pod.metadata.namespace;
+                self.relist.saw(namespace, &pod.metadata.name);
+                let key = ObjectKey::new(namespace, service_account_of(&pod));
+                if !is_tracked(&key) {
+                    self.untracked.insert(key_hash(key.namespace(), key.name()));
                     return None;
                 }
-                let key = (namespace, service_account);
                 let entry = PendingPod::from_object(&pod);
                 let pods = self.by_service_account.entry(key.clone()).or_default();
                 if pods.get(&entry.name) == Some(&entry) {
@@ -125,10 +124,7 @@ impl PendingPods {
                 Some(key)
             }
             Event::Deleted(pod) => {
-                let key = (
-                    pod.metadata.namespace.clone(),
-                    service_account_of(&pod).to_string(),
-                );
+                let key = ObjectKey::new(&pod.metadata.namespace, service_account_of(&pod));
                 if let Some(pods) = self.by_service_account.get_mut(&key) {
                     pods.remove(pod.metadata.name.as_str());
                     if pods.is_empty() {
@@ -139,8 +135,8 @@ impl PendingPods {
             }
             Event::ListDone => {
                 if let Some(listed) = self.relist.finish() {
-                    self.by_service_account.retain(|(namespace, _), pods| {
-                        pods.retain(|name, _| listed.contains(namespace, name));
+                    self.by_service_account.retain(|key, pods| {
+                        pods.retain(|name, _| listed.contains(key.namespace(), name));
                         !pods.is_empty()
                     });
                 }
@@ -149,43 +145,37 @@ impl PendingPods {
         }
     }
 
-    /// The pending pods of ServiceAccount `namespace/name`.
-    pub fn of(&self, namespace: &str, name: &str) -> Vec<PendingPod> {
+    /// The pending pods of ServiceAccount `key`.
+    pub fn of(&self, key: &ObjectKey) -> Vec<PendingPod> {
         self.by_service_account
-            .get(&(namespace.to_string(), name.to_string()))
+            .get(key)
             .map(|pods| pods.values().cloned().collect())
             .unwrap_or_default()
     }
 
     /// Whether pods of this ServiceAccount were seen while it was not tracked, so they must be listed once.
-    pub fn needs_list(&self, namespace: &str, name: &str) -> bool {
-        self.untracked.contains(&key_hash(namespace, name))
+    pub fn needs_list(&self, key: &ObjectKey) -> bool {
+        self.untracked
+            .contains(&key_hash(key.namespace(), key.name()))
     }
 
     /// Adds pods listed for a ServiceAccount that just became tracked; what the watch already brought wins.
-    pub fn add_listed(&mut self, namespace: &str, name: &str, pods: Vec<PendingPod>) {
-        self.untracked.remove(&key_hash(namespace, name));
-        let entry = self
-            .by_service_account
-            .entry((namespace.to_string(), name.to_string()))
-            .or_default();
+    pub fn add_listed(&mut self, key: &ObjectKey, pods: Vec<PendingPod>) {
+        self.untracked
+            .remove(&key_hash(key.namespace(), key.name()));
+        let entry = self.by_service_account.entry(key.clone()).or_default();
         for pod in pods {
             entry.entry(pod.name.clone()).or_insert(pod);
         }
         if entry.is_empty() {
-            self.by_service_account
-                .remove(&(namespace.to_string(), name.to_string()));
+            self.by_service_account.remove(key);
         }
     }
 
     /// Drops the pods of a ServiceAccount that is no longer tracked.
-    pub fn forget_service_account(&mut self, namespace: &str, name: &str) {
-        if self
-            .by_service_account
-            .remove(&(namespace.to_string(), name.to_string()))
-            .is_some()
-        {
-            self.untracked.insert(key_hash(namespace, name));
+    pub fn forget_service_account(&mut self, key: &ObjectKey) {
+        if self.by_service_account.remove(key).is_some() {
+            self.untracked.insert(key_hash(key.namespace(), key.name()));
         }
     }
 
@@ -231,8 +221,12 @@ mod tests {
         pod
     }
 
-    fn tracked(_: &str, sa: &str) -> bool {
-        sa == "app"
+    fn tracked(key: &ObjectKey) -> bool {
+        key.name() == "app"
+    }
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new("ns", name)
     }
 
     #[test]
@@ -240,7 +234,7 @@ mod tests {
         let mut pods = PendingPods::default();
         assert_eq!(
             pods.apply(Event::Applied(pod("p", "app", None)), tracked),
-            Some(("ns".into(), "app".into()))
+            Some(key("app"))
         );
         assert_eq!(
             pods.apply(Event::Applied(pod("p", "app", None)), tracked),
@@ -252,9 +246,9 @@ mod tests {
                 Event::Applied(pod("p", "app", Some("ErrImagePull"))),
                 tracked
             ),
-            Some(("ns".into(), "app".into()))
+            Some(key("app"))
         );
-        let kept = pods.of("ns", "app");
+        let kept = pods.of(&key("app"));
         assert_eq!(
             kept[0].containers[0].waiting.as_deref(),
             Some("ErrImagePull")
@@ -265,7 +259,7 @@ mod tests {
             None
         );
         assert_eq!(pods.len(), 1);
-        assert!(pods.needs_list("ns", "default") && !pods.needs_list("ns", "app"));
+        assert!(pods.needs_list(&key("default")) && !pods.needs_list(&key("app")));
         pods.apply(Event::Deleted(pod("p", "app", None)), tracked);
         assert!(pods.is_empty());
     }
@@ -274,22 +268,21 @@ mod tests {
     fn listed_pods_fill_in_without_overwriting_newer_ones() {
         let mut pods = PendingPods::default();
         pods.apply(Event::Applied(pod("q", "web", None)), tracked);
-        assert!(pods.needs_list("ns", "web"));
+        assert!(pods.needs_list(&key("web")));
         pods.apply(
             Event::Applied(pod("p", "web", Some("ErrImagePull"))),
-            |_, _| true,
+            |_| true,
         );
         pods.add_listed(
-            "ns",
-            "web",
+            &key("web"),
             vec![
                 PendingPod::from_object(&pod("p", "web", None)),
                 PendingPod::from_object(&pod("q", "web", None)),
             ],
         );
-        assert!(!pods.needs_list("ns", "web"));
+        assert!(!pods.needs_list(&key("web")));
         let mut names: Vec<_> = pods
-            .of("ns", "web")
+            .of(&key("web"))
             .into_iter()
             .map(|p| (p.name, p.containers[0].waiting.clone()))
             .collect();
@@ -301,8 +294,8 @@ mod tests {
                 ("q".into(), None)
             ]
         );
-        pods.forget_service_account("ns", "web");
-        assert!(pods.is_empty() && pods.needs_list("ns", "web"));
+        pods.forget_service_account(&key("web"));
+        assert!(pods.is_empty() && pods.needs_list(&key("web")));
     }
 
     #[test]
@@ -313,6 +306,6 @@ mod tests {
         pods.apply(Event::ListStarted, tracked);
         pods.apply(Event::Listed(pod("q", "app", None)), tracked);
         pods.apply(Event::ListDone, tracked);
-        assert_eq!(pods.of("ns", "app").len(), 1);
+        assert_eq!(pods.of(&key("app")).len(), 1);
     }
 }

@@ -8,10 +8,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::store::{is_older_version, key_hash, CompactStr, Interner, ObjectKey, Relist};
-use super::watcher::Event;
 use crate::annotations as keys;
+use crate::intern::Interner;
+use crate::key::ObjectKey;
 use crate::kube::types::Secret;
+use crate::runtime::store::{is_older_version, key_hash, CompactStr, Relist};
+use crate::runtime::watcher::Event;
 use crate::secret::{self, SecretSummary};
 
 /// The part of a labelled secret a reconcile needs.
@@ -61,6 +63,10 @@ impl CachedSecret {
             .or(self.label.as_deref())
     }
 
+    fn is(&self, namespace: &str, name: &str) -> bool {
+        *self.namespace == *namespace && *self.name == *name
+    }
+
     fn same_content(&self, other: &Self) -> bool {
         self.uid == other.uid
             && self.label == other.label
@@ -69,12 +75,12 @@ impl CachedSecret {
     }
 }
 
-/// What a secret event calls for: reconcile the ServiceAccount `(namespace, name)` it belongs to.
-pub type Reconcile = ObjectKey;
-
 /// The cache of labelled secrets, kept by the ServiceAccount they belong to (a short list each), with an
 /// index from each secret's name to that group. Both maps are keyed by a 64-bit hash of
-/// (namespace, name) so that no key string is stored twice; entries are checked against the real names.
+/// (namespace, name) so that no key string is stored twice; every lookup checks what it finds against the real
+/// namespace and name, so a collision (about one in 10^9 among 100,000 secrets) can make a secret look absent
+/// (it is then read from the API server, as any secret the cache does not hold) but never makes one secret
+/// answer for another.
 #[derive(Debug, Default)]
 pub struct Secrets {
     groups: HashMap<u64, Vec<CachedSecret>>,
@@ -84,15 +90,18 @@ pub struct Secrets {
 }
 
 impl Secrets {
-    /// Every cached secret that belongs to, or claims to belong to, ServiceAccount `namespace/name`.
-    pub fn for_service_account(&self, namespace: &str, name: &str) -> Vec<CachedSecret> {
+    /// Every cached secret that belongs to, or claims to belong to, ServiceAccount `key`.
+    pub fn for_service_account(&self, key: &ObjectKey) -> Vec<CachedSecret> {
+        let (namespace, name) = (key.namespace(), key.name());
         let label = secret::service_account_label_value(name);
         let mut found: Vec<CachedSecret> = Vec::new();
         for group in [name, label.as_str()] {
             let Some(members) = self.groups.get(&key_hash(namespace, group)) else {
                 continue;
             };
-            for entry in members.iter().filter(|e| e.group() == Some(group)) {
+            let belongs =
+                |e: &&CachedSecret| *e.namespace == *namespace && e.group() == Some(group);
+            for entry in members.iter().filter(belongs) {
                 if !found.iter().any(|f| f.name == entry.name) {
                     found.push(entry.clone());
                 }
@@ -101,13 +110,17 @@ impl Secrets {
         found
     }
 
-    pub fn get(&self, namespace: &str, name: &str) -> Option<CachedSecret> {
-        self.entry(namespace, name).cloned()
+    /// The cached secret `key`.
+    pub fn get(&self, key: &ObjectKey) -> Option<CachedSecret> {
+        self.entry(key.namespace(), key.name()).cloned()
     }
 
     fn entry(&self, namespace: &str, name: &str) -> Option<&CachedSecret> {
         let group = self.names.get(&key_hash(namespace, name))?;
-        self.groups.get(group)?.iter().find(|e| *e.name == *name)
+        self.groups
+            .get(group)?
+            .iter()
+            .find(|e| e.is(namespace, name))
     }
 
     pub fn len(&self) -> usize {
@@ -119,33 +132,36 @@ impl Secrets {
     }
 
     /// Turns one watch event into cache updates and the ServiceAccounts to reconcile.
-    pub fn apply(&mut self, event: Event<Secret>) -> Vec<Reconcile> {
+    pub fn apply(&mut self, event: Event<Secret>) -> Vec<ObjectKey> {
         match event {
             Event::ListStarted => {
                 self.relist.start();
                 Vec::new()
             }
             Event::Listed(secret) | Event::Applied(secret) => {
-                let namespace = secret.metadata.namespace.clone();
-                self.relist.saw(&namespace, &secret.metadata.name);
-                self.upsert(&namespace, CachedSecret::from_object(&secret))
+                self.relist
+                    .saw(&secret.metadata.namespace, &secret.metadata.name);
+                self.upsert(CachedSecret::from_object(&secret))
                     .into_iter()
                     .collect()
             }
             Event::Deleted(secret) => {
-                let namespace = secret.metadata.namespace.clone();
                 let entry = CachedSecret::from_object(&secret);
                 let unlabelled =
                     entry.label.is_none() && secret.metadata.deletion_timestamp.is_none();
                 if unlabelled && entry.controller.is_some() {
                     // It left the label selector but still exists: keep it, so the label goes back on.
-                    return self.upsert(&namespace, entry).into_iter().collect();
+                    return self.upsert(entry).into_iter().collect();
                 }
                 // The group it was kept in: the object as deleted may have lost the label that put it there.
+                let namespace = &secret.metadata.namespace;
                 let group = self
-                    .remove(&namespace, &entry.name)
+                    .take(namespace, &entry.name)
                     .or_else(|| entry.group().map(str::to_string));
-                group.map(|g| (namespace, g)).into_iter().collect()
+                group
+                    .map(|g| ObjectKey::new(namespace, &g))
+                    .into_iter()
+                    .collect()
             }
             Event::ListDone => {
                 let Some(listed) = self.relist.finish() else {
@@ -160,7 +176,7 @@ impl Secrets {
                         }
                         names.remove(&key_hash(&e.namespace, &e.name));
                         if let Some(group) = e.group() {
-                            work.push((e.namespace.to_string(), group.to_string()));
+                            work.push(ObjectKey::new(&e.namespace, group));
                         }
                         false
                     });
@@ -175,8 +191,9 @@ impl Secrets {
 
     /// Puts a secret as this process wrote it (or a watch delivered it) into the cache, unless a newer
     /// version is already there. Returns the ServiceAccount to reconcile when something it reads changed.
-    pub fn upsert(&mut self, namespace: &str, mut new: CachedSecret) -> Option<Reconcile> {
-        let unchanged = match self.entry(namespace, &new.name) {
+    pub fn upsert(&mut self, mut new: CachedSecret) -> Option<ObjectKey> {
+        let namespace = new.namespace.clone();
+        let unchanged = match self.entry(&namespace, &new.name) {
             Some(old)
                 if old.uid == new.uid
                     && is_older_version(&new.resource_version, &old.resource_version) =>
@@ -186,26 +203,33 @@ impl Secrets {
             Some(old) => old.same_content(&new),
             None => false,
         };
-        self.remove(namespace, &new.name);
+        self.take(&namespace, &new.name);
         let group = new.group()?.to_string();
-        new.namespace = self.shared.intern(Arc::from(namespace));
+        new.namespace = self.shared.intern(namespace.clone());
         new.summary.principal = new.summary.principal.map(|p| self.shared.intern(p));
         new.summary.registry = new.summary.registry.map(|r| self.shared.intern(r));
-        let group_hash = key_hash(namespace, &group);
+        let group_hash = key_hash(&new.namespace, &group);
         self.names
-            .insert(key_hash(namespace, &new.name), group_hash);
+            .insert(key_hash(&new.namespace, &new.name), group_hash);
         self.groups
             .entry(group_hash)
             .or_insert_with(|| Vec::with_capacity(1))
             .push(new);
-        (!unchanged).then(|| (namespace.to_string(), group))
+        (!unchanged).then(|| ObjectKey::new(&namespace, &group))
     }
 
-    /// Forgets a secret this process deleted. Returns the group it was in.
-    pub fn remove(&mut self, namespace: &str, name: &str) -> Option<String> {
-        let group_hash = self.names.remove(&key_hash(namespace, name))?;
+    /// Forgets secret `key`, which this process deleted (or found gone).
+    pub fn remove(&mut self, key: &ObjectKey) {
+        self.take(key.namespace(), key.name());
+    }
+
+    /// Removes secret `namespace/name`; returns the group it was in.
+    fn take(&mut self, namespace: &str, name: &str) -> Option<String> {
+        let name_hash = key_hash(namespace, name);
+        let group_hash = *self.names.get(&name_hash)?;
         let members = self.groups.get_mut(&group_hash)?;
-        let position = members.iter().position(|e| *e.name == *name)?;
+        let position = members.iter().position(|e| e.is(namespace, name))?;
+        self.names.remove(&name_hash);
         let removed = members.swap_remove(position);
         if members.is_empty() {
             self.groups.remove(&group_hash);
@@ -247,7 +271,7 @@ mod tests {
     }
 
     fn sa(name: &str) -> ObjectKey {
-        ("ns".into(), name.into())
+        ObjectKey::new("ns", name)
     }
 
     #[test]
@@ -266,7 +290,7 @@ mod tests {
             cache.apply(Event::Applied(secret("claims", "1", Some("app"), None))),
             vec![sa("app")]
         );
-        let found = cache.for_service_account("ns", "app");
+        let found = cache.for_service_account(&sa("app"));
         assert_eq!(found.len(), 2);
         let ours = found.iter().find(|s| &*s.name == "ours").unwrap();
         assert!(ours.is_owned_by("u1") && !ours.is_owned_by("u2"));
@@ -294,16 +318,18 @@ mod tests {
             ))),
             vec![sa("app")]
         );
-        let kept = cache.get("ns", "ours").expect("still known");
+        let kept = cache
+            .get(&ObjectKey::new("ns", "ours"))
+            .expect("still known");
         assert_eq!(kept.label, None);
-        assert_eq!(cache.for_service_account("ns", "app").len(), 1);
+        assert_eq!(cache.for_service_account(&sa("app")).len(), 1);
         // A foreign secret that lost the label is simply forgotten.
         cache.apply(Event::Applied(secret("claims", "1", Some("app"), None)));
         assert_eq!(
             cache.apply(Event::Deleted(secret("claims", "2", None, None))),
             vec![sa("app")]
         );
-        assert!(cache.get("ns", "claims").is_none());
+        assert!(cache.get(&ObjectKey::new("ns", "claims")).is_none());
     }
 
     #[test]
@@ -311,7 +337,7 @@ mod tests {
         let mut cache = Secrets::default();
         let written =
             CachedSecret::from_object(&secret("ours", "5", Some("app"), Some(("app", "u1"))));
-        assert_eq!(cache.upsert("ns", written), Some(sa("app")));
+        assert_eq!(cache.upsert(written), Some(sa("app")));
         assert!(cache
             .apply(Event::Applied(secret(
                 "ours",
@@ -340,7 +366,7 @@ mod tests {
         let mut deleted = secret("ours", "7", Some("app"), Some(("app", "u1")));
         deleted.metadata.deletion_timestamp = Some("2026-01-01T00:00:00Z".into());
         assert_eq!(cache.apply(Event::Deleted(deleted)), vec![sa("app")]);
-        assert!(cache.is_empty() && cache.for_service_account("ns", "app").is_empty());
+        assert!(cache.is_empty() && cache.for_service_account(&sa("app")).is_empty());
     }
 
     #[test]

@@ -10,10 +10,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::store::{is_older_version, CompactStr, Interner, ObjectKey, Relist};
-use super::watcher::Event;
 use crate::annotations as keys;
+use crate::intern::Interner;
+use crate::key::ObjectKey;
 use crate::kube::types::ServiceAccount;
+use crate::runtime::store::{is_older_version, CompactStr, Relist};
+use crate::runtime::watcher::Event;
 
 /// The part of a ServiceAccount a reconcile needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,12 +103,12 @@ impl ServiceAccounts {
         self.namespaces.get(namespace)?.get(name)
     }
 
-    pub fn get(&self, namespace: &str, name: &str) -> Option<CachedServiceAccount> {
-        self.entry(namespace, name).cloned()
+    pub fn get(&self, key: &ObjectKey) -> Option<CachedServiceAccount> {
+        self.entry(key.namespace(), key.name()).cloned()
     }
 
-    pub fn contains(&self, namespace: &str, name: &str) -> bool {
-        self.entry(namespace, name).is_some()
+    pub fn contains(&self, key: &ObjectKey) -> bool {
+        self.entry(key.namespace(), key.name()).is_some()
     }
 
     pub fn len(&self) -> usize {
@@ -134,8 +136,9 @@ impl ServiceAccounts {
                 Vec::new()
             }
             Event::Listed(sa) | Event::Applied(sa) => {
-                let key = (sa.metadata.namespace.clone(), sa.metadata.name.clone());
-                self.relist.saw(&key.0, &key.1);
+                let meta = &sa.metadata;
+                self.relist.saw(&meta.namespace, &meta.name);
+                let key = ObjectKey::new(&meta.namespace, &meta.name);
                 self.upsert(key, CachedServiceAccount::from_object(&sa))
                     .into_iter()
                     .collect()
@@ -143,7 +146,7 @@ impl ServiceAccounts {
             Event::Deleted(sa) => {
                 let meta = &sa.metadata;
                 match self.remove(&meta.namespace, &meta.name) {
-                    Some(_) => vec![Action::Forget((meta.namespace.clone(), meta.name.clone()))],
+                    Some(_) => vec![Action::Forget(ObjectKey::new(&meta.namespace, &meta.name))],
                     None => Vec::new(),
                 }
             }
@@ -157,13 +160,13 @@ impl ServiceAccounts {
                     .flat_map(|(namespace, names)| {
                         names
                             .keys()
-                            .map(move |name| (namespace.to_string(), name.to_string()))
+                            .filter(|name| !listed.contains(namespace, name))
+                            .map(|name| ObjectKey::new(namespace, name))
                     })
-                    .filter(|(namespace, name)| !listed.contains(namespace, name))
                     .collect();
                 gone.into_iter()
                     .map(|key| {
-                        self.remove(&key.0, &key.1);
+                        self.remove(key.namespace(), key.name());
                         Action::Forget(key)
                     })
                     .collect()
@@ -175,7 +178,7 @@ impl ServiceAccounts {
     /// version. Returns the work it calls for, as a watch event would.
     pub fn upsert(&mut self, key: ObjectKey, mut new: CachedServiceAccount) -> Option<Action> {
         let configured = new.is_configured();
-        let work = match self.entry(&key.0, &key.1) {
+        let work = match self.entry(key.namespace(), key.name()) {
             Some(old)
                 if old.uid == new.uid
                     && is_older_version(&new.resource_version, &old.resource_version) =>
@@ -190,18 +193,18 @@ impl ServiceAccounts {
         };
         new.annotations = self.annotation_sets.intern(new.annotations);
         self.namespaces
-            .entry(key.0.as_str().into())
+            .entry(key.namespace().into())
             .or_default()
-            .insert(key.1.as_str().into(), new);
+            .insert(key.name().into(), new);
         work
     }
 
     /// Drops an entry that is no longer configured, once its reconcile has removed everything it owned, unless
     /// the ServiceAccount changed since (`resource_version` is what the reconcile saw).
-    pub fn forget_if_unconfigured(&mut self, namespace: &str, name: &str, resource_version: &str) {
-        if let Some(entry) = self.entry(namespace, name) {
+    pub fn forget_if_unconfigured(&mut self, key: &ObjectKey, resource_version: &str) {
+        if let Some(entry) = self.entry(key.namespace(), key.name()) {
             if !entry.is_configured() && entry.resource_version.is(resource_version) {
-                self.remove(namespace, name);
+                self.remove(key.namespace(), key.name());
             }
         }
     }
@@ -236,7 +239,7 @@ mod tests {
     }
 
     fn key(name: &str) -> ObjectKey {
-        ("ns".into(), name.into())
+        ObjectKey::new("ns", name)
     }
 
     const CONFIG: [(&str, &str); 3] = [
@@ -256,7 +259,7 @@ mod tests {
             cache.apply(Event::Applied(sa("app", "1", &CONFIG, &["user"]))),
             vec![Action::Reconcile(key("app"))]
         );
-        let entry = cache.get("ns", "app").unwrap();
+        let entry = cache.get(&key("app")).unwrap();
         assert_eq!(
             entry.annotation_map().keys().collect::<Vec<_>>(),
             vec![keys::AZURE_WORKLOAD_IDENTITY_CLIENT_ID, keys::REGISTRY]
@@ -282,7 +285,7 @@ mod tests {
             "stale"
         );
         assert_eq!(
-            cache.get("ns", "app").unwrap().pull_secret_names(),
+            cache.get(&key("app")).unwrap().pull_secret_names(),
             vec!["ours"]
         );
         assert!(
@@ -297,7 +300,7 @@ mod tests {
             cache.apply(Event::Applied(labelled)).is_empty(),
             "a field it does not read"
         );
-        assert!(cache.get("ns", "app").unwrap().resource_version.is("8"));
+        assert!(cache.get(&key("app")).unwrap().resource_version.is("8"));
         assert_eq!(
             cache.apply(Event::Applied(sa(
                 "app",
@@ -318,14 +321,14 @@ mod tests {
             cache.apply(Event::Applied(sa("app", "2", &[], &["ours"]))),
             vec![Action::Reconcile(key("app"))]
         );
-        assert!(!cache.get("ns", "app").unwrap().is_configured());
-        cache.forget_if_unconfigured("ns", "app", "1");
+        assert!(!cache.get(&key("app")).unwrap().is_configured());
+        cache.forget_if_unconfigured(&key("app"), "1");
         assert!(
-            cache.contains("ns", "app"),
+            cache.contains(&key("app")),
             "changed since the reconcile looked"
         );
-        cache.forget_if_unconfigured("ns", "app", "2");
-        assert!(!cache.contains("ns", "app"));
+        cache.forget_if_unconfigured(&key("app"), "2");
+        assert!(!cache.contains(&key("app")));
     }
 
     #[test]
@@ -344,6 +347,6 @@ mod tests {
         cache.apply(Event::ListStarted);
         cache.apply(Event::Listed(sa("c", "1", &CONFIG, &[])));
         assert_eq!(cache.apply(Event::ListDone), vec![Action::Forget(key("b"))]);
-        assert!(cache.contains("ns", "c") && !cache.contains("ns", "b"));
+        assert!(cache.contains(&key("c")) && !cache.contains(&key("b")));
     }
 }

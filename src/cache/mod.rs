@@ -1,0 +1,140 @@
+//! This controller's caches of what the watches delivered — configured ServiceAccounts, labelled secrets
+//! without their data, the pending pods of configured ServiceAccounts — and the mappers from watch events to
+//! the keys that need work, built on the generic machinery of [`crate::runtime`] (watch events,
+//! resourceVersion order, relist bookkeeping). Like kube-runtime's `reflector::Store`, but holding only what
+//! a reconcile reads.
+//!
+//! What must stay true:
+//! - A lock is held only to copy an entry out or put one in, never across a request, so a slow reconcile never
+//!   holds up a watch (and a watch never holds up more than a map operation). Only the pod watch holds two
+//!   locks at once (pods, then ServiceAccounts, to ask whether one is tracked); nothing takes them the other
+//!   way round.
+//! - The watches write through the `*_event` methods; a reconcile writes only what the API server just told
+//!   it (`observed_*`, `secret_gone`, `listed_pods`, `forget_if_unconfigured`), and a cache never goes back to
+//!   an older version of an object than the one it holds, whoever brings it.
+//! - Memory grows with configured ServiceAccounts, their secrets and their pending pods, nothing else.
+
+pub mod pods;
+pub mod secrets;
+pub mod service_accounts;
+
+use std::sync::{Mutex, MutexGuard};
+
+use crate::key::ObjectKey;
+use crate::kube::types::{Pod, Secret, ServiceAccount};
+use crate::runtime::watcher::Event;
+use pods::{PendingPod, PendingPods};
+use secrets::{CachedSecret, Secrets};
+use service_accounts::{Action, CachedServiceAccount, ServiceAccounts};
+
+/// The three caches, one lock each.
+#[derive(Debug, Default)]
+pub struct Caches {
+    service_accounts: Mutex<ServiceAccounts>,
+    secrets: Mutex<Secrets>,
+    pods: Mutex<PendingPods>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Caches {
+    fn service_accounts(&self) -> MutexGuard<'_, ServiceAccounts> {
+        lock(&self.service_accounts)
+    }
+
+    fn secrets(&self) -> MutexGuard<'_, Secrets> {
+        lock(&self.secrets)
+    }
+
+    fn pods(&self) -> MutexGuard<'_, PendingPods> {
+        lock(&self.pods)
+    }
+
+    // What the watches deliver.
+
+    /// Takes in one event of the ServiceAccount watch; returns the work it calls for. The pending pods of a
+    /// ServiceAccount that is forgotten are dropped with it.
+    pub fn service_account_event(&self, event: Event<ServiceAccount>) -> Vec<Action> {
+        let actions = self.service_accounts().apply(event);
+        for action in &actions {
+            if let Action::Forget(key) = action {
+                self.pods().forget_service_account(key);
+            }
+        }
+        actions
+    }
+
+    /// Takes in one event of the secret watch; returns the ServiceAccounts to reconcile.
+    pub fn secret_event(&self, event: Event<Secret>) -> Vec<ObjectKey> {
+        self.secrets().apply(event)
+    }
+
+    /// Takes in one event of the pending-pod watch; returns the ServiceAccount whose pods to look at.
+    pub fn pod_event(&self, event: Event<Pod>) -> Option<ObjectKey> {
+        self.pods().apply(event, |key| self.is_tracked(key))
+    }
+
+    // What a reconcile reads.
+
+    pub fn service_account(&self, key: &ObjectKey) -> Option<CachedServiceAccount> {
+        self.service_accounts().get(key)
+    }
+
+    /// Whether ServiceAccount `key` is kept (configured, or not yet cleaned up after).
+    pub fn is_tracked(&self, key: &ObjectKey) -> bool {
+        self.service_accounts().contains(key)
+    }
+
+    /// The secrets that belong to, or claim to belong to, ServiceAccount `key`.
+    pub fn secrets_of(&self, key: &ObjectKey) -> Vec<CachedSecret> {
+        self.secrets().for_service_account(key)
+    }
+
+    /// The pending pods of ServiceAccount `key`.
+    pub fn pending_pods(&self, key: &ObjectKey) -> Vec<PendingPod> {
+        self.pods().of(key)
+    }
+
+    /// Whether ServiceAccount `key` had pending pods while it was not tracked, so they must be listed once.
+    pub fn needs_pod_list(&self, key: &ObjectKey) -> bool {
+        self.pods().needs_list(key)
+    }
+
+    // What a reconcile learns.
+
+    /// Keeps a secret as the API server just returned it (written or read), unless a newer version is
+    /// already kept; returns it as cached.
+    pub fn observed_secret(&self, secret: &Secret) -> CachedSecret {
+        let cached = CachedSecret::from_object(secret);
+        self.secrets().upsert(cached.clone());
+        cached
+    }
+
+    /// Keeps a ServiceAccount as the API server just returned it (written or read), unless a newer version
+    /// is already kept.
+    pub fn observed_service_account(&self, sa: &ServiceAccount) {
+        let key = ObjectKey::new(&sa.metadata.namespace, &sa.metadata.name);
+        self.service_accounts()
+            .upsert(key, CachedServiceAccount::from_object(sa));
+    }
+
+    /// Forgets secret `key`, which the reconcile deleted or found gone.
+    pub fn secret_gone(&self, key: &ObjectKey) {
+        self.secrets().remove(key);
+    }
+
+    /// Adds the pending pods listed for ServiceAccount `key`, which just became tracked; what the watch
+    /// brought meanwhile wins.
+    pub fn listed_pods(&self, key: &ObjectKey, pods: Vec<PendingPod>) {
+        self.pods().add_listed(key, pods);
+    }
+
+    /// Drops ServiceAccount `key` once its reconcile has cleaned up after it, if it is still unconfigured at
+    /// the `resource_version` that reconcile saw.
+    pub fn forget_if_unconfigured(&self, key: &ObjectKey, resource_version: &str) {
+        self.service_accounts()
+            .forget_if_unconfigured(key, resource_version);
+    }
+}
