@@ -138,3 +138,61 @@ impl Caches {
             .forget_if_unconfigured(key, resource_version);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::annotations as keys;
+
+    fn service_account(rv: &str, registry: Option<&str>) -> ServiceAccount {
+        let mut sa = ServiceAccount::default();
+        sa.metadata.namespace = "ns".into();
+        sa.metadata.name = "app".into();
+        sa.metadata.uid = "uid-app".into();
+        sa.metadata.resource_version = rv.into();
+        if let Some(registry) = registry {
+            sa.metadata
+                .annotations
+                .insert(keys::REGISTRY.into(), registry.into());
+        }
+        sa
+    }
+
+    fn pending_pod(name: &str) -> Pod {
+        let mut pod = Pod::default();
+        pod.metadata.namespace = "ns".into();
+        pod.metadata.name = name.into();
+        pod.spec.service_account_name = "app".into();
+        pod.status.phase = "Pending".into();
+        pod
+    }
+
+    #[test]
+    fn pods_are_kept_while_their_service_account_is_tracked_and_go_with_it() {
+        let caches = Caches::default();
+        let key = ObjectKey::new("ns", "app");
+        assert_eq!(caches.pod_event(Event::Applied(pending_pod("early"))), None);
+        assert!(caches.needs_pod_list(&key), "seen while untracked");
+        assert_eq!(
+            caches.service_account_event(Event::Applied(service_account("1", Some("gcr.io")))),
+            vec![Action::Reconcile(key.clone())]
+        );
+        assert_eq!(
+            caches.pod_event(Event::Applied(pending_pod("p"))),
+            Some(key.clone())
+        );
+        assert_eq!(caches.pending_pods(&key).len(), 1);
+        // What a reconcile learns goes in, and an older event does not take it back.
+        caches.observed_service_account(&service_account("3", Some("ghcr.io")));
+        caches.service_account_event(Event::Applied(service_account("2", Some("gcr.io"))));
+        assert!(caches
+            .service_account(&key)
+            .is_some_and(|sa| sa.resource_version.is("3")));
+        assert_eq!(
+            caches.service_account_event(Event::Deleted(service_account("4", None))),
+            vec![Action::Forget(key.clone())]
+        );
+        assert!(!caches.is_tracked(&key) && caches.pending_pods(&key).is_empty());
+        assert!(caches.needs_pod_list(&key), "listed again if it comes back");
+    }
+}

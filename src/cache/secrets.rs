@@ -370,6 +370,35 @@ mod tests {
     }
 
     #[test]
+    fn lookups_compare_the_namespace_and_the_name() {
+        let mut cache = Secrets::default();
+        cache.apply(Event::Applied(secret(
+            "ours",
+            "1",
+            Some("app"),
+            Some(("app", "u1")),
+        )));
+        let mut elsewhere = secret("ours", "1", Some("app"), Some(("app", "u2")));
+        elsewhere.metadata.namespace = "ns2".into();
+        cache.apply(Event::Applied(elsewhere));
+        assert_eq!(cache.len(), 2);
+        assert!(cache
+            .get(&ObjectKey::new("ns2", "ours"))
+            .is_some_and(|s| s.is_owned_by("u2")));
+        assert!(cache.get(&ObjectKey::new("ns3", "ours")).is_none());
+        let found = cache.for_service_account(&sa("app"));
+        assert_eq!(found.len(), 1);
+        assert!(found[0].is_owned_by("u1"));
+        cache.remove(&ObjectKey::new("ns2", "ours"));
+        assert_eq!(
+            cache.for_service_account(&sa("app")).len(),
+            1,
+            "the other namespace's is kept"
+        );
+        assert!(cache.get(&ObjectKey::new("ns2", "ours")).is_none());
+    }
+
+    #[test]
     fn a_relist_forgets_what_is_gone() {
         let mut cache = Secrets::default();
         cache.apply(Event::Applied(secret(
