@@ -372,15 +372,11 @@ mod tests {
     #[test]
     fn lookups_compare_the_namespace_and_the_name() {
         let mut cache = Secrets::default();
-        cache.apply(Event::Applied(secret(
-            "ours",
-            "1",
-            Some("app"),
-            Some(("app", "u1")),
-        )));
-        let mut elsewhere = secret("ours", "1", Some("app"), Some(("app", "u2")));
-        elsewhere.metadata.namespace = "ns2".into();
-        cache.apply(Event::Applied(elsewhere));
+        for (namespace, uid) in [("ns", "u1"), ("ns2", "u2")] {
+            let mut same_name = secret("ours", "1", Some("app"), Some(("app", uid)));
+            same_name.metadata.namespace = namespace.into();
+            cache.apply(Event::Applied(same_name));
+        }
         assert_eq!(cache.len(), 2);
         assert!(cache
             .get(&ObjectKey::new("ns2", "ours"))
