@@ -1,6 +1,6 @@
 //! The controller runtime, generic over what it watches: the list/watch loop, what every cache of watched
 //! objects shares (resourceVersion order, compact UIDs, relist bookkeeping), the work queue, leader election,
-//! and the gate idle workers wait at. This controller's own caches are in [`crate::cache`].
+//! and the gate idle workers wait at. This controller's own caches live above it, in `src/cache/`.
 //!
 //! What must stay true:
 //! - It knows no domain: nothing here imports `cache`, `reconcile`, `events`, `cloud`, `secret`, `spec`,
