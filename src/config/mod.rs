@@ -317,6 +317,14 @@ mod tests {
         }
     }
 
+    /// The error `args` are refused with.
+    fn refused(args: &[&str]) -> String {
+        match parse(args.iter().map(OsString::from).collect()) {
+            Err(e) => e,
+            Ok(other) => panic!("{args:?}: {other:?}"),
+        }
+    }
+
     #[test]
     fn defaults_match_the_original() {
         let config = run(&[]).unwrap();
@@ -433,10 +441,7 @@ mod tests {
                 "--provider-ca-bundle",
             ),
         ] {
-            let err = match parse(args.iter().map(OsString::from).collect()) {
-                Err(e) => e,
-                Ok(other) => panic!("{args:?}: {other:?}"),
-            };
+            let err = refused(args);
             assert!(err.contains(want), "{args:?}: {err}");
         }
     }
@@ -537,10 +542,7 @@ mod tests {
                 "flag --zap-devel: \"sometimes\" is not true or false",
             ),
         ] {
-            let err = match parse(args.iter().map(OsString::from).collect()) {
-                Err(e) => e,
-                Ok(other) => panic!("{args:?}: {other:?}"),
-            };
+            let err = refused(args);
             assert!(err.starts_with(want), "{args:?}: {err}");
         }
     }
