@@ -46,18 +46,16 @@ impl BackoffPolicy {
         }
     }
 
-    /// The transient backoff after `failures` failures.
-    pub fn delay(&self, failures: u32) -> Duration {
-        self.transient.delay(failures)
-    }
-
     /// The backoff after `failures` failures, the last of class `retry`.
     pub fn delay_for(&self, failures: u32, retry: Retry) -> Duration {
         match retry {
-            Retry::Transient => self.delay(failures),
+            Retry::Transient => self.transient.delay(failures),
             Retry::Permanent => self.permanent.delay(failures),
             // Never sooner than the server asked; jitter only lengthens it.
-            Retry::After(at_least) => self.delay(failures).max(jitter::stretch(at_least, 0.1)),
+            Retry::After(at_least) => self
+                .transient
+                .delay(failures)
+                .max(jitter::stretch(at_least, 0.1)),
         }
     }
 }
