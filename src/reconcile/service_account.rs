@@ -14,10 +14,10 @@ use std::time::Duration;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 
-use super::events::{reference, EventType};
 use super::{Context, ReconcileError};
 use crate::annotations as keys;
 use crate::cloud::{Principal, RegistryCredentials};
+use crate::events::{reference, EventType};
 use crate::kube::types::{LocalObjectReference, ObjectMeta, Secret, ServiceAccount};
 use crate::kube::{ListParams, Patch, Reason};
 use crate::metrics::metrics;
