@@ -19,7 +19,7 @@ const MAX_NOTE: usize = 1024;
 /// One occurrence of an event, its note cut to size, hashed once: the digest identifies its series and,
 /// with the object's name, names its Event.
 pub(super) struct Occurrence<'a> {
-    pub(super) regarding: &'a ObjectReference,
+    regarding: &'a ObjectReference,
     type_: EventType,
     reason: &'a str,
     action: &'a str,
