@@ -10,8 +10,8 @@ mod support;
 use std::time::Duration;
 
 use image_pull_secrets_provisioner::annotations::REASON_DECOMMISSIONED;
+use image_pull_secrets_provisioner::events::{build_event, reference, EventType};
 use image_pull_secrets_provisioner::kube::types::{Event, Lease, Pod, Secret, ServiceAccount};
-use image_pull_secrets_provisioner::reconcile::events::{build_event, reference, EventType};
 use serde_json::{json, Value};
 use support::controller::{service_account_token, Controller, CONTROLLER_NAMESPACE};
 use support::google::GoogleFake;
@@ -372,7 +372,7 @@ fn the_manifests_rbac_suffices_for_the_whole_scenario() {
 /// The name of the Event the scenario created as if by an earlier process.
 fn earlier_name(admin: &image_pull_secrets_provisioner::kube::Client, ns: &str) -> String {
     let old: ServiceAccount = admin.get(Some(ns), "old").unwrap();
-    image_pull_secrets_provisioner::reconcile::events::event_name(
+    image_pull_secrets_provisioner::events::event_name(
         &reference("v1", "ServiceAccount", &old.metadata),
         EventType::Normal,
         REASON_DECOMMISSIONED,

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::rate::TokenBucket;
 use super::CloudError;
 use crate::proxy::{ProxyConfig, ProxyUrl};
+use crate::rate::TokenBucket;
 use crate::retry::{parse_retry_after, Backoff, Jitter, Retry};
 use crate::{metrics, transport};
 
@@ -73,14 +73,9 @@ impl Default for RetryPolicy {
 
 /// The overall limit on provider requests of this process, so that a backlog (a restart, the end of an
 /// outage) does not send thousands of exchanges to STS in the same second.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RateLimit {
-    /// Requests per second, sustained.
-    pub per_second: f64,
-    /// Requests that may go at once after a quiet period.
-    pub burst: u32,
-}
+pub use crate::rate::RateLimit;
 
+/// The providers' limit: the defaults of `--provider-rate` and `--provider-burst`.
 impl Default for RateLimit {
     fn default() -> Self {
         RateLimit {

@@ -8,7 +8,6 @@ pub mod azure;
 pub mod google;
 pub mod http;
 pub mod jwt;
-pub mod rate;
 pub mod redact;
 #[cfg(test)]
 pub(crate) mod scripted;

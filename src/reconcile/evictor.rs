@@ -5,10 +5,10 @@
 //! one of its secrets, and owned by a controller that will recreate them are evicted, and always through the
 //! Eviction API so that PodDisruptionBudgets hold. The decision is [`assess`], a pure function of the pod.
 
-use super::events::{reference, EventType};
 use super::{Context, ReconcileError};
 use crate::annotations as keys;
 use crate::cache::pods::{PendingPod, PodContainer};
+use crate::events::{reference, EventType};
 use crate::key::ObjectKey;
 use crate::kube::types::{ObjectMeta, Pod};
 use crate::kube::{ListParams, Reason};

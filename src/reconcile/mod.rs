@@ -2,8 +2,6 @@
 //! caches the watches keep (the API server only when a cache cannot know) and moves it toward what the
 //! annotations ask for.
 
-pub mod event_queue;
-pub mod events;
 pub mod evictor;
 pub mod service_account;
 
@@ -13,10 +11,10 @@ use std::time::Duration;
 
 use crate::cache::Caches;
 use crate::cloud::CredentialSource;
+use crate::events::EventRecorder;
 use crate::key::ObjectKey;
 use crate::kube::Client;
 use crate::retry::{Backoff, Retry};
-use events::EventRecorder;
 
 /// Settings of reconciliation, from flags.
 #[derive(Debug, Clone)]

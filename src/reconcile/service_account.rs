@@ -14,12 +14,12 @@ use std::time::Duration;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 
-use super::events::{reference, EventType};
 use super::{Context, ReconcileError};
 use crate::annotations as keys;
 use crate::cache::secrets::CachedSecret;
 use crate::cache::service_accounts::CachedServiceAccount;
 use crate::cloud::{Principal, RegistryCredentials};
+use crate::events::{reference, EventType};
 use crate::key::ObjectKey;
 use crate::kube::types::{LocalObjectReference, ObjectMeta, Secret, ServiceAccount};
 use crate::kube::{ListParams, Patch, Reason};

@@ -3,7 +3,8 @@
 //! its queue is full.
 //!
 //! What must stay true: [`EventQueue::push`] never blocks; past [`EventQueue::new`]'s capacity an item is
-//! dropped and counted (a lost event is cheaper than a slow reconcile); after [`EventQueue::close`] the
+//! refused and the caller told (a lost event is cheaper than a slow reconcile; the recorder counts it in
+//! `events_dropped_total`); after [`EventQueue::close`] the
 //! consumer still gets everything queued before it, then [`Next::Closed`], and the closer waits for that
 //! only up to its deadline.
 
@@ -24,7 +25,6 @@ pub enum Next<T> {
 struct State<T> {
     items: VecDeque<T>,
     capacity: usize,
-    dropped: u64,
     poked: bool,
     closed: bool,
     /// The consumer has seen [`Next::Closed`] (or is gone).
@@ -45,7 +45,6 @@ impl<T> EventQueue<T> {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 capacity,
-                dropped: 0,
                 poked: false,
                 closed: false,
                 finished: false,
@@ -59,11 +58,10 @@ impl<T> EventQueue<T> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `item` for the consumer; false (and counted as dropped) when full or closed.
+    /// Queues `item` for the consumer; false (the item dropped) when full or closed.
     pub fn push(&self, item: T) -> bool {
         let mut state = self.lock();
         if state.closed || state.items.len() >= state.capacity {
-            state.dropped += 1;
             return false;
         }
         state.items.push_back(item);
@@ -140,17 +138,8 @@ impl<T> EventQueue<T> {
         state.items.len()
     }
 
-    /// Items dropped so far because the queue was full (or closed).
-    pub fn dropped(&self) -> u64 {
-        self.lock().dropped
-    }
-
     pub fn len(&self) -> usize {
         self.lock().items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -164,14 +153,15 @@ mod tests {
         let queue = EventQueue::new(2);
         assert!(queue.push(1));
         assert!(queue.push(2));
-        assert!(!queue.push(3));
-        assert!(!queue.push(4));
-        assert_eq!((queue.len(), queue.dropped()), (2, 2));
+        let dropped = [queue.push(3), queue.push(4)]
+            .iter()
+            .filter(|queued| !**queued)
+            .count();
+        assert_eq!((queue.len(), dropped), (2, 2));
         assert_eq!(queue.next(None), Next::Item(1));
         assert!(queue.push(5));
         assert_eq!(queue.next(None), Next::Item(2));
         assert_eq!(queue.next(None), Next::Item(5));
-        assert_eq!(queue.dropped(), 2);
         assert_eq!(queue.next(Some(Duration::from_millis(10))), Next::Idle);
     }
 
@@ -204,8 +194,7 @@ mod tests {
             }
         });
         assert_eq!(queue.close(Duration::from_secs(30)), 0);
-        assert!(!queue.push(9));
-        assert_eq!(queue.dropped(), 1);
+        assert!(!queue.push(9), "dropped");
         assert_eq!(thread.join().ok(), Some(vec![0, 1, 2]));
     }
 
