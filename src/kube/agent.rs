@@ -20,7 +20,7 @@ use ureq::unversioned::transport::{
 use super::config::Connection;
 use crate::proxy::ProxyUrl;
 use crate::resolver::ReusingResolver;
-use crate::transport;
+use crate::transport::{self, RetireOnTimeout};
 
 /// What an agent to the API server is built from; kept to build it again when an exec plugin hands out a
 /// new client certificate.
@@ -91,7 +91,8 @@ impl AgentRecipe {
             .chain(TcpConnector::default())
             .chain(tls)
             // Only reached for a TLS hop that is not the API server's own, such as an https:// proxy.
-            .chain(RustlsConnector::default());
+            .chain(RustlsConnector::default())
+            .chain(RetireOnTimeout::default());
         Ok(ureq::Agent::with_parts(
             config,
             connector,
