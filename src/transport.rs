@@ -19,10 +19,12 @@ use ureq::config::ConfigBuilder;
 use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig};
 use ureq::typestate::AgentScope;
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, NextTimeout, RustlsConnector,
+    Transport,
 };
 
 use crate::resolver::ReusingResolver;
+use crate::tcp::TcpConnector;
 
 /// Read and write buffer of each pooled connection; answers stream through it.
 const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
@@ -90,12 +92,15 @@ pub fn agent_config(
         .tls_config(tls)
 }
 
-/// An agent with `config`, ureq's connectors (their connections retired after a timeout) and our resolver
-/// (see [`crate::resolver`]).
+/// An agent with `config`: our TCP connections ([`crate::tcp`]), ureq's proxy tunnel and TLS, retired after
+/// a timeout, and our resolver (see [`crate::resolver`]).
 pub fn agent(config: ureq::config::Config) -> ureq::Agent {
     ureq::Agent::with_parts(
         config,
-        DefaultConnector::default().chain(RetireOnTimeout::default()),
+        ().chain(ConnectProxyConnector::default())
+            .chain(TcpConnector)
+            .chain(RustlsConnector::default())
+            .chain(RetireOnTimeout::default()),
         ReusingResolver::default(),
     )
 }
