@@ -63,4 +63,5 @@ pub mod secret;
 pub mod shutdown;
 pub mod signal;
 pub mod spec;
+pub mod tcp;
 pub mod transport;

@@ -4,15 +4,27 @@
 //! Public roots are compiled in (so a `scratch` image needs no CA files); rustls with ring does the TLS, with
 //! verification always on; each pooled connection gets small buffers, because ureq's defaults (128 KiB each
 //! way) would make idle connections the largest thing in the process.
+//!
+//! What must stay true: once a request on a connection has timed out, no connection of that agent opened
+//! before it is taken from the pool again ([`RetireOnTimeout`]). A network that silences flows without FIN or
+//! RST (a load balancer or NAT that forgot them) silences every flow of that path at once, and the pool's own
+//! probe cannot tell a silent connection from an idle one, so a retry on a pooled connection would wait out
+//! its whole timeout again.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ureq::config::ConfigBuilder;
 use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig};
 use ureq::typestate::AgentScope;
+use ureq::unversioned::transport::{
+    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, NextTimeout, RustlsConnector,
+    Transport,
+};
 
 use crate::resolver::ReusingResolver;
+use crate::tcp::TcpConnector;
 
 /// Read and write buffer of each pooled connection; answers stream through it.
 const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
@@ -80,18 +92,180 @@ pub fn agent_config(
         .tls_config(tls)
 }
 
-/// An agent with `config`, ureq's connectors and our resolver (see [`crate::resolver`]).
+/// An agent with `config`: our TCP connections ([`crate::tcp`]), ureq's proxy tunnel and TLS, retired after
+/// a timeout, and our resolver (see [`crate::resolver`]).
 pub fn agent(config: ureq::config::Config) -> ureq::Agent {
     ureq::Agent::with_parts(
         config,
-        ureq::unversioned::transport::DefaultConnector::default(),
+        ().chain(ConnectProxyConnector::default())
+            .chain(TcpConnector)
+            .chain(RustlsConnector::default())
+            .chain(RetireOnTimeout::default()),
         ReusingResolver::default(),
     )
+}
+
+/// The last link of every connector chain: marks each new connection with the agent's timeout count, and
+/// retires from the pool every connection opened before the latest timeout of any request of that agent.
+/// After a timeout the next request opens a new connection (new flows pass where old ones went silent);
+/// the cost is one handshake per connection that was in fact still good.
+#[derive(Debug, Default, Clone)]
+pub struct RetireOnTimeout {
+    timeouts: Arc<AtomicU64>,
+}
+
+impl RetireOnTimeout {
+    /// How many requests of this agent have timed out so far.
+    pub fn timeouts(&self) -> u64 {
+        self.timeouts.load(Ordering::Relaxed)
+    }
+}
+
+impl<In: Transport> Connector<In> for RetireOnTimeout {
+    type Out = Retiring<In>;
+
+    fn connect(
+        &self,
+        _details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        Ok(chained.map(|inner| Retiring {
+            inner,
+            opened_after: self.timeouts(),
+            timeouts: self.timeouts.clone(),
+        }))
+    }
+}
+
+/// A connection that counts its timeouts into its agent's and is no longer open once any connection of the
+/// agent timed out after it was opened.
+#[derive(Debug)]
+pub struct Retiring<T> {
+    inner: T,
+    opened_after: u64,
+    timeouts: Arc<AtomicU64>,
+}
+
+impl<T> Retiring<T> {
+    fn noting_timeout<R>(&self, result: Result<R, ureq::Error>) -> Result<R, ureq::Error> {
+        if let Err(ureq::Error::Timeout(_)) = &result {
+            self.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl<T: Transport> Transport for Retiring<T> {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        let result = self.inner.transmit_output(amount, timeout);
+        self.noting_timeout(result)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let result = self.inner.await_input(timeout);
+        self.noting_timeout(result)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.opened_after == self.timeouts.load(Ordering::Relaxed) && self.inner.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    /// Answers "ok" to every request on connections after the first two; those two answer their first
+    /// request (after a pause, so two requests at once open both) and then go silent without closing.
+    fn server_whose_first_connections_go_silent() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("address"));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let number = count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || serve(stream, number < 2));
+            }
+        });
+        (url, accepted)
+    }
+
+    fn serve(stream: TcpStream, goes_silent: bool) {
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut writer = stream;
+        for request in 0.. {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if line == "\r\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            if goes_silent && request > 0 {
+                // Silent, not closed: what a load balancer that forgot the flow looks like.
+                std::thread::sleep(Duration::from_secs(30));
+                return;
+            }
+            if goes_silent {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            if writer.write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn get(agent: &ureq::Agent, url: &str) -> Result<String, ureq::Error> {
+        agent.get(url).call()?.body_mut().read_to_string()
+    }
+
+    #[test]
+    fn after_a_timeout_no_connection_opened_before_it_is_reused() {
+        let (url, accepted) = server_whose_first_connections_go_silent();
+        let config = agent_config(&[], None)
+            .timeout_global(Some(Duration::from_millis(700)))
+            .build();
+        let agent = agent(config);
+        // Two requests at once: two connections, both pooled afterwards.
+        let (first, second) = std::thread::scope(|scope| {
+            let first = scope.spawn(|| get(&agent, &url));
+            let second = scope.spawn(|| get(&agent, &url));
+            (
+                first.join().expect("thread"),
+                second.join().expect("thread"),
+            )
+        });
+        assert_eq!(first.expect("first request"), "ok");
+        assert_eq!(second.expect("second request"), "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // Both pooled connections are silent now: the next request times out on one of them ...
+        assert!(matches!(get(&agent, &url), Err(ureq::Error::Timeout(_))));
+        // ... and the one after goes to a new connection instead of the other silent one.
+        assert_eq!(get(&agent, &url).expect("request after the timeout"), "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        // The new connection is pooled and reused as usual.
+        assert_eq!(
+            get(&agent, &url).expect("request on the new connection"),
+            "ok"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
 
     #[test]
     fn pem_blobs_yield_their_certificates_or_say_what_is_wrong() {

@@ -14,13 +14,14 @@ use rustls::{ClientConnection, StreamOwned};
 use ureq::tls::{Certificate, ClientCert, TlsConfig};
 use ureq::unversioned::transport::{
     Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout,
-    RustlsConnector, TcpConnector, Transport, TransportAdapter,
+    RustlsConnector, Transport, TransportAdapter,
 };
 
 use super::config::Connection;
 use crate::proxy::ProxyUrl;
 use crate::resolver::ReusingResolver;
-use crate::transport;
+use crate::tcp::TcpConnector;
+use crate::transport::{self, RetireOnTimeout};
 
 /// What an agent to the API server is built from; kept to build it again when an exec plugin hands out a
 /// new client certificate.
@@ -88,10 +89,11 @@ impl AgentRecipe {
         };
         let connector = ()
             .chain(ConnectProxyConnector::default())
-            .chain(TcpConnector::default())
+            .chain(TcpConnector)
             .chain(tls)
             // Only reached for a TLS hop that is not the API server's own, such as an https:// proxy.
-            .chain(RustlsConnector::default());
+            .chain(RustlsConnector::default())
+            .chain(RetireOnTimeout::default());
         Ok(ureq::Agent::with_parts(
             config,
             connector,

@@ -42,6 +42,21 @@ pub enum Patch {
     Json(serde_json::Value),
 }
 
+/// How often the API server sends a watch a BOOKMARK when nothing else happens (kube-apiserver's watch
+/// cache: `bookmarkFrequency`, one minute; measured on 1.34 by tests/watches.rs).
+pub const WATCH_BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A watch that received no byte for this long is treated as dead: the bookmark interval plus a margin for
+/// a loaded API server. A connection silenced without FIN or RST is noticed this long after its last byte.
+pub const WATCH_IDLE_DEADLINE: Duration = Duration::from_secs(75);
+
+/// How long one call may take: in all, and between two reads (watches only).
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    total: Duration,
+    per_read: Option<Duration>,
+}
+
 /// An agent and the leaf certificate (DER) it presents.
 type ExecAgent = (Vec<u8>, ureq::Agent);
 
@@ -98,6 +113,14 @@ impl Client {
     /// The per-call timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The deadlines of a call that is not a watch: its whole exchange within the per-call timeout.
+    fn deadlines(&self) -> Deadlines {
+        Deadlines {
+            total: self.timeout,
+            per_read: None,
+        }
     }
 
     /// The agent that presents `presented`'s client certificate, if it brings one.
@@ -199,14 +222,14 @@ impl Client {
         query.push(("resourceVersion", resource_version.to_string()));
         query.push(("timeoutSeconds", timeout.as_secs().max(1).to_string()));
         let path = collection_path::<K>(namespace);
-        // The server closes the stream after `timeout`; the margin catches a connection that silently died.
-        let response = self.send(
-            "GET",
-            &path,
-            &query,
-            None,
-            timeout + Duration::from_secs(30),
-        )?;
+        // The server closes the stream after `timeout` and sends a bookmark at least every
+        // WATCH_BOOKMARK_INTERVAL before that: a stream silent for longer than WATCH_IDLE_DEADLINE rode a
+        // connection that died without FIN or RST, and ends here instead of at the total deadline.
+        let deadlines = Deadlines {
+            total: timeout + Duration::from_secs(30),
+            per_read: Some(WATCH_IDLE_DEADLINE),
+        };
+        let response = self.send("GET", &path, &query, None, deadlines)?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let retry_after = retry_after(&response);
@@ -338,7 +361,7 @@ impl Client {
         query: &[(&str, String)],
         body: Option<Body>,
     ) -> Result<T, Error> {
-        let response = self.send(method, path, query, body.as_ref(), self.timeout)?;
+        let response = self.send(method, path, query, body.as_ref(), self.deadlines())?;
         let status = response.status().as_u16();
         let retry_after = retry_after(&response);
         let text = read_capped(response)?;
@@ -354,17 +377,17 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Body>,
-        timeout: Duration,
+        deadlines: Deadlines,
     ) -> Result<ureq::http::Response<ureq::Body>, Error> {
         let started = Instant::now();
         let presented = self.credentials.current()?;
-        let mut result = self.send_once(method, path, query, body, timeout, &presented);
+        let mut result = self.send_once(method, path, query, body, deadlines, &presented);
         // A 401 means a rotated token file or an expired or revoked plugin credential: renew it, try again.
         if matches!(&result, Ok(r) if r.status().as_u16() == 401)
             && self.credentials.refused(&presented)
         {
             let presented = self.credentials.current()?;
-            result = self.send_once(method, path, query, body, timeout, &presented);
+            result = self.send_once(method, path, query, body, deadlines, &presented);
         }
         match &result {
             Ok(response) => log::trace!(
@@ -383,7 +406,7 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Body>,
-        timeout: Duration,
+        deadlines: Deadlines,
         presented: &Presented,
     ) -> Result<ureq::http::Response<ureq::Body>, Error> {
         let url = format!("{}{}{}", self.server, path, encode_query(query));
@@ -404,7 +427,8 @@ impl Client {
         let agent = self.agent_for(presented)?;
         let request = agent
             .configure_request(request)
-            .timeout_global(Some(timeout))
+            .timeout_global(Some(deadlines.total))
+            .timeout_per_read(deadlines.per_read)
             .allow_non_standard_methods(true)
             .build();
         agent
