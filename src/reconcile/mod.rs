@@ -5,6 +5,7 @@
 pub mod event_queue;
 pub mod events;
 pub mod evictor;
+pub mod plan;
 pub mod service_account;
 
 use std::collections::{HashMap, HashSet};
