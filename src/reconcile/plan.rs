@@ -5,7 +5,7 @@
 //! edited content to rewrite it from the credential it still holds); exchange, and why; or fail, because a
 //! secret of that name belongs to someone else. Where only a read can tell, the plan says which read
 //! ([`Step::LookUp`], [`Action::ReadContent`]); the executor makes it and decides that principal again with the
-//! answer ([`Provision::after_look_up`], [`crate::secret::recover_credential`]). Each principal's name is
+//! answer ([`Provision::decide`], [`crate::secret::recover_credential`]). Each principal's name is
 //! attached once its step succeeds; the owned secrets no principal wants are detached, then deleted.
 //!
 //! What must stay true (SPEC B1, A2):
@@ -85,7 +85,7 @@ pub enum Step<'a> {
     /// Decided from what the cache holds.
     Decided(Action<'a>),
     /// The cache does not hold its secret, yet the name is attached or was found foreign before: read it,
-    /// then decide with [`Provision::after_look_up`].
+    /// then decide with [`Provision::decide`].
     LookUp,
     /// A secret of this name belongs to someone else: leave it alone and report it.
     Foreign,
@@ -165,14 +165,14 @@ pub fn plan<'a>(
         let step = if foreign.iter().any(|f| *f.name == *name) {
             Step::Foreign
         } else if let Some(existing) = owned.get(name.as_str()) {
-            Step::Decided(provision.judge(principal, Some(existing)))
+            Step::Decided(provision.decide(principal, Some(existing)))
         } else if observed.attached.iter().any(|a| **a == *name) || (observed.known_foreign)(&name)
         {
             // Attached (or seen before) but not in the cache: deleted, someone else's, or ours after losing
             // its label while no watch could see it. One read tells which, before any token is minted.
             Step::LookUp
         } else {
-            Step::Decided(provision.judge(principal, None))
+            Step::Decided(provision.decide(principal, None))
         };
         provision.principals.push((name, step));
     }
@@ -180,16 +180,13 @@ pub fn plan<'a>(
 }
 
 impl Provision<'_> {
-    /// What `principal`'s secret needs, now that a read found it owned (`Some`) or absent (`None`).
-    pub fn after_look_up<'b>(
+    /// What `principal`'s secret needs, given the owned secret of its name (`None`: there is none). The plan
+    /// asks it of what the cache holds; the executor asks it again of what a [`Step::LookUp`] read found.
+    pub fn decide<'b>(
         &self,
         principal: &Principal,
-        found: Option<&'b CachedSecret>,
+        existing: Option<&'b CachedSecret>,
     ) -> Action<'b> {
-        self.judge(principal, found)
-    }
-
-    fn judge<'b>(&self, principal: &Principal, existing: Option<&'b CachedSecret>) -> Action<'b> {
         let Some(current) = existing else {
             return Action::Exchange {
                 existing: None,
@@ -230,7 +227,7 @@ mod tests {
     use crate::annotations as keys;
     use crate::cloud::RegistryCredentials;
     use crate::cloud::Sensitive;
-    use crate::kube::types::{Secret, ServiceAccount};
+    use crate::kube::types::{LocalObjectReference, Secret, ServiceAccount};
     use crate::reconcile::service_account::updated_pull_secrets;
 
     const GOOGLE_PROVIDER: &str =
@@ -416,6 +413,23 @@ mod tests {
         }
     }
 
+    fn refs(names: &[&str]) -> Vec<LocalObjectReference> {
+        names
+            .iter()
+            .map(|n| LocalObjectReference {
+                name: n.to_string(),
+            })
+            .collect()
+    }
+
+    /// `.imagePullSecrets` after attaching `add` and detaching `remove`, as the executor patches it (`None`:
+    /// unchanged, nothing sent).
+    fn updated(current: &[&str], add: &[&str], remove: &[&CachedSecret]) -> Option<Vec<String>> {
+        let add: Vec<String> = add.iter().map(|n| n.to_string()).collect();
+        updated_pull_secrets(&refs(current), &add, &names(remove))
+            .map(|entries| entries.into_iter().map(|e| e.name).collect())
+    }
+
     fn row(name: &str, step: &str) -> (String, String) {
         (name.to_string(), step.to_string())
     }
@@ -447,17 +461,7 @@ mod tests {
         assert_eq!(steps(&provision), vec![row(BASE, FRESH)]);
         assert!(provision.remove.is_empty());
         // Already attached: the executor's attach changes nothing, so it sends nothing.
-        let attached: Vec<_> = world
-            .attached
-            .iter()
-            .map(|n| crate::kube::types::LocalObjectReference {
-                name: n.to_string(),
-            })
-            .collect();
-        assert_eq!(
-            updated_pull_secrets(&attached, &[BASE.to_string()], &[]),
-            None
-        );
+        assert_eq!(updated(&[BASE], &[BASE], &provision.remove), None);
         let Step::Decided(Action::Fresh(until)) = provision.principals[0].1 else {
             unreachable!()
         };
@@ -615,16 +619,28 @@ mod tests {
         assert_eq!(steps(&provision), vec![row(BASE, FRESH)]);
         assert_eq!(names(&provision.remove), vec![SECOND]);
         // Detaching keeps every other entry in its place.
-        let attached: Vec<_> = ["users-own", BASE, SECOND]
-            .iter()
-            .map(|n| crate::kube::types::LocalObjectReference {
-                name: n.to_string(),
-            })
-            .collect();
-        let updated =
-            updated_pull_secrets(&attached, &[BASE.to_string()], &names(&provision.remove));
-        let updated: Vec<String> = updated.into_iter().flatten().map(|r| r.name).collect();
-        assert_eq!(updated, vec!["users-own", BASE]);
+        assert_eq!(
+            updated(&["users-own", BASE, SECOND], &[BASE], &provision.remove),
+            Some(vec!["users-own".to_string(), BASE.to_string()])
+        );
+    }
+
+    #[test]
+    fn an_attach_that_conflicted_is_recomputed_from_the_list_read_again() {
+        let world = World::new(vec![cached(&written(SECOND, B))]).attached(&[SECOND]);
+        let parsed = parsed(A);
+        let provision = provision(world.plan(&parsed));
+        assert_eq!(
+            steps(&provision),
+            vec![row(BASE, "exchange: the secret does not exist")]
+        );
+        assert_eq!(names(&provision.remove), vec![SECOND]);
+        // Someone added an entry between the read and the patch, which conflicted: the change is made again
+        // to the list read after the conflict, so their entry stays.
+        assert_eq!(
+            updated(&[SECOND, "users-new"], &[BASE], &provision.remove),
+            Some(vec!["users-new".to_string(), BASE.to_string()])
+        );
     }
 
     #[test]
@@ -650,11 +666,11 @@ mod tests {
         unlabelled.metadata.labels.clear();
         let found = cached(&unlabelled);
         assert_eq!(
-            describe_action(&provision.after_look_up(&principal(A), Some(&found))),
+            describe_action(&provision.decide(&principal(A), Some(&found))),
             "relabel imagepullsecret-app until 2026-01-01T00:45:00Z"
         );
         assert_eq!(
-            describe_action(&provision.after_look_up(&principal(B), None)),
+            describe_action(&provision.decide(&principal(B), None)),
             "exchange: the secret does not exist"
         );
     }

@@ -198,7 +198,7 @@ fn carry_out(
             Step::LookUp => match look_up(ctx, subject, name) {
                 Ok(secret) => {
                     found = secret;
-                    provision.after_look_up(principal, found.as_ref())
+                    provision.decide(principal, found.as_ref())
                 }
                 Err(failure) => {
                     metrics().provisioning(principal.provider(), "secret");
