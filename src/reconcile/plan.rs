@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::cloud::Principal;
+use crate::kube::types::LocalObjectReference;
 use crate::runtime::secrets::CachedSecret;
 use crate::secret::{self, Content, Freshness, RefreshPolicy};
 use crate::spec::{self, Configuration, Parsed};
@@ -216,6 +217,26 @@ impl Provision<'_> {
     }
 }
 
+/// The new `.imagePullSecrets` with every name in `add` and none in `remove`, every other entry kept in its
+/// place; `None` when nothing changes (then nothing is sent).
+pub fn updated_pull_secrets(
+    current: &[LocalObjectReference],
+    add: &[String],
+    remove: &[String],
+) -> Option<Vec<LocalObjectReference>> {
+    let mut entries: Vec<LocalObjectReference> = current
+        .iter()
+        .filter(|e| !remove.contains(&e.name))
+        .cloned()
+        .collect();
+    for name in add {
+        if !entries.iter().any(|e| &e.name == name) {
+            entries.push(LocalObjectReference { name: name.clone() });
+        }
+    }
+    (entries != current).then_some(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -227,8 +248,7 @@ mod tests {
     use crate::annotations as keys;
     use crate::cloud::RegistryCredentials;
     use crate::cloud::Sensitive;
-    use crate::kube::types::{LocalObjectReference, Secret, ServiceAccount};
-    use crate::reconcile::service_account::updated_pull_secrets;
+    use crate::kube::types::{Secret, ServiceAccount};
 
     const GOOGLE_PROVIDER: &str =
         "projects/1/locations/global/workloadIdentityPools/pool/providers/provider";
@@ -422,11 +442,14 @@ mod tests {
             .collect()
     }
 
+    fn strings(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
     /// `.imagePullSecrets` after attaching `add` and detaching `remove`, as the executor patches it (`None`:
     /// unchanged, nothing sent).
     fn updated(current: &[&str], add: &[&str], remove: &[&CachedSecret]) -> Option<Vec<String>> {
-        let add: Vec<String> = add.iter().map(|n| n.to_string()).collect();
-        updated_pull_secrets(&refs(current), &add, &names(remove))
+        updated_pull_secrets(&refs(current), &strings(add), &names(remove))
             .map(|entries| entries.into_iter().map(|e| e.name).collect())
     }
 
@@ -748,5 +771,26 @@ mod tests {
         };
         assert!(message.contains("10"), "{message}");
         assert!(foreign.is_empty());
+    }
+
+    #[test]
+    fn pull_secret_updates_keep_foreign_entries_in_order() {
+        assert_eq!(
+            updated_pull_secrets(&refs(&["user", "ours"]), &strings(&["ours"]), &[]),
+            None
+        );
+        assert_eq!(
+            updated_pull_secrets(&refs(&["user"]), &strings(&["ours", "ours-1"]), &[]),
+            Some(refs(&["user", "ours", "ours-1"]))
+        );
+        assert_eq!(
+            updated_pull_secrets(
+                &refs(&["old", "user", "ours"]),
+                &strings(&["ours"]),
+                &strings(&["old"])
+            ),
+            Some(refs(&["user", "ours"]))
+        );
+        assert_eq!(updated_pull_secrets(&[], &[], &strings(&["x"])), None);
     }
 }

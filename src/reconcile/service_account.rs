@@ -15,7 +15,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 
 use super::events::{reference, EventType};
-use super::plan::{plan, Action, Observed, Plan, Provision, Step};
+use super::plan::{plan, updated_pull_secrets, Action, Observed, Plan, Provision, Step};
 use super::{Context, ReconcileError};
 use crate::annotations as keys;
 use crate::cloud::{Principal, RegistryCredentials};
@@ -729,25 +729,6 @@ fn read_service_account(
     Ok(found)
 }
 
-/// The new `.imagePullSecrets`, or `None` when nothing changes.
-pub fn updated_pull_secrets(
-    current: &[LocalObjectReference],
-    add: &[String],
-    remove: &[String],
-) -> Option<Vec<LocalObjectReference>> {
-    let mut entries: Vec<LocalObjectReference> = current
-        .iter()
-        .filter(|e| !remove.contains(&e.name))
-        .cloned()
-        .collect();
-    for name in add {
-        if !entries.iter().any(|e| &e.name == name) {
-            entries.push(LocalObjectReference { name: name.clone() });
-        }
-    }
-    (entries != current).then_some(entries)
-}
-
 /// Removes every owned secret: detach first (so pods are never admitted with a dangling name), then delete.
 fn decommission(
     ctx: &Context,
@@ -847,43 +828,4 @@ fn warn(ctx: &Context, subject: &Subject, reason: &'static str, message: &str) {
         "Provision",
         message,
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn refs(names: &[&str]) -> Vec<LocalObjectReference> {
-        names
-            .iter()
-            .map(|n| LocalObjectReference {
-                name: n.to_string(),
-            })
-            .collect()
-    }
-
-    fn strings(names: &[&str]) -> Vec<String> {
-        names.iter().map(|n| n.to_string()).collect()
-    }
-
-    #[test]
-    fn pull_secret_updates_keep_foreign_entries_in_order() {
-        assert_eq!(
-            updated_pull_secrets(&refs(&["user", "ours"]), &strings(&["ours"]), &[]),
-            None
-        );
-        assert_eq!(
-            updated_pull_secrets(&refs(&["user"]), &strings(&["ours", "ours-1"]), &[]),
-            Some(refs(&["user", "ours", "ours-1"]))
-        );
-        assert_eq!(
-            updated_pull_secrets(
-                &refs(&["old", "user", "ours"]),
-                &strings(&["ours"]),
-                &strings(&["old"])
-            ),
-            Some(refs(&["user", "ours"]))
-        );
-        assert_eq!(updated_pull_secrets(&[], &[], &strings(&["x"])), None);
-    }
 }
