@@ -349,10 +349,10 @@ mod tests {
     }
 
     /// A secret that carries the label of `team/app` but no ownerReference to it.
-    fn foreign(name: &str) -> CachedSecret {
+    fn foreign(name: &str) -> Secret {
         let mut secret = written(name, A);
         secret.metadata.owner_references.clear();
-        cached(&secret)
+        secret
     }
 
     /// The reconcile's inputs: ServiceAccount `team/app` with UID `uid-1`.
@@ -363,10 +363,11 @@ mod tests {
     }
 
     impl World {
-        fn new(secrets: Vec<CachedSecret>) -> World {
+        /// The cache holds these secrets, as the watch summarized them.
+        fn new(secrets: &[Secret]) -> World {
             World {
                 attached: Vec::new(),
-                secrets,
+                secrets: secrets.iter().map(cached).collect(),
                 known_foreign: Vec::new(),
             }
         }
@@ -463,7 +464,7 @@ mod tests {
 
     #[test]
     fn a_new_service_account_exchanges_for_every_principal_and_removes_nothing() {
-        let world = World::new(Vec::new());
+        let world = World::new(&[]);
         let parsed = parsed(&format!("{A},{B}"));
         let provision = provision(world.plan(&parsed));
         assert_eq!(
@@ -478,7 +479,7 @@ mod tests {
 
     #[test]
     fn a_steady_state_plans_no_io_and_requeues_at_the_refresh_time() {
-        let world = World::new(vec![cached(&written(BASE, A))]).attached(&[BASE]);
+        let world = World::new(&[written(BASE, A)]).attached(&[BASE]);
         let parsed = parsed(A);
         let provision = provision(world.plan(&parsed));
         assert_eq!(steps(&provision), vec![row(BASE, FRESH)]);
@@ -511,12 +512,7 @@ mod tests {
         );
         let mut unreadable = written("imagepullsecret-app-3", D);
         unreadable.data.clear();
-        let world = World::new(vec![
-            cached(&unlabelled),
-            cached(&edited),
-            cached(&ruined),
-            cached(&unreadable),
-        ]);
+        let world = World::new(&[unlabelled, edited.clone(), ruined.clone(), unreadable]);
         let parsed = parsed(&format!("{A},{B},{C},{D}"));
         let provision = provision(world.plan(&parsed));
         assert_eq!(
@@ -543,12 +539,8 @@ mod tests {
 
     #[test]
     fn a_foreign_secret_with_a_wanted_name_fails_its_principal_and_is_never_touched() {
-        let world = World::new(vec![
-            foreign(BASE),
-            foreign("users-own"),
-            cached(&written(SECOND, B)),
-        ])
-        .attached(&["users-own", BASE, SECOND]);
+        let world = World::new(&[foreign(BASE), foreign("users-own"), written(SECOND, B)])
+            .attached(&["users-own", BASE, SECOND]);
         let parsed = parsed(&format!("{A},{B}"));
         let provision = provision(world.plan(&parsed));
         assert_eq!(
@@ -562,8 +554,8 @@ mod tests {
 
     #[test]
     fn a_secret_owned_by_an_earlier_service_account_of_the_same_name_is_foreign() {
-        let recreated = cached(&written_secret(BASE, A, "gcr.io", "uid-0"));
-        let world = World::new(vec![recreated]).attached(&[BASE]);
+        let recreated = written_secret(BASE, A, "gcr.io", "uid-0");
+        let world = World::new(&[recreated]).attached(&[BASE]);
         let parsed = parsed(A);
         let provision = provision(world.plan(&parsed));
         assert_eq!(steps(&provision), vec![row(BASE, "foreign")]);
@@ -581,12 +573,7 @@ mod tests {
         let other_principal = written("imagepullsecret-app-2", A);
         let mut wrong_type = written("imagepullsecret-app-3", D);
         wrong_type.type_ = "Opaque".into();
-        let world = World::new(vec![
-            cached(&expired),
-            cached(&other_registry),
-            cached(&other_principal),
-            cached(&wrong_type),
-        ]);
+        let world = World::new(&[expired, other_registry, other_principal, wrong_type]);
         let parsed = parsed(&format!("{A},{B},{C},{D}"));
         let provision = provision(world.plan(&parsed));
         assert_eq!(
@@ -615,8 +602,11 @@ mod tests {
 
     #[test]
     fn a_renamed_base_provisions_the_new_names_and_removes_the_old_ones() {
-        let world = World::new(vec![cached(&written(BASE, A)), cached(&written(SECOND, B))])
-            .attached(&["users-own", BASE, SECOND]);
+        let world = World::new(&[written(BASE, A), written(SECOND, B)]).attached(&[
+            "users-own",
+            BASE,
+            SECOND,
+        ]);
         let parsed = spec::parse(
             "team",
             "app",
@@ -635,8 +625,7 @@ mod tests {
 
     #[test]
     fn a_removed_principal_has_its_secret_detached_and_deleted() {
-        let world = World::new(vec![cached(&written(BASE, A)), cached(&written(SECOND, B))])
-            .attached(&[BASE, SECOND]);
+        let world = World::new(&[written(BASE, A), written(SECOND, B)]).attached(&[BASE, SECOND]);
         let parsed = parsed(A);
         let provision = provision(world.plan(&parsed));
         assert_eq!(steps(&provision), vec![row(BASE, FRESH)]);
@@ -650,7 +639,7 @@ mod tests {
 
     #[test]
     fn an_attach_that_conflicted_is_recomputed_from_the_list_read_again() {
-        let world = World::new(vec![cached(&written(SECOND, B))]).attached(&[SECOND]);
+        let world = World::new(&[written(SECOND, B)]).attached(&[SECOND]);
         let parsed = parsed(A);
         let provision = provision(world.plan(&parsed));
         assert_eq!(
@@ -668,7 +657,7 @@ mod tests {
 
     #[test]
     fn an_attached_name_missing_from_the_cache_is_read_before_any_token_is_minted() {
-        let mut world = World::new(Vec::new()).attached(&[BASE]);
+        let mut world = World::new(&[]).attached(&[BASE]);
         world.known_foreign = vec![SECOND];
         let parsed = parsed(&format!("{A},{B},{C}"));
         let provision = provision(world.plan(&parsed));
@@ -702,11 +691,11 @@ mod tests {
     fn several_principals_each_get_their_own_step() {
         let mut unlabelled = written(SECOND, B);
         unlabelled.metadata.labels.clear();
-        let world = World::new(vec![
-            cached(&written(BASE, A)),
-            cached(&unlabelled),
+        let world = World::new(&[
+            written(BASE, A),
+            unlabelled,
             foreign("imagepullsecret-app-2"),
-            cached(&written("imagepullsecret-app-9", A)),
+            written("imagepullsecret-app-9", A),
         ])
         .attached(&[BASE, SECOND, "imagepullsecret-app-3"]);
         let parsed = parsed(&format!("{A},{B},{C},{D},{E}"));
@@ -733,12 +722,8 @@ mod tests {
 
     #[test]
     fn a_removed_configuration_removes_every_owned_secret_and_nothing_else() {
-        let world = World::new(vec![
-            cached(&written(SECOND, B)),
-            foreign("users-own"),
-            cached(&written(BASE, A)),
-        ])
-        .attached(&["users-own", BASE, SECOND]);
+        let world = World::new(&[written(SECOND, B), foreign("users-own"), written(BASE, A)])
+            .attached(&["users-own", BASE, SECOND]);
         let Plan::Decommission { foreign, remove } = world.plan(&Parsed::NotConfigured) else {
             panic!("not decommissioning")
         };
@@ -748,7 +733,7 @@ mod tests {
 
     #[test]
     fn an_invalid_configuration_plans_nothing_but_a_warning() {
-        let world = World::new(vec![cached(&written(BASE, A)), foreign("users-own")]);
+        let world = World::new(&[written(BASE, A), foreign("users-own")]);
         let parsed = spec::parse(
             "team",
             "app",
