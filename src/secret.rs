@@ -849,4 +849,52 @@ mod tests {
         });
         assert_eq!(principal_id(&principal), "arn:aws:iam::123456789012:role/r");
     }
+
+    #[test]
+    fn a_secret_without_obtained_at_is_judged_by_its_providers_usual_lifetime() {
+        let ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        let aws = Principal::Aws(AwsTarget {
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            registry: parse_registry_host(ecr, None).unwrap(),
+            session_name: "a.b".into(),
+        });
+        let google = google("a@b.c");
+        let adopted = |registry: &str, principal: &Principal| {
+            let mut secret = build_secret(
+                &sa(),
+                "pull",
+                registry,
+                principal,
+                &credentials("2026-01-01T12:00:00Z"),
+                time("2026-01-01T00:00:00Z"),
+            );
+            secret.metadata.annotations.remove(keys::OBTAINED_AT);
+            secret
+        };
+        let (from_aws, from_google) = (adopted(ecr, &aws), adopted("gcr.io", &google));
+        let row = |secret, registry, principal, expect| Check {
+            secret,
+            registry,
+            principal,
+            policy: policy(Duration::ZERO, 0.0),
+            now: time("2026-01-01T08:00:00Z"),
+            expect,
+        };
+        check(&[
+            // ECR's twelve hours: due with three left.
+            row(
+                &from_aws,
+                ecr,
+                &aws,
+                Expect::FreshUntil(time("2026-01-01T09:00:00Z")),
+            ),
+            // Google's hour: due with fifteen minutes left.
+            row(
+                &from_google,
+                "gcr.io",
+                &google,
+                Expect::FreshUntil(time("2026-01-01T11:45:00Z")),
+            ),
+        ]);
+    }
 }
