@@ -25,7 +25,12 @@ pub fn unit() -> f64 {
 
 /// `base` stretched by a random factor in `1..1+fraction`.
 pub fn stretch(base: Duration, fraction: f64) -> Duration {
-    base.mul_f64(1.0 + fraction.max(0.0) * unit())
+    stretch_with(base, fraction, unit())
+}
+
+/// `base` stretched by the factor `1+fraction*unit`, for a draw `unit` in `0..1` made by the caller.
+pub fn stretch_with(base: Duration, fraction: f64, unit: f64) -> Duration {
+    base.mul_f64(1.0 + fraction.max(0.0) * unit)
 }
 
 /// `base` shrunk by a random factor in `1-fraction..1`.

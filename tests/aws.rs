@@ -11,6 +11,7 @@ use image_pull_secrets_provisioner::cloud::aws::{
 };
 use image_pull_secrets_provisioner::cloud::http::{ProviderHttp, RetryPolicy};
 use image_pull_secrets_provisioner::cloud::{sigv4, CloudError, Sensitive};
+use image_pull_secrets_provisioner::retry::Backoff;
 use support::moto::{
     moto, post, xml_text, Moto, StandIn, ASSUME_ROLE_WITH_WEB_IDENTITY, GET_AUTHORIZATION_TOKEN,
     NO_ECR_ROLE, PULLER_ROLE, REGISTRY,
@@ -73,8 +74,11 @@ impl Subject {
 fn client(moto: &Moto) -> AwsClient {
     let retry = RetryPolicy {
         attempts: 3,
-        first_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(100),
+        backoff: Backoff {
+            first: Duration::from_millis(20),
+            max: Duration::from_millis(100),
+            ..RetryPolicy::default().backoff
+        },
         ..RetryPolicy::default()
     };
     let http = ProviderHttp::new(None, Duration::from_secs(10), retry).expect("provider HTTP");
@@ -233,7 +237,7 @@ fn role_without_get_authorization_token_is_denied_and_not_retried() {
         .expect_err("the role may not call ecr:GetAuthorizationToken");
 
     assert_eq!(error.step, "ecr GetAuthorizationToken");
-    assert!(!error.retryable, "{error}");
+    assert!(error.retry.is_permanent(), "{error}");
     let text = error.to_string();
     assert!(
         text.starts_with(&format!("ecr GetAuthorizationToken: for {NO_ECR_ROLE}: ")),

@@ -149,7 +149,7 @@ fn token_for_another_audience_is_refused_by_sts() {
         .expect_err("wrong audience");
 
     assert_eq!(error.step, STEP_STS);
-    assert!(!error.retryable, "{error}");
+    assert!(error.retry.is_permanent(), "{error}");
     let text = error.to_string();
     let wants: &[&str] = &[
         &format!("sts token exchange: provider {PROVIDER}: HTTP 400 invalid_grant: "),
@@ -179,7 +179,7 @@ fn service_account_without_a_grant_is_permission_denied() {
         .expect_err("no roles/iam.workloadIdentityUser for this ServiceAccount");
 
     assert_eq!(error.step, STEP_IAM);
-    assert!(!error.retryable, "{error}");
+    assert!(error.retry.is_permanent(), "{error}");
     let text = error.to_string();
     let principal = format!(
         "principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/cluster-pool/subject/{}",
@@ -230,7 +230,7 @@ fn expired_subject_token_is_refused_by_sts() {
         .expect_err("expired token");
 
     assert_eq!(error.step, STEP_STS);
-    assert!(!error.retryable, "{error}");
+    assert!(error.retry.is_permanent(), "{error}");
     let text = error.to_string();
     let wants: &[&str] = &[
         &format!("sts token exchange: provider {PROVIDER}: HTTP 400 invalid_grant: "),
@@ -317,7 +317,7 @@ fn unavailable_google_is_retried_then_recovers() {
         .registry_credentials(&target(), &token)
         .expect_err("Google answers 503");
     assert_eq!(error.step, STEP_STS);
-    assert!(error.retryable, "a 503 may pass: {error}");
+    assert!(!error.retry.is_permanent(), "a 503 may pass: {error}");
     assert_eq!(
         error.to_string(),
         format!(

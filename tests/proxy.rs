@@ -16,6 +16,7 @@ use image_pull_secrets_provisioner::cloud::http::{ProviderHttp, RetryPolicy};
 use image_pull_secrets_provisioner::kube::types::{ObjectMeta, ServiceAccount};
 use image_pull_secrets_provisioner::kube::{Client, Connection};
 use image_pull_secrets_provisioner::proxy::ProxyConfig;
+use image_pull_secrets_provisioner::retry::Backoff;
 use support::controller::{
     controller_kubeconfig, service_account_token, Controller, CONTROLLER_NAMESPACE,
     CONTROLLER_SERVICE_ACCOUNT,
@@ -188,8 +189,11 @@ fn no_proxy_decides_which_provider_requests_reach_the_proxy() {
     let moto = moto();
     let retry = RetryPolicy {
         attempts: 1,
-        first_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(10),
+        backoff: Backoff {
+            first: Duration::from_millis(10),
+            max: Duration::from_millis(10),
+            ..RetryPolicy::default().backoff
+        },
         ..RetryPolicy::default()
     };
     let rows = table(&name, moto.port);

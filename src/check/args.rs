@@ -4,26 +4,31 @@
 use std::ffi::OsString;
 
 use super::report::Output;
-use crate::config::{self, Command, Config, FLAGS};
+use crate::config::defs::*;
+use crate::config::{self, Command, Config};
 
 /// The controller flags that mean something to `check`: how to reach the cluster and the providers, and
 /// how to log. Leader election, workers and listeners do not apply.
-const SHARED_FLAGS: &[&str] = &[
-    "--kubeconfig",
-    "--aws-sts-endpoint",
-    "--aws-ecr-endpoint",
-    "--aws-session-duration",
-    "--google-sts-endpoint",
-    "--google-iamcredentials-endpoint",
-    "--google-token-lifetime",
-    "--azure-authority-host",
-    "--azure-acr-endpoint",
-    "--provider-ca-bundle",
-    "--provider-timeout",
-    "--service-account-token-expiration",
-    "--log-level",
-    "--log-format",
+const SHARED_FLAGS: &[&Flag] = &[
+    &KUBECONFIG.flag,
+    &AWS_STS_ENDPOINT.flag,
+    &AWS_ECR_ENDPOINT.flag,
+    &AWS_SESSION_DURATION.flag,
+    &GOOGLE_STS_ENDPOINT.flag,
+    &GOOGLE_IAMCREDENTIALS_ENDPOINT.flag,
+    &GOOGLE_TOKEN_LIFETIME.flag,
+    &AZURE_AUTHORITY_HOST.flag,
+    &AZURE_ACR_ENDPOINT.flag,
+    &PROVIDER_CA_BUNDLE.flag,
+    &PROVIDER_TIMEOUT.flag,
+    &SERVICE_ACCOUNT_TOKEN_EXPIRATION.flag,
+    &LOG_LEVEL.flag,
+    &LOG_FORMAT.flag,
 ];
+
+fn is_shared(name: &str) -> bool {
+    SHARED_FLAGS.iter().any(|f| f.name == name)
+}
 
 /// A validated `check` command line.
 #[derive(Debug)]
@@ -55,7 +60,7 @@ pub fn help() -> String {
          Flags:\n  --image IMAGE                                HEAD this image's manifest with each principal's credentials\n  \
          --output FORMAT                              text (default) or json (one object per step and line)\n",
     );
-    for flag in FLAGS.iter().filter(|f| SHARED_FLAGS.contains(&f.name)) {
+    for flag in FLAGS.iter().filter(|f| is_shared(f.name)) {
         let name = format!("{} {}", flag.name, flag.value.unwrap_or_default());
         text.push_str(&format!("  {name:<44} {}\n", flag.help));
     }
@@ -95,8 +100,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
                     other => return Err(format!("flag --output: {other:?} is not text or json")),
                 }
             }
-            flag if SHARED_FLAGS.contains(&flag) => {
-                log_level_given |= flag == "--log-level";
+            flag if is_shared(flag) => {
+                log_level_given |= flag == LOG_LEVEL.flag.name;
                 shared.push(OsString::from(flag));
                 shared.push(OsString::from(value(flag)?));
             }
@@ -198,7 +203,7 @@ mod tests {
     fn help_lists_the_shared_flags() {
         let text = help();
         for flag in SHARED_FLAGS {
-            assert!(text.contains(flag), "{flag}");
+            assert!(text.contains(flag.name), "{}", flag.name);
         }
     }
 }

@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use super::rate::TokenBucket;
 use super::CloudError;
 use crate::proxy::{ProxyConfig, ProxyUrl};
-use crate::retry::parse_retry_after;
-use crate::{jitter, metrics, transport};
+use crate::retry::{parse_retry_after, Backoff, Jitter, Retry};
+use crate::{metrics, transport};
 
 /// Responses larger than this are cut off: no provider answer we read comes close.
 const MAX_BODY_BYTES: u64 = 1 << 20;
@@ -53,8 +53,8 @@ pub struct ProviderHttp {
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub attempts: u32,
-    pub first_delay: Duration,
-    pub max_delay: Duration,
+    /// The wait before the next attempt after each failure (the first waits `first`).
+    pub backoff: Backoff,
     /// The longest `Retry-After` waited for within an exchange; a longer one ends the exchange with an error
     /// that carries it, so the caller can schedule the next attempt instead of holding a worker.
     pub max_retry_after: Duration,
@@ -64,8 +64,8 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             attempts: 3,
-            first_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(2),
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(2))
+                .with_jitter(Jitter::Stretch(0.5)),
             max_retry_after: Duration::from_secs(10),
         }
     }
@@ -238,22 +238,21 @@ impl ProviderHttp {
         &self,
         mut call: impl FnMut() -> Result<T, CloudError>,
     ) -> Result<T, CloudError> {
-        let mut delay = self.retry.first_delay;
         let mut attempt = 1;
         loop {
             match call() {
-                Err(e) if e.retryable && attempt < self.retry.attempts => {
-                    let wait = match e.retry_after {
-                        Some(after) if after > self.retry.max_retry_after => return Err(e),
-                        Some(after) => after.max(jitter::stretch(delay, 0.5)),
-                        None => jitter::stretch(delay, 0.5),
+                Err(e) if !e.retry.is_permanent() && attempt < self.retry.attempts => {
+                    let backoff = self.retry.backoff.delay(attempt);
+                    let wait = match e.retry {
+                        Retry::After(after) if after > self.retry.max_retry_after => return Err(e),
+                        Retry::After(after) => after.max(backoff),
+                        _ => backoff,
                     };
                     log::debug!(
                         "{e}; retrying in {wait:?} (attempt {attempt} of {})",
                         self.retry.attempts
                     );
                     std::thread::sleep(wait);
-                    delay = (delay * 2).min(self.retry.max_delay);
                     attempt += 1;
                 }
                 other => return other,
@@ -293,8 +292,11 @@ mod tests {
             Duration::from_secs(5),
             RetryPolicy {
                 attempts: 3,
-                first_delay: Duration::from_millis(1),
-                max_delay: Duration::from_millis(5),
+                backoff: Backoff {
+                    first: Duration::from_millis(1),
+                    max: Duration::from_millis(5),
+                    ..RetryPolicy::default().backoff
+                },
                 max_retry_after,
             },
         )
@@ -334,11 +336,7 @@ mod tests {
         ]);
         let error = call(&client(Duration::from_secs(10)), &server.url).unwrap_err();
         assert_eq!(server.finish().len(), 1);
-        assert_eq!(error.retry_after, Some(Duration::from_secs(120)));
-        assert_eq!(
-            error.retry_class(),
-            crate::retry::Retry::After(Duration::from_secs(120))
-        );
+        assert_eq!(error.retry, Retry::After(Duration::from_secs(120)));
     }
 
     #[test]

@@ -15,7 +15,6 @@ pub(crate) mod scripted;
 pub mod sigv4;
 
 use std::fmt;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -87,10 +86,10 @@ pub struct CloudError {
     pub step: &'static str,
     /// What went wrong and, where we can tell, what the operator should check.
     pub message: String,
-    /// Whether trying the same call again later may succeed (throttling, 5xx, connection errors).
-    pub retryable: bool,
-    /// How long the provider asked us to wait (`Retry-After` on a 429 or 503).
-    pub retry_after: Option<Duration>,
+    /// How the reconcile should try again: [`Retry::Permanent`] when a person must change something,
+    /// [`Retry::Transient`] for throttling, outages and connection errors, and [`Retry::After`] the
+    /// provider's `Retry-After` (a 429 or 503 that says when to come back).
+    pub retry: Retry,
 }
 
 impl CloudError {
@@ -98,8 +97,7 @@ impl CloudError {
         CloudError {
             step,
             message: message.into(),
-            retryable: false,
-            retry_after: None,
+            retry: Retry::Permanent,
         }
     }
 
@@ -107,12 +105,11 @@ impl CloudError {
         CloudError {
             step,
             message: message.into(),
-            retryable: true,
-            retry_after: None,
+            retry: Retry::Transient,
         }
     }
 
-    /// The error for a non-success answer, retryable by its status (408, 429, 5xx) and carrying its
+    /// The error for a non-success answer, retryable by its status (408, 429, 5xx) and then carrying its
     /// `Retry-After`.
     pub fn from_status(
         step: &'static str,
@@ -122,18 +119,7 @@ impl CloudError {
         CloudError {
             step,
             message: message.into(),
-            retryable: is_retryable_status(response.status),
-            retry_after: response.retry_after,
-        }
-    }
-
-    /// How the reconcile should try again: long backoff when a person must change something, soon for
-    /// throttling and outages, and never before the provider's `Retry-After`.
-    pub fn retry_class(&self) -> Retry {
-        match (self.retryable, self.retry_after) {
-            (false, _) => Retry::Permanent,
-            (true, Some(after)) => Retry::After(after),
-            (true, None) => Retry::Transient,
+            retry: Retry::from_answer(is_retryable_status(response.status), response.retry_after),
         }
     }
 }

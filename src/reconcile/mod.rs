@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::cloud::CredentialSource;
 use crate::kube::Client;
-use crate::retry::Retry;
+use crate::retry::{Backoff, Retry};
 use crate::runtime::caches::Caches;
 use crate::runtime::store::ObjectKey;
 use events::EventRecorder;
@@ -74,18 +74,6 @@ pub struct Context {
     pub foreign: Mutex<HashSet<ObjectKey>>,
 }
 
-/// How long to wait between exchanges after `count` already-expired credentials in a row: `floor`, doubling,
-/// at most `max`.
-pub fn expired_backoff(floor: Duration, count: u32, max: Duration) -> Duration {
-    if count == 0 {
-        return floor;
-    }
-    floor
-        .saturating_mul(1u32 << count.saturating_sub(1).min(20))
-        .min(max)
-        .max(floor)
-}
-
 /// Why a reconcile did not complete, and how soon to try again; the worker retries with the backoff of
 /// its class and logs it once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,11 +121,7 @@ impl Context {
             .get(&(namespace.to_string(), name.to_string()))
             .copied()
             .unwrap_or(0);
-        expired_backoff(
-            self.options.min_requeue,
-            count,
-            self.options.expired_backoff_max,
-        )
+        Backoff::new(self.options.min_requeue, self.options.expired_backoff_max).delay(count)
     }
 
     /// Counts an exchange that returned expired credentials (`true`) or ends the count; returns the count.
@@ -186,25 +170,4 @@ impl Context {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expired_credentials_back_off_from_the_floor_to_the_ceiling() {
-        let floor = Duration::from_secs(60);
-        let max = Duration::from_secs(4 * 3600);
-        assert_eq!(expired_backoff(floor, 0, max), floor);
-        assert_eq!(expired_backoff(floor, 1, max), floor);
-        assert_eq!(expired_backoff(floor, 2, max), Duration::from_secs(120));
-        assert_eq!(expired_backoff(floor, 5, max), Duration::from_secs(960));
-        assert_eq!(expired_backoff(floor, 9, max), max);
-        assert_eq!(expired_backoff(floor, 1000, max), max);
-        assert_eq!(
-            expired_backoff(Duration::from_secs(10), 3, Duration::from_secs(1)),
-            Duration::from_secs(10)
-        );
-    }
 }

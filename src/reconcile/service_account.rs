@@ -458,7 +458,7 @@ fn provision_one(
         fail(
             "exchange",
             format!("obtaining registry credentials for {principal_id}: {e}"),
-            e.retry_class(),
+            e.retry,
         )
     })?;
 

@@ -12,53 +12,52 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::jitter;
-use crate::retry::Retry;
+use crate::retry::{Backoff, Jitter, Retry};
 
 /// Per-key failure backoff, by retry class: `first * 2^(failures-1)`, at most `max`, stretched by up to 20%
 /// jitter. Permanent failures (only a person can fix them) start and end much later than transient ones; a
 /// server's `Retry-After` is a floor on the transient backoff.
 #[derive(Debug, Clone, Copy)]
 pub struct BackoffPolicy {
-    pub first: Duration,
-    pub max: Duration,
-    pub permanent_first: Duration,
-    pub permanent_max: Duration,
+    pub transient: Backoff,
+    pub permanent: Backoff,
 }
+
+/// The spread of every per-key delay.
+const JITTER: Jitter = Jitter::Stretch(0.2);
 
 impl Default for BackoffPolicy {
     fn default() -> Self {
-        BackoffPolicy {
-            first: Duration::from_secs(1),
-            max: Duration::from_secs(300),
-            permanent_first: Duration::from_secs(30),
+        BackoffPolicy::new(
+            Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             // client-go's controllers cap their backoff near here (1000 s): long, yet a fix made without
             // touching the ServiceAccount (RBAC, a trust policy, a foreign secret removed) is seen the same hour.
-            permanent_max: Duration::from_secs(900),
-        }
+            Backoff::new(Duration::from_secs(30), Duration::from_secs(900)),
+        )
     }
 }
 
 impl BackoffPolicy {
-    /// The transient backoff after `failures` failures.
-    pub fn delay(&self, failures: u32) -> Duration {
-        exponential(self.first, self.max, failures)
+    /// The queue's policy over these two backoffs, each spread by the queue's jitter.
+    pub fn new(transient: Backoff, permanent: Backoff) -> Self {
+        BackoffPolicy {
+            transient: transient.with_jitter(JITTER),
+            permanent: permanent.with_jitter(JITTER),
+        }
     }
 
     /// The backoff after `failures` failures, the last of class `retry`.
     pub fn delay_for(&self, failures: u32, retry: Retry) -> Duration {
         match retry {
-            Retry::Transient => self.delay(failures),
-            Retry::Permanent => exponential(self.permanent_first, self.permanent_max, failures),
+            Retry::Transient => self.transient.delay(failures),
+            Retry::Permanent => self.permanent.delay(failures),
             // Never sooner than the server asked; jitter only lengthens it.
-            Retry::After(at_least) => self.delay(failures).max(jitter::stretch(at_least, 0.1)),
+            Retry::After(at_least) => self
+                .transient
+                .delay(failures)
+                .max(jitter::stretch(at_least, 0.1)),
         }
     }
-}
-
-fn exponential(first: Duration, max: Duration, failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(20);
-    let base = first.saturating_mul(1u32 << exponent).min(max);
-    jitter::stretch(base, 0.2).min(max.mul_f64(1.2))
 }
 
 struct State<K> {
@@ -332,12 +331,10 @@ mod tests {
     use std::sync::Arc;
 
     fn policy() -> BackoffPolicy {
-        BackoffPolicy {
-            first: Duration::from_millis(10),
-            max: Duration::from_millis(80),
-            permanent_first: Duration::from_millis(1000),
-            permanent_max: Duration::from_millis(4000),
-        }
+        BackoffPolicy::new(
+            Backoff::new(Duration::from_millis(10), Duration::from_millis(80)),
+            Backoff::new(Duration::from_millis(1000), Duration::from_millis(4000)),
+        )
     }
 
     fn queue() -> Queue<String> {

@@ -13,6 +13,7 @@ use crate::jitter;
 use crate::kube::types::Resource;
 use crate::kube::watch::WatchEvent;
 use crate::kube::{Client, ListParams, Reason};
+use crate::retry::{Backoff, Jitter, Retry};
 use crate::shutdown::Shutdown;
 
 /// What the consumer of a watch is told.
@@ -41,7 +42,7 @@ pub struct Watcher {
     params: ListParams,
     watch_timeout: Duration,
     state: State,
-    backoff: Backoff,
+    backoff: Reconnects,
     name: String,
     restarts: Option<RestartCallback>,
 }
@@ -61,7 +62,7 @@ impl Watcher {
             // client-go picks 5 to 10 minutes so that many watchers do not all reconnect at once.
             watch_timeout: jitter::stretch(Duration::from_secs(300), 1.0),
             state: State::NeedsList,
-            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
+            backoff: Reconnects::new(Duration::from_millis(200), Duration::from_secs(30)),
             name: name.to_string(),
             restarts: None,
         }
@@ -214,27 +215,27 @@ impl Watcher {
     }
 }
 
-/// Exponential backoff with jitter; the delay to apply is parked in `pending` for the loop to sleep on.
-struct Backoff {
-    first: Duration,
-    max: Duration,
-    current: Duration,
+/// The reconnect backoff: the failures in a row, and the delay to apply, parked in `pending` for the loop
+/// to sleep on.
+struct Reconnects {
+    backoff: Backoff,
+    failures: u32,
     pending: Option<Duration>,
 }
 
-impl Backoff {
+impl Reconnects {
+    /// From `first` doubling to `max`, half again at most as jitter, never past `max`.
     fn new(first: Duration, max: Duration) -> Self {
-        Backoff {
-            first,
-            max,
-            current: first,
+        Reconnects {
+            backoff: Backoff::new(first, max).with_jitter(Jitter::StretchWithinMax(0.5)),
+            failures: 0,
             pending: None,
         }
     }
 
     fn next(&mut self) -> Duration {
-        let delay = jitter::stretch(self.current, 0.5).min(self.max);
-        self.current = (self.current * 2).min(self.max);
+        self.failures = self.failures.saturating_add(1);
+        let delay = self.backoff.delay(self.failures);
         self.pending = Some(delay);
         delay
     }
@@ -242,7 +243,7 @@ impl Backoff {
     /// The next delay after `error`, never shorter than the server's `Retry-After`.
     fn next_after(&mut self, error: &crate::kube::Error) -> Duration {
         let mut delay = self.next();
-        if let crate::retry::Retry::After(at_least) = error.retry() {
+        if let Retry::After(at_least) = error.retry() {
             delay = delay.max(at_least);
             self.pending = Some(delay);
         }
@@ -250,7 +251,7 @@ impl Backoff {
     }
 
     fn reset(&mut self) {
-        self.current = self.first;
+        self.failures = 0;
     }
 }
 
@@ -260,7 +261,7 @@ mod tests {
 
     #[test]
     fn retry_after_is_a_floor_on_the_backoff() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut backoff = Reconnects::new(Duration::from_millis(100), Duration::from_secs(1));
         let throttled = crate::kube::Error::from_response(429, "{}", Some(Duration::from_secs(3)));
         assert_eq!(backoff.next_after(&throttled), Duration::from_secs(3));
         assert_eq!(backoff.pending, Some(Duration::from_secs(3)));
@@ -270,7 +271,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_to_its_ceiling_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut backoff = Reconnects::new(Duration::from_millis(100), Duration::from_secs(1));
         let delays: Vec<Duration> = (0..8).map(|_| backoff.next()).collect();
         assert!(delays[0] >= Duration::from_millis(100) && delays[0] <= Duration::from_millis(150));
         assert!(delays[3] >= Duration::from_millis(800));

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use image_pull_secrets_provisioner::cloud::google::{GoogleClient, GoogleConfig};
 use image_pull_secrets_provisioner::cloud::http::{ProviderHttp, RetryPolicy};
+use image_pull_secrets_provisioner::retry::Backoff;
 use serde_json::Value;
 
 use super::moto::{get, post, StandIn};
@@ -103,8 +104,11 @@ impl GoogleFake {
     pub fn client(&self) -> GoogleClient {
         let retry = RetryPolicy {
             attempts: 3,
-            first_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(100),
+            backoff: Backoff {
+                first: Duration::from_millis(20),
+                max: Duration::from_millis(100),
+                ..RetryPolicy::default().backoff
+            },
             ..RetryPolicy::default()
         };
         let http = ProviderHttp::new(None, Duration::from_secs(10), retry).expect("provider HTTP");

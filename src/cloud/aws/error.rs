@@ -8,6 +8,7 @@
 use crate::cloud::http::HttpResponse;
 use crate::cloud::redact;
 use crate::cloud::CloudError;
+use crate::retry::Retry;
 
 use super::xml;
 
@@ -214,8 +215,7 @@ pub fn from_response(
     CloudError {
         step: call.step(),
         message,
-        retryable,
-        retry_after: response.retry_after,
+        retry: Retry::from_answer(retryable, response.retry_after),
     }
 }
 
@@ -381,7 +381,7 @@ mod tests {
             let error = from_response(call, ROLE, &response, &[]);
             let text = error.to_string();
             assert!(text.contains(expected), "{text}");
-            assert_eq!(error.retryable, retryable, "{text}");
+            assert_eq!(!error.retry.is_permanent(), retryable, "{text}");
             assert_eq!(error.step, call.step());
             if retryable {
                 assert!(

@@ -332,6 +332,7 @@ mod tests {
     use super::*;
     use crate::cloud::http::RetryPolicy;
     use crate::cloud::scripted::{Reply, ScriptedServer};
+    use crate::retry::Backoff;
 
     const ROLE: &str = "arn:aws:iam::123456789012:role/pull";
     const REGISTRY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
@@ -360,8 +361,11 @@ mod tests {
     fn client(sts: &str, ecr: &str) -> AwsClient {
         let retry = RetryPolicy {
             attempts: 3,
-            first_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
+            backoff: Backoff {
+                first: Duration::from_millis(1),
+                max: Duration::from_millis(5),
+                ..RetryPolicy::default().backoff
+            },
             ..RetryPolicy::default()
         };
         let http = ProviderHttp::new(None, Duration::from_secs(5), retry).unwrap();
@@ -539,7 +543,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(server.finish().len(), 1, "not retried");
         assert_eq!(error.step, "sts AssumeRoleWithWebIdentity");
-        assert!(!error.retryable);
+        assert!(error.retry.is_permanent());
         let text = error.to_string();
         assert!(
             text.starts_with(
@@ -566,7 +570,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(server.finish().len(), 2, "not retried");
         assert_eq!(error.step, "ecr GetAuthorizationToken");
-        assert!(!error.retryable);
+        assert!(error.retry.is_permanent());
         let text = error.to_string();
         assert!(
             text.contains("for arn:aws:iam::123456789012:role/pull: AccessDeniedException: denied for <redacted> <redacted>; allow ecr:GetAuthorizationToken"),
@@ -587,7 +591,7 @@ mod tests {
             .registry_credentials(&target(), &token())
             .unwrap_err();
         assert_eq!(server.finish().len(), 2);
-        assert!(!error.retryable);
+        assert!(error.retry.is_permanent());
         assert!(
             error.message.contains("InvalidClientTokenId: The security token included in the request is invalid.; ECR did not accept"),
             "{error}"
@@ -608,7 +612,7 @@ mod tests {
             .registry_credentials(&target(), &token())
             .unwrap_err();
         assert_eq!(server.finish().len(), 3, "three attempts, no more");
-        assert!(error.retryable);
+        assert!(!error.retry.is_permanent());
         assert_eq!(
             error.to_string(),
             "sts AssumeRoleWithWebIdentity: for arn:aws:iam::123456789012:role/pull: HTTP 503: <html>down</html>"
@@ -627,7 +631,7 @@ mod tests {
             .registry_credentials(&target(), &token())
             .unwrap_err();
         assert_eq!(server.finish().len(), 1);
-        assert!(!error.retryable);
+        assert!(error.retry.is_permanent());
         assert!(
             error
                 .message
@@ -654,7 +658,7 @@ mod tests {
         let error = client(&base, &base)
             .registry_credentials(&target(), &token())
             .unwrap_err();
-        assert!(error.retryable, "{error}");
+        assert!(!error.retry.is_permanent(), "{error}");
         assert!(
             error.to_string().starts_with(&format!(
                 "sts AssumeRoleWithWebIdentity: for {ROLE}: cannot reach {base}"
@@ -691,7 +695,7 @@ mod tests {
         ];
         for (client, target, expected) in cases {
             let error = client.registry_credentials(&target, &token()).unwrap_err();
-            assert!(!error.retryable);
+            assert!(error.retry.is_permanent());
             assert!(error.to_string().contains(expected), "{error}");
         }
     }
@@ -716,7 +720,7 @@ mod tests {
              that expires at 2030-01-01T00:15:00Z, which is already past on this node (2030-01-01T00:15:00Z); \
              check the clock of the controller's node"
         );
-        assert!(!error.retryable);
+        assert!(error.retry.is_permanent());
         assert_no_secrets(&format!("{error:?} {session:?}"));
     }
 
@@ -755,7 +759,7 @@ mod tests {
             .registry_credentials(&target(), &token())
             .unwrap_err();
         assert_eq!(server.finish().len(), 2);
-        assert!(!error.retryable);
+        assert!(error.retry.is_permanent());
         assert!(
             error
                 .message

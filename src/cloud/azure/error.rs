@@ -9,6 +9,7 @@ use super::{STEP_ACR, STEP_ENTRA};
 use crate::cloud::http::HttpResponse;
 use crate::cloud::redact::quote;
 use crate::cloud::CloudError;
+use crate::retry::Retry;
 
 /// What an error about one principal may name.
 pub struct Context<'a> {
@@ -94,7 +95,7 @@ pub fn entra_error(response: &HttpResponse, context: &Context<'_>, secrets: &[&s
     let mut error = CloudError::from_status(STEP_ENTRA, response, message);
     // Entra says `temporarily_unavailable` for overload whatever the status.
     if remote.error.as_deref() == Some("temporarily_unavailable") {
-        error.retryable = true;
+        error.retry = Retry::from_answer(true, response.retry_after);
     }
     error
 }
@@ -215,7 +216,7 @@ mod tests {
     fn no_matching_federated_credential_names_the_presented_values() {
         let body = r#"{"error":"invalid_request","error_description":"AADSTS70021: No matching federated identity record found for presented assertion. Assertion Issuer: 'https://issuer.example'. Assertion Subject: 'system:serviceaccount:ns:sa'. Assertion Audience: 'api://AzureADTokenExchange'. Trace ID: 0b4d Correlation ID: 5e1c Timestamp: 2026-11-30 04:00:00Z","error_codes":[70021],"timestamp":"2026-11-30 04:00:00Z","trace_id":"0b4d","correlation_id":"5e1c"}"#;
         let error = entra_error(&response(400, body), &context(), &[]);
-        assert!(!error.retryable);
+        assert!(error.retry.is_permanent());
         assert_eq!(
             error.to_string(),
             "entra token request: application 11111111-2222-3333-4444-555555555555 in tenant \
@@ -251,13 +252,13 @@ mod tests {
             &context(),
             &[],
         );
-        assert!(busy.retryable);
+        assert!(!busy.retry.is_permanent());
         let down = entra_error(
             &response(503, "<html>Service Unavailable</html>"),
             &context(),
             &[],
         );
-        assert!(down.retryable);
+        assert!(!down.retry.is_permanent());
         assert!(
             down.message
                 .ends_with("HTTP 503: <html>Service Unavailable</html>"),
@@ -270,7 +271,7 @@ mod tests {
         let body =
             r#"{"errors":[{"code":"UNAUTHORIZED","message":"token eyJsecret is not authorized"}]}"#;
         let error = acr_error(&response(401, body), &context(), &["eyJsecret"]);
-        assert!(!error.retryable);
+        assert!(error.retry.is_permanent());
         assert_eq!(
             error.to_string(),
             "acr token exchange: registry myregistry.azurecr.io: HTTP 401 UNAUTHORIZED: token <redacted> is not \

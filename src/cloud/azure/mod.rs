@@ -217,6 +217,7 @@ mod tests {
     use super::*;
     use crate::cloud::http::RetryPolicy;
     use crate::cloud::scripted::{Reply, ScriptedServer};
+    use crate::retry::Backoff;
 
     const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
     const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -255,8 +256,11 @@ mod tests {
             Duration::from_secs(5),
             RetryPolicy {
                 attempts: 3,
-                first_delay: Duration::from_millis(1),
-                max_delay: Duration::from_millis(5),
+                backoff: Backoff {
+                    first: Duration::from_millis(1),
+                    max: Duration::from_millis(5),
+                    ..RetryPolicy::default().backoff
+                },
                 ..RetryPolicy::default()
             },
         )
@@ -403,7 +407,7 @@ mod tests {
             .registry_credentials(&target("myregistry.azurecr.io"), &assertion())
             .unwrap_err();
         assert_eq!(server.finish().len(), 1);
-        assert!(!error.retryable);
+        assert!(error.retry.is_permanent());
         assert_eq!(error.step, STEP_ENTRA);
         assert!(
             error
@@ -423,7 +427,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(server.finish().len(), 2);
         assert_eq!(error.step, STEP_ACR);
-        assert!(!error.retryable);
+        assert!(error.retry.is_permanent());
         assert_no_token(&format!("{error} {error:?}"));
     }
 
@@ -438,7 +442,7 @@ mod tests {
         let error = client(Some(&base), Some(&base))
             .registry_credentials(&target("myregistry.azurecr.io"), &assertion())
             .unwrap_err();
-        assert!(error.retryable);
+        assert!(!error.retry.is_permanent());
         assert!(
             error.to_string().starts_with(&format!(
                 "entra token request: application {CLIENT_ID} in tenant {TENANT}: cannot reach {base}/{TENANT}/oauth2/v2.0/token"
@@ -457,7 +461,7 @@ mod tests {
             .registry_credentials(&target("myregistry.azurecr.io"), &assertion())
             .unwrap_err();
         server.finish();
-        assert!(!error.retryable);
+        assert!(error.retry.is_permanent());
         assert!(
             error
                 .message

@@ -183,6 +183,7 @@ pub(super) mod tests {
     use crate::cloud::http::RetryPolicy;
     use crate::cloud::redact::MAX_QUOTE as MAX_QUOTED_CHARS;
     use crate::cloud::scripted::ScriptedServer;
+    use crate::retry::Backoff;
     use base64::Engine as _;
     use serde_json::Value;
     use std::net::TcpListener;
@@ -217,8 +218,11 @@ pub(super) mod tests {
             Duration::from_secs(5),
             RetryPolicy {
                 attempts: 3,
-                first_delay: Duration::from_millis(1),
-                max_delay: Duration::from_millis(5),
+                backoff: Backoff {
+                    first: Duration::from_millis(1),
+                    max: Duration::from_millis(5),
+                    ..RetryPolicy::default().backoff
+                },
                 ..RetryPolicy::default()
             },
         )
@@ -378,7 +382,7 @@ pub(super) mod tests {
             .registry_credentials(&target(), &subject_token())
             .expect_err("503 three times");
         assert_eq!(server.finish().len(), 3);
-        assert!(err.retryable);
+        assert!(!err.retry.is_permanent());
         assert_eq!(err.step, STEP_STS);
         assert!(
             err.to_string().contains(&format!(
@@ -400,7 +404,7 @@ pub(super) mod tests {
             .registry_credentials(&target(), &subject_token())
             .expect_err("403");
         assert_eq!(server.finish().len(), 2, "a 403 must not be retried");
-        assert!(!err.retryable);
+        assert!(err.retry.is_permanent());
         assert_eq!(err.step, STEP_IAM);
         let text = err.to_string();
         for want in [
@@ -447,7 +451,7 @@ pub(super) mod tests {
                 .registry_credentials(&target(), &subject_token())
                 .expect_err(body);
             assert_eq!(server.finish().len(), 1, "{body}: not retried");
-            assert!(!err.retryable);
+            assert!(err.retry.is_permanent());
             let text = err.to_string();
             assert!(
                 text.starts_with(&format!("sts token exchange: provider {PROVIDER}: ")),
@@ -507,7 +511,7 @@ pub(super) mod tests {
         let err = client(&format!("http://127.0.0.1:{port}"), None)
             .registry_credentials(&target(), &subject_token())
             .expect_err("nothing listens");
-        assert!(err.retryable);
+        assert!(!err.retry.is_permanent());
         assert!(
             err.to_string().starts_with(&format!(
                 "sts token exchange: provider {PROVIDER}: cannot reach"

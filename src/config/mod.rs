@@ -1,68 +1,22 @@
-//! Command-line flags: one table, parsed and validated into [`Config`] before anything touches the network.
+//! Command-line flags: each defined once in [`defs`] (name, help, default, parser), parsed and validated into
+//! the typed fields of [`Config`] before anything touches the network.
 //!
 //! Flag names follow the original controller (Go style: `--name value` or `--name=value`; booleans also as
 //! `--name=true|false`). Durations are Go durations (`90s`, `1m30s`, `500ms`, `12h`).
+
+pub mod defs;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::annotations::DEFAULT_LEADER_ELECTION_ID;
-use crate::cloud::aws::{self, AwsConfig};
+use crate::cloud::aws::AwsConfig;
 use crate::cloud::azure::AzureConfig;
 use crate::cloud::google::GoogleConfig;
 use crate::cloud::http::RateLimit;
 use crate::logger::LogFormat;
-
-/// One flag: its name, the placeholder of its value (`None` for booleans), its default, and its help.
-pub struct Flag {
-    /// With its leading dashes, as typed.
-    pub name: &'static str,
-    pub value: Option<&'static str>,
-    pub default: &'static str,
-    pub help: &'static str,
-}
-
-/// Every flag, in the order `--help` lists them.
-pub const FLAGS: &[Flag] = &[
-    Flag { name: "--kubeconfig", value: Some("PATH"), default: "", help: "kubeconfig to use outside a cluster (else KUBECONFIG, else the in-cluster ServiceAccount, else ~/.kube/config)" },
-    Flag { name: "--namespace", value: Some("NAME"), default: "", help: "only watch ServiceAccounts, secrets and pods in this namespace (default: all namespaces)" },
-    Flag { name: "--workers", value: Some("N"), default: "8", help: "ServiceAccounts reconciled in parallel" },
-    Flag { name: "--metrics-bind-address", value: Some("ADDR"), default: ":8080", help: "address of the Prometheus /metrics endpoint; 0 disables it" },
-    Flag { name: "--health-probe-bind-address", value: Some("ADDR"), default: ":8081", help: "address of /healthz and /readyz; 0 disables them" },
-    Flag { name: "--leader-elect", value: None, default: "false", help: "elect a leader through a Lease so that only one replica acts" },
-    Flag { name: "--leader-election-namespace", value: Some("NAME"), default: "", help: "namespace of the Lease (default: the pod's own, or the kubeconfig context's)" },
-    Flag { name: "--leader-election-id", value: Some("NAME"), default: DEFAULT_LEADER_ELECTION_ID, help: "name of the Lease; the default is the original controller's, so the two never act at once" },
-    Flag { name: "--leader-election-lease-duration", value: Some("DURATION"), default: "15s", help: "how long a standby waits after the last renewal before taking over" },
-    Flag { name: "--leader-election-renew-deadline", value: Some("DURATION"), default: "10s", help: "how long the leader keeps trying to renew before giving up leadership" },
-    Flag { name: "--leader-election-retry-period", value: Some("DURATION"), default: "2s", help: "how often candidates try to acquire and the leader renews" },
-    Flag { name: "--disable-pod-eviction", value: None, default: "false", help: "never evict pods stuck pulling images for lack of a secret" },
-    Flag { name: "--aws-sts-endpoint", value: Some("URL"), default: "", help: "STS endpoint instead of the registry region's; {region} is replaced (VPC endpoints, tests)" },
-    Flag { name: "--aws-ecr-endpoint", value: Some("URL"), default: "", help: "ECR API endpoint instead of the registry region's; {region} is replaced" },
-    Flag { name: "--aws-session-duration", value: Some("DURATION"), default: "15m", help: "STS session length (900 s to 12 h); each session signs one ECR call" },
-    Flag { name: "--google-sts-endpoint", value: Some("URL"), default: "https://sts.googleapis.com", help: "Google Security Token Service (Private Service Connect, restricted VIP, tests)" },
-    Flag { name: "--google-iamcredentials-endpoint", value: Some("URL"), default: "https://iamcredentials.googleapis.com", help: "Google IAM Service Account Credentials API" },
-    Flag { name: "--google-token-lifetime", value: Some("DURATION"), default: "", help: "lifetime asked of Google access tokens (default: Google's, one hour)" },
-    Flag { name: "--azure-authority-host", value: Some("URL"), default: "", help: "Microsoft Entra authority instead of the registry's cloud's (login.microsoftonline.com, .us, login.chinacloudapi.cn)" },
-    Flag { name: "--azure-acr-endpoint", value: Some("URL"), default: "", help: "base URL of ACR's token exchange instead of https://REGISTRY; {registry} is replaced (private endpoints, tests)" },
-    Flag { name: "--provider-ca-bundle", value: Some("PATH"), default: "", help: "PEM file of extra CAs trusted for provider endpoints (TLS-inspecting proxies, private endpoints)" },
-    Flag { name: "--provider-timeout", value: Some("DURATION"), default: "30s", help: "timeout of each provider call" },
-    Flag { name: "--provider-rate", value: Some("N"), default: "300", help: "provider requests per second, all providers together (a backlog drains at this pace)" },
-    Flag { name: "--provider-burst", value: Some("N"), default: "100", help: "provider requests that may go at once after a quiet period" },
-    Flag { name: "--service-account-token-expiration", value: Some("DURATION"), default: "10m", help: "lifetime of the ServiceAccount tokens exchanged (the API's minimum is 10m)" },
-    Flag { name: "--min-refresh-interval", value: Some("DURATION"), default: "1m", help: "no ServiceAccount is processed again sooner than this after a success, whatever its credentials' expiry" },
-    // Limits that keep one ServiceAccount from crowding out the others.
-    Flag { name: "--max-principals-per-service-account", value: Some("N"), default: "20", help: "a ServiceAccount listing more principals gets one Warning event and nothing else (no token request, no secret)" },
-    Flag { name: "--log-level", value: Some("LEVEL"), default: "info", help: "error, warn, info, debug or trace (credentials are never logged at any level)" },
-    Flag { name: "--log-format", value: Some("FORMAT"), default: "text", help: "text or json" },
-    Flag { name: "--zap-log-level", value: Some("LEVEL"), default: "", help: "the original's flag: debug, info, error, panic or a verbosity N > 0; sets --log-level unless that is given" },
-    Flag { name: "--zap-encoder", value: Some("ENCODER"), default: "", help: "the original's flag: json or console (= text); sets --log-format unless that is given" },
-    Flag { name: "--zap-devel", value: None, default: "false", help: "the original's flag: accepted and ignored (logged at start)" },
-    Flag { name: "--zap-stacktrace-level", value: Some("LEVEL"), default: "", help: "the original's flag: info, error or panic; accepted and ignored (no stack traces are logged)" },
-    Flag { name: "--zap-time-encoding", value: Some("ENCODING"), default: "", help: "the original's flag: accepted and ignored (times are always RFC 3339 in UTC)" },
-    Flag { name: "--help", value: None, default: "false", help: "print this help" },
-    Flag { name: "--version", value: None, default: "false", help: "print the version" },
-];
+use defs::*;
+pub use defs::{Flag, FLAGS};
 
 /// The validated configuration of a run.
 #[derive(Debug, Clone)]
@@ -126,49 +80,65 @@ pub fn help() -> String {
 /// Parses the arguments after the program name.
 pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let args = normalize_booleans(args)?;
-    let mut parser = pico_args::Arguments::from_vec(args);
-    if parser.contains("--help") || parser.contains("-h") {
+    let mut args = pico_args::Arguments::from_vec(args);
+    if args.contains(HELP.flag.name) || args.contains("-h") {
         return Ok(Command::Help);
     }
-    if parser.contains("--version") {
+    if args.contains(VERSION.flag.name) {
         return Ok(Command::Version);
     }
-    let mut values = std::collections::HashMap::new();
-    let mut given = std::collections::HashSet::new();
-    for flag in FLAGS.iter().filter(|f| f.value.is_some()) {
-        let value: Option<String> = parser
-            .opt_value_from_str(flag.name)
-            .map_err(|e| format!("flag {}: {e}", flag.name))?;
-        let name = flag.name.trim_start_matches('-');
-        if value.is_some() {
-            given.insert(name);
-        }
-        values.insert(name, value.unwrap_or_else(|| flag.default.to_string()));
+    let kubeconfig = KUBECONFIG.take(&mut args)?;
+    let namespace = NAMESPACE.take(&mut args)?;
+    let workers = WORKERS.take(&mut args)?;
+    let metrics_bind_address = METRICS_BIND_ADDRESS.take(&mut args)?;
+    let health_probe_bind_address = HEALTH_PROBE_BIND_ADDRESS.take(&mut args)?;
+    let leader_elect = LEADER_ELECT.take(&mut args)?;
+    let leader_election_namespace = LEADER_ELECTION_NAMESPACE.take(&mut args)?;
+    let leader_election_id = LEADER_ELECTION_ID.take(&mut args)?;
+    let lease_duration = LEADER_ELECTION_LEASE_DURATION.take(&mut args)?;
+    let renew_deadline = LEADER_ELECTION_RENEW_DEADLINE.take(&mut args)?;
+    let retry_period = LEADER_ELECTION_RETRY_PERIOD.take(&mut args)?;
+    let disable_pod_eviction = DISABLE_POD_EVICTION.take(&mut args)?;
+    let aws = AwsConfig {
+        sts_endpoint: AWS_STS_ENDPOINT.take(&mut args)?,
+        ecr_endpoint: AWS_ECR_ENDPOINT.take(&mut args)?,
+        session_duration_seconds: AWS_SESSION_DURATION.take(&mut args)?,
+    };
+    let google = GoogleConfig {
+        sts_endpoint: GOOGLE_STS_ENDPOINT.take(&mut args)?,
+        iamcredentials_endpoint: GOOGLE_IAMCREDENTIALS_ENDPOINT.take(&mut args)?,
+        token_lifetime: GOOGLE_TOKEN_LIFETIME.take(&mut args)?,
+    };
+    let azure = AzureConfig {
+        authority_host: AZURE_AUTHORITY_HOST.take(&mut args)?,
+        acr_endpoint: AZURE_ACR_ENDPOINT.take(&mut args)?,
+    };
+    let provider_ca_bundle = PROVIDER_CA_BUNDLE.take(&mut args)?;
+    let provider_timeout = PROVIDER_TIMEOUT.take(&mut args)?;
+    let provider_rate = RateLimit {
+        per_second: PROVIDER_RATE.take(&mut args)?,
+        burst: PROVIDER_BURST.take(&mut args)?,
+    };
+    let token_expiration = SERVICE_ACCOUNT_TOKEN_EXPIRATION.take(&mut args)?;
+    let min_refresh_interval = MIN_REFRESH_INTERVAL.take(&mut args)?;
+    let max_principals_per_service_account = MAX_PRINCIPALS_PER_SERVICE_ACCOUNT.take(&mut args)?;
+    let (log_level, log_level_given) = LOG_LEVEL.take_noting(&mut args)?;
+    let (log_format, log_format_given) = LOG_FORMAT.take_noting(&mut args)?;
+    let zap = ZapFlags {
+        log_level: ZAP_LOG_LEVEL.take(&mut args)?,
+        encoder: ZAP_ENCODER.take(&mut args)?,
+        devel: ZAP_DEVEL.take(&mut args)?,
+        stacktrace_level: ZAP_STACKTRACE_LEVEL.take(&mut args)?,
+        time_encoding: ZAP_TIME_ENCODING.take(&mut args)?,
     }
-    let leader_elect = parser.contains("--leader-elect");
-    let disable_pod_eviction = parser.contains("--disable-pod-eviction");
-    let zap_devel = parser.contains("--zap-devel");
-    let rest = parser.finish();
+    .resolve(log_level_given, log_format_given);
+    let rest = args.finish();
     if let Some(unknown) = rest.first() {
         return Err(format!(
             "unknown argument {:?}; see --help",
             unknown.to_string_lossy()
         ));
     }
-    let get = |name: &str| values.get(name).cloned().unwrap_or_default();
-    let optional = |name: &str| Some(get(name)).filter(|v| !v.is_empty());
-    let duration =
-        |name: &str| parse_duration(&get(name)).map_err(|e| format!("flag --{name}: {e}"));
-
-    let workers: usize = get("workers")
-        .parse()
-        .map_err(|_| format!("flag --workers: {:?} is not a number", get("workers")))?;
-    if !(1..=64).contains(&workers) {
-        return Err("flag --workers: must be between 1 and 64".to_string());
-    }
-    let lease_duration = duration("leader-election-lease-duration")?;
-    let renew_deadline = duration("leader-election-renew-deadline")?;
-    let retry_period = duration("leader-election-retry-period")?;
     if renew_deadline >= lease_duration {
         return Err(
             "flag --leader-election-renew-deadline: must be shorter than the lease duration"
@@ -181,141 +151,39 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
                 .to_string(),
         );
     }
-    let session = duration("aws-session-duration")?;
-    if !(900..=43200).contains(&session.as_secs()) {
-        return Err(
-            "flag --aws-session-duration: must be between 15m and 12h (AWS's limits)".to_string(),
-        );
-    }
-    for name in ["aws-sts-endpoint", "aws-ecr-endpoint"] {
-        if let Some(url) = optional(name) {
-            aws::validate_endpoint_override(&url).map_err(|e| format!("flag --{name}: {e}"))?;
-        }
-    }
-    for name in ["google-sts-endpoint", "google-iamcredentials-endpoint"] {
-        let url = get(name);
-        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10 {
-            return Err(format!("flag --{name}: {url:?} is not an http(s) URL"));
-        }
-    }
-    for name in ["azure-authority-host", "azure-acr-endpoint"] {
-        if let Some(url) = optional(name) {
-            if !url.starts_with("https://") || url.len() <= "https://".len() {
-                return Err(format!("flag --{name}: {url:?} is not an https URL"));
-            }
-        }
-    }
-    let provider_rate = get("provider-rate")
-        .parse::<f64>()
-        .ok()
-        .filter(|r| r.is_finite() && *r > 0.0)
-        .ok_or_else(|| {
-            format!(
-                "flag --provider-rate: {:?} is not a positive number of requests per second",
-                get("provider-rate")
-            )
-        })?;
-    let provider_burst = get("provider-burst")
-        .parse::<u32>()
-        .ok()
-        .filter(|b| *b > 0)
-        .ok_or_else(|| {
-            format!(
-                "flag --provider-burst: {:?} is not a positive whole number",
-                get("provider-burst")
-            )
-        })?;
-    let google_token_lifetime = optional("google-token-lifetime")
-        .map(|v| parse_duration(&v))
-        .transpose()
-        .map_err(|e| format!("flag --google-token-lifetime: {e}"))?;
-    let token_expiration = duration("service-account-token-expiration")?;
-    if token_expiration < Duration::from_secs(600) {
-        return Err(
-            "flag --service-account-token-expiration: the API's minimum is 10m".to_string(),
-        );
-    }
-    let max_principals: usize = get("max-principals-per-service-account")
-        .parse()
-        .ok()
-        .filter(|n| *n >= 1)
-        .ok_or_else(|| {
-            format!(
-                "flag --max-principals-per-service-account: {:?} is not a number of at least 1",
-                get("max-principals-per-service-account")
-            )
-        })?;
-    let log_level = get("log-level").parse::<log::LevelFilter>().map_err(|_| {
-        format!(
-            "flag --log-level: {:?} is not one of error, warn, info, debug, trace",
-            get("log-level")
-        )
-    })?;
-    let log_format = get("log-format")
-        .parse::<LogFormat>()
-        .map_err(|e| format!("flag --log-format: {e}"))?;
-    let zap = ZapFlags {
-        log_level: optional("zap-log-level"),
-        encoder: optional("zap-encoder"),
-        devel: zap_devel,
-        stacktrace_level: optional("zap-stacktrace-level"),
-        time_encoding: optional("zap-time-encoding"),
-    };
-    let zap = zap.resolve(given.contains("log-level"), given.contains("log-format"))?;
-    let log_level = zap.log_level.unwrap_or(log_level);
-    let log_format = zap.log_format.unwrap_or(log_format);
-    let provider_ca_bundle = optional("provider-ca-bundle").map(PathBuf::from);
-    if let Some(path) = &provider_ca_bundle {
-        crate::transport::certificates_from_file(path)
-            .map_err(|e| format!("flag --provider-ca-bundle: {e}"))?;
-    }
     Ok(Command::Run(Box::new(Config {
-        kubeconfig: optional("kubeconfig").map(PathBuf::from),
-        namespace: optional("namespace"),
+        kubeconfig,
+        namespace,
         workers,
-        metrics_bind_address: get("metrics-bind-address"),
-        health_probe_bind_address: get("health-probe-bind-address"),
+        metrics_bind_address,
+        health_probe_bind_address,
         leader_elect,
-        leader_election_namespace: optional("leader-election-namespace"),
-        leader_election_id: get("leader-election-id"),
+        leader_election_namespace,
+        leader_election_id,
         lease_duration,
         renew_deadline,
         retry_period,
         pod_eviction: !disable_pod_eviction,
-        aws: AwsConfig {
-            sts_endpoint: optional("aws-sts-endpoint"),
-            ecr_endpoint: optional("aws-ecr-endpoint"),
-            session_duration_seconds: session.as_secs() as u32,
-        },
-        google: GoogleConfig {
-            sts_endpoint: get("google-sts-endpoint"),
-            iamcredentials_endpoint: get("google-iamcredentials-endpoint"),
-            token_lifetime: google_token_lifetime,
-        },
-        azure: AzureConfig {
-            authority_host: optional("azure-authority-host"),
-            acr_endpoint: optional("azure-acr-endpoint"),
-        },
+        aws,
+        google,
+        azure,
         provider_ca_bundle,
-        provider_timeout: duration("provider-timeout")?,
-        provider_rate: RateLimit {
-            per_second: provider_rate,
-            burst: provider_burst,
-        },
+        provider_timeout,
+        provider_rate,
         token_expiration,
-        min_refresh_interval: duration("min-refresh-interval")?,
-        max_principals_per_service_account: max_principals,
-        log_level,
-        log_format,
+        min_refresh_interval,
+        max_principals_per_service_account,
+        log_level: zap.log_level.unwrap_or(log_level),
+        log_format: zap.log_format.unwrap_or(log_format),
         notices: zap.notices,
     })))
 }
 
-/// The original's logging flags (controller-runtime's zap options), as given.
+/// The original's logging flags (controller-runtime's zap options), as given and checked.
 #[derive(Debug, Default)]
 struct ZapFlags {
-    log_level: Option<String>,
-    encoder: Option<String>,
+    log_level: Zap<log::LevelFilter>,
+    encoder: Zap<LogFormat>,
     devel: bool,
     stacktrace_level: Option<String>,
     time_encoding: Option<String>,
@@ -331,12 +199,11 @@ struct ZapResolved {
 }
 
 impl ZapFlags {
-    /// Maps the flags onto `--log-level` and `--log-format` unless those were given themselves, and refuses
-    /// the values the original refuses too, so a typo fails the same way after the swap.
-    fn resolve(self, log_level_given: bool, log_format_given: bool) -> Result<ZapResolved, String> {
+    /// Maps the flags onto `--log-level` and `--log-format` unless those were given themselves. (Their
+    /// parsers refuse the values the original refuses too, so a typo fails the same way after the swap.)
+    fn resolve(self, log_level_given: bool, log_format_given: bool) -> ZapResolved {
         let mut out = ZapResolved::default();
-        if let Some(value) = self.log_level {
-            let level = zap_level(&value)?;
+        if let Some((value, level)) = self.log_level {
             if log_level_given {
                 out.notices.push(format!(
                     "--zap-log-level={value} ignored: --log-level is given"
@@ -349,16 +216,7 @@ impl ZapFlags {
                 out.log_level = Some(level);
             }
         }
-        if let Some(value) = self.encoder {
-            let format = match value.as_str() {
-                "json" => LogFormat::Json,
-                "console" => LogFormat::Text,
-                other => {
-                    return Err(format!(
-                        "flag --zap-encoder: {other:?} is not json or console"
-                    ))
-                }
-            };
+        if let Some((value, format)) = self.encoder {
             if log_format_given {
                 out.notices.push(format!(
                     "--zap-encoder={value} ignored: --log-format is given"
@@ -380,46 +238,16 @@ impl ZapFlags {
                 .push("--zap-devel ignored: use --log-level debug for more detail".to_string());
         }
         if let Some(value) = self.stacktrace_level {
-            if !matches!(value.as_str(), "info" | "error" | "panic") {
-                return Err(format!(
-                    "flag --zap-stacktrace-level: {value:?} is not info, error or panic"
-                ));
-            }
             out.notices.push(format!(
                 "--zap-stacktrace-level={value} ignored: no stack traces are logged"
             ));
         }
         if let Some(value) = self.time_encoding {
-            if !matches!(
-                value.as_str(),
-                "epoch" | "millis" | "nano" | "iso8601" | "rfc3339" | "rfc3339nano"
-            ) {
-                return Err(format!(
-                    "flag --zap-time-encoding: {value:?} is not epoch, millis, nano, iso8601, rfc3339 or rfc3339nano"
-                ));
-            }
             out.notices.push(format!(
                 "--zap-time-encoding={value} ignored: times are always RFC 3339 in UTC"
             ));
         }
-        Ok(out)
-    }
-}
-
-/// A zap level as controller-runtime reads it: a name, or a verbosity N > 0 (logr's V(N); 1 is debug,
-/// anything finer is trace here). zap's panic level logs errors, so it maps to error.
-fn zap_level(value: &str) -> Result<log::LevelFilter, String> {
-    match value {
-        "debug" => Ok(log::LevelFilter::Debug),
-        "info" => Ok(log::LevelFilter::Info),
-        "error" | "panic" => Ok(log::LevelFilter::Error),
-        other => match other.parse::<u8>() {
-            Ok(1) => Ok(log::LevelFilter::Debug),
-            Ok(n) if n > 1 => Ok(log::LevelFilter::Trace),
-            _ => Err(format!(
-                "flag --zap-log-level: {other:?} is not debug, info, error, panic or an integer > 0"
-            )),
-        },
+        out
     }
 }
 
@@ -486,6 +314,14 @@ mod tests {
         match parse(args.iter().map(OsString::from).collect())? {
             Command::Run(config) => Ok(*config),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// The error `args` are refused with.
+    fn refused(args: &[&str]) -> String {
+        match parse(args.iter().map(OsString::from).collect()) {
+            Err(e) => e,
+            Ok(other) => panic!("{args:?}: {other:?}"),
         }
     }
 
@@ -605,10 +441,7 @@ mod tests {
                 "--provider-ca-bundle",
             ),
         ] {
-            let err = match parse(args.iter().map(OsString::from).collect()) {
-                Err(e) => e,
-                Ok(other) => panic!("{args:?}: {other:?}"),
-            };
+            let err = refused(args);
             assert!(err.contains(want), "{args:?}: {err}");
         }
     }
@@ -709,10 +542,7 @@ mod tests {
                 "flag --zap-devel: \"sometimes\" is not true or false",
             ),
         ] {
-            let err = match parse(args.iter().map(OsString::from).collect()) {
-                Err(e) => e,
-                Ok(other) => panic!("{args:?}: {other:?}"),
-            };
+            let err = refused(args);
             assert!(err.starts_with(want), "{args:?}: {err}");
         }
     }
@@ -746,7 +576,7 @@ mod tests {
 
     #[test]
     fn the_readme_documents_every_flag_as_help_prints_it() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         for line in help().lines().filter(|l| l.trim_start().starts_with("--")) {
             assert!(
                 readme.contains(line),
