@@ -3,7 +3,7 @@
 //! What must stay true: names are positional and deterministic (`<base>`, `<base>-1`, …, at most 253
 //! characters and never colliding); a secret is refreshed when a quarter of its credential's lifetime is left,
 //! never later, and a credential that is already expired or has a nonsense expiry never schedules work sooner
-//! than the floor the caller passes.
+//! than the floor of the [`RefreshPolicy`] in force.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -310,24 +310,56 @@ pub enum Freshness {
     FreshUntil(DateTime<Utc>),
 }
 
+/// How soon secrets are refreshed and a ServiceAccount is processed again: everything [`freshness`] and
+/// [`RefreshPolicy::delay_until`] read besides the secret and the time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RefreshPolicy {
+    /// The lifetime assumed, per provider, for secrets that do not record when they were obtained (the
+    /// original controller's).
+    pub assumed_lifetime_aws: Duration,
+    pub assumed_lifetime_google: Duration,
+    pub assumed_lifetime_azure: Duration,
+    /// Scheduled runs are brought forward by up to this fraction of the wait, to spread refreshes out.
+    pub jitter: f64,
+    /// No run sooner than this, and no refresh of a credential obtained less than this ago: the minimum
+    /// requeue, longer while the provider keeps returning credentials that are already expired.
+    pub floor: Duration,
+}
+
+impl RefreshPolicy {
+    /// The usual lifetime of `principal`'s provider's credentials.
+    pub fn assumed_lifetime(&self, principal: &Principal) -> Duration {
+        match principal {
+            Principal::Aws(_) => self.assumed_lifetime_aws,
+            Principal::Google(_) => self.assumed_lifetime_google,
+            Principal::Azure(_) => self.assumed_lifetime_azure,
+        }
+    }
+
+    /// How long to wait before the next run: until `refresh_at`, shortened by up to `jitter` of the wait so
+    /// that many secrets obtained together do not all refresh together, and never less than `floor`.
+    pub fn delay_until(&self, refresh_at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+        let wait = (refresh_at - now).to_std().unwrap_or(Duration::ZERO);
+        crate::jitter::shrink(wait, self.jitter).max(self.floor)
+    }
+}
+
 /// Decides whether `secret` still serves `principal` at `registry`, and until when.
 ///
 /// The refresh time is when a quarter of the credential's lifetime is left. The lifetime is `expires-at` minus
 /// `obtained-at`; secrets written by the original controller lack `obtained-at`, so the provider's usual
-/// lifetime stands in (`assumed_lifetime`). A credential obtained less than `min_interval` ago is not
-/// refreshed for its expiry, however soon that is: a provider that hands out credentials already expired (or
-/// with a nonsense expiry) must not make every write of the secret trigger the next one.
+/// lifetime stands in ([`RefreshPolicy::assumed_lifetime`]). A credential obtained less than the policy's
+/// `floor` ago is not refreshed for its expiry, however soon that is: a provider that hands out credentials
+/// already expired (or with a nonsense expiry) must not make every write of the secret trigger the next one.
 ///
-/// `jitter` is the fraction by which [`delay_until`] brings a scheduled run forward. The secret counts as due
-/// from that much before its refresh time, so the run that jitter brought forward refreshes it, instead of
-/// finding it fresh, waiting again (at least the floor) and refreshing late.
+/// The policy's `jitter` is the fraction by which [`RefreshPolicy::delay_until`] brings a scheduled run
+/// forward. The secret counts as due from that much before its refresh time, so the run that jitter brought
+/// forward refreshes it, instead of finding it fresh, waiting again (at least the floor) and refreshing late.
 pub fn freshness(
     secret: &SecretSummary,
     registry: &str,
     principal: &Principal,
-    assumed_lifetime: Duration,
-    min_interval: Duration,
-    jitter: f64,
+    policy: &RefreshPolicy,
     now: DateTime<Utc>,
 ) -> Freshness {
     if !secret.is_docker_config {
@@ -346,20 +378,20 @@ pub fn freshness(
     let lifetime = obtained_at
         .and_then(|obtained| (expires_at - obtained).to_std().ok())
         .filter(|lifetime| !lifetime.is_zero())
-        .unwrap_or(assumed_lifetime);
+        .unwrap_or_else(|| policy.assumed_lifetime(principal));
     let mut refresh_at = refresh_time(expires_at, lifetime);
     // A run scheduled at any time since the credential was issued comes at most this much early.
     let issued_at =
         expires_at - chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::zero());
     let early = (refresh_at - issued_at)
         .to_std()
-        .map(|wait| wait.mul_f64(jitter.clamp(0.0, 1.0)))
+        .map(|wait| wait.mul_f64(policy.jitter.clamp(0.0, 1.0)))
         .unwrap_or(Duration::ZERO);
     let mut due_from =
         refresh_at - chrono::Duration::from_std(early).unwrap_or(chrono::Duration::zero());
     if let Some(obtained) = obtained_at.filter(|o| *o <= now) {
         let earliest =
-            obtained + chrono::Duration::from_std(min_interval).unwrap_or(chrono::Duration::zero());
+            obtained + chrono::Duration::from_std(policy.floor).unwrap_or(chrono::Duration::zero());
         refresh_at = refresh_at.max(earliest);
         due_from = due_from.max(earliest);
     }
@@ -383,43 +415,60 @@ pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// How long to wait before the next run: until `refresh_at`, shortened by up to `jitter` of the wait so that
-/// many secrets obtained together do not all refresh together, and never less than `floor`.
-pub fn delay_until(
-    refresh_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-    jitter: f64,
-    floor: Duration,
-) -> Duration {
-    let wait = (refresh_at - now).to_std().unwrap_or(Duration::ZERO);
-    crate::jitter::shrink(wait, jitter).max(floor)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cloud::aws::{parse_registry_host, AwsTarget};
     use crate::cloud::google::GoogleTarget;
 
-    /// Freshness of a whole secret, as the watch summarizes it.
-    fn freshness(
-        secret: &Secret,
-        registry: &str,
-        principal: &Principal,
-        assumed: Duration,
-        min_interval: Duration,
-        jitter: f64,
+    /// What a freshness check must answer.
+    enum Expect {
+        FreshUntil(DateTime<Utc>),
+        /// Due, for a reason that contains this text ("" for any reason).
+        Due(&'static str),
+    }
+
+    /// One freshness check: a secret, what it must serve, the policy, the time, and the answer.
+    struct Check<'a> {
+        secret: &'a Secret,
+        registry: &'a str,
+        principal: &'a Principal,
+        policy: RefreshPolicy,
         now: DateTime<Utc>,
-    ) -> Freshness {
-        super::freshness(
-            &summarize(secret),
-            registry,
-            principal,
-            assumed,
-            min_interval,
+        expect: Expect,
+    }
+
+    /// The one call table: every row's secret, summarized as the watch does, checked against its answer.
+    fn check(rows: &[Check]) {
+        for (row, c) in rows.iter().enumerate() {
+            let got = freshness(
+                &summarize(c.secret),
+                c.registry,
+                c.principal,
+                &c.policy,
+                c.now,
+            );
+            match c.expect {
+                Expect::FreshUntil(at) => {
+                    assert_eq!(got, Freshness::FreshUntil(at), "row {row}")
+                }
+                Expect::Due(why) => assert!(
+                    matches!(got, Freshness::Due(r) if r.contains(why)),
+                    "row {row}: {got:?}"
+                ),
+            }
+        }
+    }
+
+    /// Google's usual hour assumed, with this floor and jitter.
+    fn policy(floor: Duration, jitter: f64) -> RefreshPolicy {
+        RefreshPolicy {
+            assumed_lifetime_aws: Duration::from_secs(12 * 3600),
+            assumed_lifetime_google: Duration::from_secs(3600),
+            assumed_lifetime_azure: Duration::from_secs(3 * 3600),
             jitter,
-            now,
-        )
+            floor,
+        }
     }
 
     fn sa() -> ServiceAccount {
@@ -639,75 +688,70 @@ mod tests {
             &credentials("2026-01-01T04:00:00Z"),
             obtained,
         );
-        let assumed = Duration::from_secs(3600);
-        assert_eq!(
-            freshness(
-                &secret,
-                "gcr.io",
-                &principal,
-                assumed,
-                Duration::ZERO,
-                0.0,
-                time("2026-01-01T02:59:59Z")
-            ),
-            Freshness::FreshUntil(time("2026-01-01T03:00:00Z"))
-        );
-        assert!(matches!(
-            freshness(
-                &secret,
-                "gcr.io",
-                &principal,
-                assumed,
-                Duration::ZERO,
-                0.0,
-                time("2026-01-01T03:00:00Z")
-            ),
-            Freshness::Due(_)
-        ));
-        assert!(
-            matches!(freshness(&secret, "other.io", &principal, assumed, Duration::ZERO, 0.0, obtained), Freshness::Due(r) if r.contains("registry"))
-        );
-        assert!(
-            matches!(freshness(&secret, "gcr.io", &google("x@y.z"), assumed, Duration::ZERO, 0.0, obtained), Freshness::Due(r) if r.contains("principal"))
-        );
-
         // Adopted from the original controller: no obtained-at, so the provider's usual lifetime is assumed.
         let mut adopted = secret.clone();
         adopted.metadata.annotations.remove(keys::OBTAINED_AT);
-        assert_eq!(
-            freshness(
-                &adopted,
-                "gcr.io",
-                &principal,
-                assumed,
-                Duration::ZERO,
-                0.0,
-                obtained
-            ),
-            Freshness::FreshUntil(time("2026-01-01T03:45:00Z"))
-        );
         let mut unreadable = secret.clone();
         unreadable
             .metadata
             .annotations
             .insert(keys::EXPIRES_AT.into(), "soon".into());
-        assert!(
-            matches!(freshness(&unreadable, "gcr.io", &principal, assumed, Duration::ZERO, 0.0, obtained), Freshness::Due(r) if r.contains("expiry"))
-        );
-        let mut wrong_type = secret;
+        let mut wrong_type = secret.clone();
         wrong_type.type_ = "Opaque".into();
-        assert!(matches!(
-            freshness(
-                &wrong_type,
+        let other = google("x@y.z");
+        let row = |secret, registry, principal, now, expect| Check {
+            secret,
+            registry,
+            principal,
+            policy: policy(Duration::ZERO, 0.0),
+            now,
+            expect,
+        };
+        check(&[
+            row(
+                &secret,
                 "gcr.io",
                 &principal,
-                assumed,
-                Duration::ZERO,
-                0.0,
-                obtained
+                time("2026-01-01T02:59:59Z"),
+                Expect::FreshUntil(time("2026-01-01T03:00:00Z")),
             ),
-            Freshness::Due(_)
-        ));
+            row(
+                &secret,
+                "gcr.io",
+                &principal,
+                time("2026-01-01T03:00:00Z"),
+                Expect::Due(""),
+            ),
+            row(
+                &secret,
+                "other.io",
+                &principal,
+                obtained,
+                Expect::Due("registry"),
+            ),
+            row(
+                &secret,
+                "gcr.io",
+                &other,
+                obtained,
+                Expect::Due("principal"),
+            ),
+            row(
+                &adopted,
+                "gcr.io",
+                &principal,
+                obtained,
+                Expect::FreshUntil(time("2026-01-01T03:45:00Z")),
+            ),
+            row(
+                &unreadable,
+                "gcr.io",
+                &principal,
+                obtained,
+                Expect::Due("expiry"),
+            ),
+            row(&wrong_type, "gcr.io", &principal, obtained, Expect::Due("")),
+        ]);
     }
 
     #[test]
@@ -722,45 +766,25 @@ mod tests {
             &credentials("2015-01-01T00:00:00Z"),
             obtained,
         );
-        let floor = Duration::from_secs(60);
-        let assumed = Duration::from_secs(3600);
-        assert_eq!(
-            freshness(
-                &secret,
-                "gcr.io",
+        let other = google("x@y.z");
+        let row = |principal, now, expect| Check {
+            secret: &secret,
+            registry: "gcr.io",
+            principal,
+            policy: policy(Duration::from_secs(60), 0.0),
+            now,
+            expect,
+        };
+        check(&[
+            row(
                 &principal,
-                assumed,
-                floor,
-                0.0,
-                time("2026-01-01T00:00:30Z")
+                time("2026-01-01T00:00:30Z"),
+                Expect::FreshUntil(time("2026-01-01T00:01:00Z")),
             ),
-            Freshness::FreshUntil(time("2026-01-01T00:01:00Z"))
-        );
-        assert!(matches!(
-            freshness(
-                &secret,
-                "gcr.io",
-                &principal,
-                assumed,
-                floor,
-                0.0,
-                time("2026-01-01T00:01:00Z")
-            ),
-            Freshness::Due(_)
-        ));
-        // The floor never hides a real change: a new principal is provisioned at once.
-        assert!(matches!(
-            freshness(
-                &secret,
-                "gcr.io",
-                &google("x@y.z"),
-                assumed,
-                floor,
-                0.0,
-                obtained
-            ),
-            Freshness::Due(_)
-        ));
+            row(&principal, time("2026-01-01T00:01:00Z"), Expect::Due("")),
+            // The floor never hides a real change: a new principal is provisioned at once.
+            row(&other, obtained, Expect::Due("")),
+        ]);
     }
 
     #[test]
@@ -776,54 +800,38 @@ mod tests {
             &credentials("2026-01-01T00:00:40Z"),
             obtained,
         );
-        let check = |now: &str| {
-            freshness(
-                &secret,
-                "gcr.io",
-                &principal,
-                Duration::from_secs(3600),
-                Duration::from_secs(5),
-                0.1,
-                time(now),
-            )
+        let row = |now, expect| Check {
+            secret: &secret,
+            registry: "gcr.io",
+            principal: &principal,
+            policy: policy(Duration::from_secs(5), 0.1),
+            now,
+            expect,
         };
-        assert_eq!(
-            check("2026-01-01T00:00:26Z"),
-            Freshness::FreshUntil(time("2026-01-01T00:00:30Z"))
-        );
-        assert!(matches!(check("2026-01-01T00:00:27Z"), Freshness::Due(_)));
+        let mut rows = vec![
+            row(
+                time("2026-01-01T00:00:26Z"),
+                Expect::FreshUntil(time("2026-01-01T00:00:30Z")),
+            ),
+            row(time("2026-01-01T00:00:27Z"), Expect::Due("")),
+        ];
         // Whenever a run was scheduled, the earliest time jitter can bring it to is due.
         for scheduled_at in [0, 10, 20, 26] {
             let now = obtained + chrono::Duration::seconds(scheduled_at);
             let wait = (time("2026-01-01T00:00:30Z") - now).to_std().unwrap();
             let earliest = now + chrono::Duration::from_std(wait.mul_f64(0.9)).unwrap();
-            assert!(
-                matches!(
-                    freshness(
-                        &secret,
-                        "gcr.io",
-                        &principal,
-                        Duration::from_secs(3600),
-                        Duration::from_secs(5),
-                        0.1,
-                        earliest
-                    ),
-                    Freshness::Due(_)
-                ),
-                "scheduled at {scheduled_at} s"
-            );
+            rows.push(row(earliest, Expect::Due("")));
         }
+        check(&rows);
     }
 
     #[test]
     fn expired_credentials_never_schedule_below_the_floor() {
         let now = time("2026-01-01T00:00:00Z");
         let floor = Duration::from_secs(30);
-        assert_eq!(
-            delay_until(time("2015-01-01T00:00:00Z"), now, 0.1, floor),
-            floor
-        );
-        let delay = delay_until(time("2026-01-01T01:00:00Z"), now, 0.1, floor);
+        let policy = policy(floor, 0.1);
+        assert_eq!(policy.delay_until(time("2015-01-01T00:00:00Z"), now), floor);
+        let delay = policy.delay_until(time("2026-01-01T01:00:00Z"), now);
         assert!(
             delay <= Duration::from_secs(3600) && delay >= Duration::from_secs(3240),
             "{delay:?}"
@@ -840,5 +848,53 @@ mod tests {
             session_name: "a.b".into(),
         });
         assert_eq!(principal_id(&principal), "arn:aws:iam::123456789012:role/r");
+    }
+
+    #[test]
+    fn a_secret_without_obtained_at_is_judged_by_its_providers_usual_lifetime() {
+        let ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        let aws = Principal::Aws(AwsTarget {
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            registry: parse_registry_host(ecr, None).unwrap(),
+            session_name: "a.b".into(),
+        });
+        let google = google("a@b.c");
+        let adopted = |registry: &str, principal: &Principal| {
+            let mut secret = build_secret(
+                &sa(),
+                "pull",
+                registry,
+                principal,
+                &credentials("2026-01-01T12:00:00Z"),
+                time("2026-01-01T00:00:00Z"),
+            );
+            secret.metadata.annotations.remove(keys::OBTAINED_AT);
+            secret
+        };
+        let (from_aws, from_google) = (adopted(ecr, &aws), adopted("gcr.io", &google));
+        let row = |secret, registry, principal, expect| Check {
+            secret,
+            registry,
+            principal,
+            policy: policy(Duration::ZERO, 0.0),
+            now: time("2026-01-01T08:00:00Z"),
+            expect,
+        };
+        check(&[
+            // ECR's twelve hours: due with three left.
+            row(
+                &from_aws,
+                ecr,
+                &aws,
+                Expect::FreshUntil(time("2026-01-01T09:00:00Z")),
+            ),
+            // Google's hour: due with fifteen minutes left.
+            row(
+                &from_google,
+                "gcr.io",
+                &google,
+                Expect::FreshUntil(time("2026-01-01T11:45:00Z")),
+            ),
+        ]);
     }
 }

@@ -3,6 +3,7 @@
 //! annotations ask for.
 
 pub mod evictor;
+pub mod plan;
 pub mod service_account;
 
 use std::collections::{HashMap, HashSet};

@@ -1,4 +1,5 @@
-//! Reconcile of one ServiceAccount: provision, refresh, repair, attach and clean up its image pull secrets.
+//! Reconcile of one ServiceAccount: provision, refresh, repair, attach and clean up its image pull secrets,
+//! by carrying out what [`super::plan`] decided (the reads it asks for, the writes, metrics and events).
 //!
 //! It reads what the watches delivered (the caches), so a reconcile with nothing to do sends no request and a
 //! new ServiceAccount costs only its writes: TokenRequest, Secret, ServiceAccount, Event.
@@ -8,12 +9,12 @@
 //! to this ServiceAccount's UID, whatever its labels) is never overwritten, detached or deleted, and a
 //! Warning says why it was left alone; an invalid configuration writes nothing but a Warning event.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
 
+use super::plan::{plan, updated_pull_secrets, Action, Observed, Plan, Provision, Step};
 use super::{Context, ReconcileError};
 use crate::annotations as keys;
 use crate::cache::secrets::CachedSecret;
@@ -25,8 +26,8 @@ use crate::kube::types::{LocalObjectReference, ObjectMeta, Secret, ServiceAccoun
 use crate::kube::{ListParams, Patch, Reason};
 use crate::metrics::metrics;
 use crate::retry::Retry;
-use crate::secret::{self, Content, Freshness};
-use crate::spec::{self, Configuration, Parsed, PrincipalFailure};
+use crate::secret::{self, RefreshPolicy};
+use crate::spec::{self, Configuration, PrincipalFailure};
 
 /// Attempts at the read-modify-write of `.imagePullSecrets` before giving up for this run.
 const ATTACH_ATTEMPTS: u32 = 8;
@@ -62,13 +63,6 @@ impl Subject {
         }
     }
 
-    fn is_attached(&self, secret: &str) -> bool {
-        self.cached
-            .image_pull_secrets
-            .iter()
-            .any(|n| **n == *secret)
-    }
-
     /// The ServiceAccount as the secret builder needs it (name, namespace, UID).
     fn object(&self) -> ServiceAccount {
         ServiceAccount {
@@ -100,52 +94,58 @@ pub fn reconcile(ctx: &Context, key: &ObjectKey) -> Result<Outcome, ReconcileErr
         return Ok(Outcome::default());
     }
     let subject = Subject::new(key, cached);
-    let (owned, foreign): (Vec<CachedSecret>, Vec<CachedSecret>) = secrets
-        .into_iter()
-        .partition(|s| s.is_owned_by(&subject.meta.uid));
-    let owned: BTreeMap<String, CachedSecret> =
-        owned.into_iter().map(|s| (s.name.to_string(), s)).collect();
-    let annotations = subject.cached.annotation_map();
-    match spec::parse(namespace, name, &annotations) {
-        Parsed::NotConfigured => {
-            warn_foreign(ctx, &subject, &foreign, &[]);
-            decommission(ctx, &subject, &owned)?;
+    let parsed = spec::parse(namespace, name, &subject.cached.annotation_map());
+    let known_foreign = |secret: &str| ctx.is_known_foreign(&key.sibling(secret));
+    let observed = Observed {
+        name,
+        uid: &subject.meta.uid,
+        attached: &subject.cached.image_pull_secrets,
+        secrets: &secrets,
+        known_foreign: &known_foreign,
+    };
+    let policy = refresh_policy(ctx, &subject);
+    match plan(
+        &observed,
+        &parsed,
+        ctx.options.max_principals,
+        &policy,
+        Utc::now(),
+    ) {
+        Plan::Decommission { foreign, remove } => {
+            warn_foreign(ctx, &subject, &foreign);
+            decommission(ctx, &subject, &remove)?;
             ctx.forget(key);
             ctx.caches
                 .forget_if_unconfigured(key, &subject.meta.resource_version);
             Ok(Outcome::default())
         }
-        Parsed::Invalid(message) => {
-            warn_foreign(ctx, &subject, &foreign, &[]);
-            warn(
-                ctx,
-                &subject,
-                keys::REASON_FAILED_PROVISIONING,
-                &format!("invalid configuration: {message}"),
-            );
+        Plan::Refuse { foreign, message } => {
+            warn_foreign(ctx, &subject, &foreign);
+            warn(ctx, &subject, keys::REASON_FAILED_PROVISIONING, &message);
             metrics().provisioning("none", "config");
             Ok(Outcome::default())
         }
-        Parsed::Configured(configuration) => {
-            match spec::check_principal_limit(&configuration, ctx.options.max_principals) {
-                Ok(()) => provision(ctx, &subject, owned, &foreign, &configuration),
-                Err(message) => {
-                    warn(ctx, &subject, keys::REASON_FAILED_PROVISIONING, &message);
-                    metrics().provisioning("none", "config");
-                    Ok(Outcome::default())
-                }
-            }
-        }
+        Plan::Provision(provision) => carry_out(ctx, &subject, &provision),
     }
 }
 
-/// One Warning per labelled secret that claims this ServiceAccount without being owned by it, except those
-/// whose name the configuration wants (their failure has its own Warning).
-fn warn_foreign(ctx: &Context, subject: &Subject, foreign: &[CachedSecret], wanted: &[String]) {
-    for secret in foreign
-        .iter()
-        .filter(|s| !wanted.iter().any(|w| **w == *s.name))
-    {
+/// The refresh policy for this ServiceAccount now: the flags, and the floor its expired-credential backoff
+/// has reached.
+fn refresh_policy(ctx: &Context, subject: &Subject) -> RefreshPolicy {
+    let options = &ctx.options;
+    RefreshPolicy {
+        assumed_lifetime_aws: options.assumed_lifetime_aws,
+        assumed_lifetime_google: options.assumed_lifetime_google,
+        assumed_lifetime_azure: options.assumed_lifetime_azure,
+        jitter: options.refresh_jitter,
+        floor: ctx.expired_floor(&subject.key),
+    }
+}
+
+/// One Warning per secret that claims this ServiceAccount without being owned by it (the plan leaves out
+/// those whose name the configuration wants: their failure has its own Warning).
+fn warn_foreign(ctx: &Context, subject: &Subject, foreign: &[&CachedSecret]) {
+    for secret in foreign {
         log::debug!(
             "{}/{}: secret {} carries the label but is not owned; leaving it alone",
             subject.meta.namespace,
@@ -167,117 +167,56 @@ fn warn_foreign(ctx: &Context, subject: &Subject, foreign: &[CachedSecret], want
     }
 }
 
-fn provision(
+/// Carries out a provisioning plan: each principal's step in order, then `.imagePullSecrets` (attach what
+/// is ready, detach what is no longer wanted), the one Warning for every failure, and the deletion of what
+/// was detached.
+fn carry_out(
     ctx: &Context,
     subject: &Subject,
-    mut owned: BTreeMap<String, CachedSecret>,
-    foreign: &[CachedSecret],
-    configuration: &Configuration,
+    provision: &Provision<'_>,
 ) -> Result<Outcome, ReconcileError> {
+    let configuration = provision.configuration;
     for warning in &configuration.warnings {
         warn(ctx, subject, keys::REASON_FAILED_PROVISIONING, warning);
     }
-    let names = configuration.secret_names();
-    warn_foreign(ctx, subject, foreign, &names);
-    let (namespace, sa_name) = (subject.meta.namespace.as_str(), subject.meta.name.as_str());
+    warn_foreign(ctx, subject, &provision.foreign);
     let mut next_refresh: Option<DateTime<Utc>> = None;
     let mut failures = Vec::new();
     let mut ready = Vec::new();
-    for (name, principal) in names.iter().zip(&configuration.principals) {
-        let provider = principal.provider();
-        if foreign.iter().any(|f| *f.name == **name) {
-            metrics().provisioning(provider, "secret");
-            let message = foreign_secret_message(name);
-            failures.push(reported(message, Retry::Permanent));
-            continue;
-        }
-        let mut existing = owned.get(name).cloned();
-        if existing.is_none()
-            && (subject.is_attached(name) || ctx.is_known_foreign(&subject.key.sibling(name)))
-        {
-            // Attached (or seen before) but not in the cache: deleted, someone else's, or ours after losing
-            // its label while no watch could see it. One read tells which, before any token is minted.
-            match look_up(ctx, subject, name) {
-                Ok(found) => existing = found,
+    for ((name, step), principal) in provision.principals.iter().zip(&configuration.principals) {
+        let found;
+        let action = match step {
+            Step::Decided(action) => action.clone(),
+            Step::Foreign => {
+                metrics().provisioning(principal.provider(), "secret");
+                failures.push(reported(foreign_secret_message(name), Retry::Permanent));
+                continue;
+            }
+            Step::LookUp => match look_up(ctx, subject, name) {
+                Ok(secret) => {
+                    found = secret;
+                    provision.decide(principal, found.as_ref())
+                }
                 Err(failure) => {
-                    metrics().provisioning(provider, "secret");
+                    metrics().provisioning(principal.provider(), "secret");
                     failures.push(failure);
                     continue;
                 }
-            }
-        }
-        let now = Utc::now();
-        let assumed = match principal {
-            Principal::Aws(_) => ctx.options.assumed_lifetime_aws,
-            Principal::Google(_) => ctx.options.assumed_lifetime_google,
-            Principal::Azure(_) => ctx.options.assumed_lifetime_azure,
+            },
         };
-        let floor = ctx.expired_floor(&subject.key);
-        let due = match &existing {
-            Some(current) => secret::freshness(
-                &current.summary,
-                &configuration.registry,
-                principal,
-                assumed,
-                floor,
-                ctx.options.refresh_jitter,
-                now,
-            ),
-            None => Freshness::Due("the secret does not exist"),
-        };
-        if let (Freshness::FreshUntil(refresh_at), Some(current)) = (&due, &existing) {
-            let needs_exchange = match repair(ctx, subject, current, &configuration.registry) {
-                Ok(Repair::Done(repaired)) => {
-                    owned.insert(name.clone(), *repaired);
-                    false
-                }
-                Ok(Repair::Nothing) => false,
-                Ok(Repair::NeedsExchange) => {
-                    log::debug!(
-                        "{namespace}/{sa_name}: secret {name} was edited and holds no intact credential; obtaining a new one"
-                    );
-                    true
-                }
-                Err(message) => {
-                    metrics().provisioning(provider, "secret");
-                    failures.push(reported(
-                        format!("repairing secret {name}: {message}"),
-                        Retry::Transient,
-                    ));
-                    continue;
-                }
-            };
-            if !needs_exchange {
-                log::debug!("{namespace}/{sa_name}: secret {name} is fresh until {refresh_at}");
-                next_refresh = earliest(next_refresh, *refresh_at);
-                ready.push(name.clone());
-                continue;
-            }
-        }
-        if let Freshness::Due(why) = due {
-            log::debug!("{namespace}/{sa_name}: secret {name} is due: {why}");
-        }
-        match provision_one(
-            ctx,
-            subject,
-            existing.as_ref(),
-            name,
-            principal,
-            configuration,
-        ) {
-            Ok((written, refresh_at)) => {
+        match act(ctx, subject, name, principal, configuration, action) {
+            Ok(refresh_at) => {
                 next_refresh = earliest(next_refresh, refresh_at);
-                owned.insert(name.clone(), written);
                 ready.push(name.clone());
             }
             Err(failure) => failures.push(failure),
         }
     }
 
-    let unwanted: Vec<String> = owned
-        .keys()
-        .filter(|n| !names.contains(n))
-        .cloned()
+    let unwanted: Vec<String> = provision
+        .remove
+        .iter()
+        .map(|s| s.name.to_string())
         .collect();
     let attached = attach(ctx, subject, &ready, &unwanted);
     if let Err(error) = &attached {
@@ -285,15 +224,14 @@ fn provision(
     }
     // One Warning names every failing principal, so repeats of the same failures form one event series.
     // A process that just lost the lease leaves the telling to the new leader.
+    let principals = provision.principals.len();
     let note =
-        spec::summarize_failures(&failures, names.len()).filter(|_| ctx.check_may_act().is_ok());
+        spec::summarize_failures(&failures, principals).filter(|_| ctx.check_may_act().is_ok());
     if let Some(note) = note {
         warn(ctx, subject, keys::REASON_FAILED_PROVISIONING, &note);
     }
-    if attached.is_ok() && !unwanted.is_empty() {
-        let unwanted_secrets: Vec<&CachedSecret> =
-            unwanted.iter().filter_map(|n| owned.get(n)).collect();
-        delete_secrets(ctx, subject, &unwanted_secrets)?;
+    if attached.is_ok() && !provision.remove.is_empty() {
+        delete_secrets(ctx, subject, &provision.remove)?;
     }
 
     if !failures.is_empty() {
@@ -301,14 +239,57 @@ fn provision(
         let retry = Retry::combine_all(failures.iter().map(|f| f.retry));
         return Err(ReconcileError::new(messages.join("; "), retry));
     }
-    let now = Utc::now();
-    let floor = ctx.expired_floor(&subject.key);
-    let requeue_after =
-        next_refresh.map(|at| secret::delay_until(at, now, ctx.options.refresh_jitter, floor));
+    // The floor again: this run's exchanges may have lengthened it.
+    let policy = refresh_policy(ctx, subject);
+    let requeue_after = next_refresh.map(|at| policy.delay_until(at, Utc::now()));
     Ok(Outcome {
         requeue_after,
-        check_pods: ctx.options.pod_eviction && ready.len() == names.len(),
+        check_pods: ctx.options.pod_eviction && ready.len() == principals,
     })
+}
+
+/// Carries out one principal's action; returns when its secret is next due.
+fn act(
+    ctx: &Context,
+    subject: &Subject,
+    name: &str,
+    principal: &Principal,
+    configuration: &Configuration,
+    action: Action<'_>,
+) -> Result<DateTime<Utc>, PrincipalFailure> {
+    let (namespace, sa_name) = (subject.meta.namespace.as_str(), subject.meta.name.as_str());
+    let repair_failed = |message: String| {
+        metrics().provisioning(principal.provider(), "secret");
+        reported(
+            format!("repairing secret {name}: {message}"),
+            Retry::Transient,
+        )
+    };
+    let fresh = |refresh_at: DateTime<Utc>| {
+        log::debug!("{namespace}/{sa_name}: secret {name} is fresh until {refresh_at}");
+        Ok(refresh_at)
+    };
+    let existing = match action {
+        Action::Fresh(refresh_at) => return fresh(refresh_at),
+        Action::Relabel(current, refresh_at) => {
+            relabel(ctx, subject, current).map_err(repair_failed)?;
+            return fresh(refresh_at);
+        }
+        Action::ReadContent(current, refresh_at) => {
+            if rewrite(ctx, subject, current, &configuration.registry).map_err(repair_failed)? {
+                return fresh(refresh_at);
+            }
+            log::debug!(
+                "{namespace}/{sa_name}: secret {name} was edited and holds no intact credential; obtaining a new one"
+            );
+            Some(current)
+        }
+        Action::Exchange { existing, why } => {
+            log::debug!("{namespace}/{sa_name}: secret {name} is due: {why}");
+            existing
+        }
+    };
+    provision_one(ctx, subject, existing, name, principal, configuration)
 }
 
 fn earliest(current: Option<DateTime<Utc>>, candidate: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -345,43 +326,31 @@ fn look_up(
     }
 }
 
-/// What [`repair`] did.
-enum Repair {
-    /// Nothing was tampered with.
-    Nothing,
-    /// Relabelled, or its content rewritten from the credential it still held intact.
-    Done(Box<CachedSecret>),
-    /// The content was changed beyond recovery: only a new exchange helps.
-    NeedsExchange,
+/// Puts back the label an owned, still valid secret lost.
+fn relabel(ctx: &Context, subject: &Subject, current: &CachedSecret) -> Result<(), String> {
+    let namespace = subject.meta.namespace.as_str();
+    ctx.check_may_act().map_err(|e| e.message)?;
+    let patch = serde_json::json!({"metadata": {
+        "resourceVersion": current.resource_version.to_string(),
+        "labels": {keys::SERVICE_ACCOUNT_LABEL: secret::service_account_label_value(&subject.meta.name)},
+    }});
+    write_patch(ctx, namespace, &current.name, patch)?;
+    log::info!(
+        namespace = namespace, serviceaccount = subject.meta.name.as_str(), secret = &*current.name;
+        "put back the label the secret had lost"
+    );
+    Ok(())
 }
 
-/// Repairs an owned, still valid secret without a new exchange: puts back a removed label, and rewrites
-/// edited content from the part of it that still holds the credential as written.
-fn repair(
+/// Rewrites an owned, still valid secret whose content was edited from the part of it that still holds the
+/// credential as written (and puts back its label); `false`, writing nothing, when no part does.
+fn rewrite(
     ctx: &Context,
     subject: &Subject,
     current: &CachedSecret,
     registry: &str,
-) -> Result<Repair, String> {
+) -> Result<bool, String> {
     let namespace = subject.meta.namespace.as_str();
-    let label = secret::service_account_label_value(&subject.meta.name);
-    let labelled = current.label.as_deref() == Some(label.as_str());
-    if current.summary.content != Content::Changed {
-        if labelled {
-            return Ok(Repair::Nothing);
-        }
-        ctx.check_may_act().map_err(|e| e.message)?;
-        let patch = serde_json::json!({"metadata": {
-            "resourceVersion": current.resource_version.to_string(),
-            "labels": {keys::SERVICE_ACCOUNT_LABEL: label},
-        }});
-        let written = write_patch(ctx, namespace, &current.name, patch)?;
-        log::info!(
-            namespace = namespace, serviceaccount = subject.meta.name.as_str(), secret = &*current.name;
-            "put back the label the secret had lost"
-        );
-        return Ok(Repair::Done(Box::new(written)));
-    }
     // The content is needed now, and only now: read at (at least) the version the watch delivered.
     let stored: Secret = ctx
         .client
@@ -392,18 +361,18 @@ fn repair(
         )
         .map_err(|e| format!("reading the edited secret: {e}"))?;
     let Some((username, password)) = secret::recover_credential(&stored, registry) else {
-        return Ok(Repair::NeedsExchange);
+        return Ok(false);
     };
     ctx.check_may_act().map_err(|e| e.message)?;
     let config = secret::build_docker_config_json(registry, &username, password.expose());
     let patch = serde_json::json!({
         "metadata": {
             "resourceVersion": stored.metadata.resource_version,
-            "labels": {keys::SERVICE_ACCOUNT_LABEL: label},
+            "labels": {keys::SERVICE_ACCOUNT_LABEL: secret::service_account_label_value(&subject.meta.name)},
         },
         "data": {keys::DOCKER_CONFIG_JSON_KEY: base64::engine::general_purpose::STANDARD.encode(config)},
     });
-    let written = write_patch(ctx, namespace, &current.name, patch)?;
+    write_patch(ctx, namespace, &current.name, patch)?;
     log::info!(
         namespace = namespace, serviceaccount = subject.meta.name.as_str(), secret = &*current.name;
         "rewrote the edited secret from the credential it still held"
@@ -418,7 +387,7 @@ fn repair(
             current.name
         ),
     );
-    Ok(Repair::Done(Box::new(written)))
+    Ok(true)
 }
 
 /// Sends a merge patch to an owned secret and puts the result in the cache.
@@ -427,16 +396,17 @@ fn write_patch(
     namespace: &str,
     name: &str,
     patch: serde_json::Value,
-) -> Result<CachedSecret, String> {
+) -> Result<(), String> {
     let written: Secret = ctx
         .client
         .patch(Some(namespace), name, &Patch::Merge(patch))
         .map_err(|e| format!("updating secret {name}: {e}"))?;
-    Ok(ctx.caches.observed_secret(&written))
+    ctx.caches.observed_secret(&written);
+    Ok(())
 }
 
-/// Obtains credentials for one principal and writes its secret. Returns the written secret and when it
-/// should be refreshed; on failure, a Warning event has been published and the message is returned.
+/// Obtains credentials for one principal and writes its secret. Returns when it should be refreshed; on
+/// failure, the message for the reconcile's one Warning.
 fn provision_one(
     ctx: &Context,
     subject: &Subject,
@@ -444,7 +414,7 @@ fn provision_one(
     name: &str,
     principal: &Principal,
     configuration: &Configuration,
-) -> Result<(CachedSecret, DateTime<Utc>), PrincipalFailure> {
+) -> Result<DateTime<Utc>, PrincipalFailure> {
     let meta = &subject.meta;
     let provider = principal.provider();
     let principal_id = secret::principal_id(principal);
@@ -502,7 +472,7 @@ fn provision_one(
             e.retry,
         )
     })?;
-    let cached = ctx.caches.observed_secret(&written);
+    ctx.caches.observed_secret(&written);
     note_expiry(ctx, subject, name, principal_id, &credentials, obtained_at);
 
     let lifetime = (credentials.expires_at - obtained_at)
@@ -524,7 +494,7 @@ fn provision_one(
             secret::format_time(credentials.expires_at)
         ),
     );
-    Ok((cached, refresh_at))
+    Ok(refresh_at)
 }
 
 /// Credentials that came back already expired back this ServiceAccount off exponentially (one Warning when
@@ -745,32 +715,12 @@ fn read_service_account(
     Ok(found)
 }
 
-/// The new `.imagePullSecrets`, or `None` when nothing changes.
-pub fn updated_pull_secrets(
-    current: &[LocalObjectReference],
-    add: &[String],
-    remove: &[String],
-) -> Option<Vec<LocalObjectReference>> {
-    let mut entries: Vec<LocalObjectReference> = current
-        .iter()
-        .filter(|e| !remove.contains(&e.name))
-        .cloned()
-        .collect();
-    for name in add {
-        if !entries.iter().any(|e| &e.name == name) {
-            entries.push(LocalObjectReference { name: name.clone() });
-        }
-    }
-    (entries != current).then_some(entries)
-}
-
 /// Removes every owned secret: detach first (so pods are never admitted with a dangling name), then delete.
 fn decommission(
     ctx: &Context,
     subject: &Subject,
-    owned: &BTreeMap<String, CachedSecret>,
+    unwanted: &[&CachedSecret],
 ) -> Result<(), ReconcileError> {
-    let unwanted: Vec<&CachedSecret> = owned.values().collect();
     if unwanted.is_empty() {
         return Ok(());
     }
@@ -784,7 +734,7 @@ fn decommission(
         );
         return Err(error);
     }
-    delete_secrets(ctx, subject, &unwanted)
+    delete_secrets(ctx, subject, unwanted)
 }
 
 fn delete_secrets(
@@ -863,43 +813,4 @@ fn warn(ctx: &Context, subject: &Subject, reason: &'static str, message: &str) {
         "Provision",
         message,
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn refs(names: &[&str]) -> Vec<LocalObjectReference> {
-        names
-            .iter()
-            .map(|n| LocalObjectReference {
-                name: n.to_string(),
-            })
-            .collect()
-    }
-
-    fn strings(names: &[&str]) -> Vec<String> {
-        names.iter().map(|n| n.to_string()).collect()
-    }
-
-    #[test]
-    fn pull_secret_updates_keep_foreign_entries_in_order() {
-        assert_eq!(
-            updated_pull_secrets(&refs(&["user", "ours"]), &strings(&["ours"]), &[]),
-            None
-        );
-        assert_eq!(
-            updated_pull_secrets(&refs(&["user"]), &strings(&["ours", "ours-1"]), &[]),
-            Some(refs(&["user", "ours", "ours-1"]))
-        );
-        assert_eq!(
-            updated_pull_secrets(
-                &refs(&["old", "user", "ours"]),
-                &strings(&["ours"]),
-                &strings(&["old"])
-            ),
-            Some(refs(&["user", "ours"]))
-        );
-        assert_eq!(updated_pull_secrets(&[], &[], &strings(&["x"])), None);
-    }
 }
