@@ -31,6 +31,7 @@ use crate::runtime::queue::{BackoffPolicy, Queue};
 use crate::runtime::store::Relist;
 use crate::runtime::watcher::{Event, Watcher};
 use crate::shutdown::Shutdown;
+use crate::sync::lock;
 
 /// A unit of work: a ServiceAccount to reconcile, or its pending pods to look at. An [`ObjectKey`] shares its
 /// names, so the queue's copies of a waiting key (by time and by key) cost no allocation of their own.
@@ -285,7 +286,7 @@ impl ListsDone {
     }
 
     fn one_done(&self) {
-        let mut remaining = self.remaining.lock().unwrap_or_else(|p| p.into_inner());
+        let mut remaining = lock(&self.remaining);
         *remaining = remaining.saturating_sub(1);
         if *remaining == 0 {
             self.health.set_ready(true);

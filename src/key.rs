@@ -4,7 +4,7 @@
 //! namespace share one copy of its name, so 10,000 waiting keys of one namespace hold one copy of it, not
 //! 10,000; two keys are equal only when both their namespaces and their names are.
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::intern::Interner;
 
@@ -55,11 +55,7 @@ impl std::fmt::Display for ObjectKey {
 /// The one copy of a namespace's name that keys share.
 fn shared_namespace(namespace: &str) -> Arc<str> {
     static NAMESPACES: OnceLock<Mutex<Interner<str>>> = OnceLock::new();
-    NAMESPACES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .intern_str(namespace)
+    crate::sync::lock(NAMESPACES.get_or_init(Default::default)).intern_str(namespace)
 }
 
 #[cfg(test)]

@@ -63,5 +63,6 @@ pub mod secret;
 pub mod shutdown;
 pub mod signal;
 pub mod spec;
+mod sync;
 pub mod tcp;
 pub mod transport;

@@ -7,6 +7,7 @@
 //! order they are reserved, so waiting callers never race each other; [`TokenBucket::try_take`] takes a token
 //! only when there is one, and otherwise says how long until there is.
 
+use crate::sync::lock;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -95,7 +96,7 @@ impl TokenBucket {
 
     /// The state, with the tokens accrued up to `now` added.
     fn refill(&self, now: Instant) -> std::sync::MutexGuard<'_, State> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = lock(&self.state);
         let elapsed = now.saturating_duration_since(state.updated).as_secs_f64();
         state.tokens = refilled(
             state.tokens,

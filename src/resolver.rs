@@ -15,6 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::sync::lock;
 use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
@@ -93,7 +94,7 @@ impl<R: Resolver> Resolver for ReusingResolver<R> {
         let key = reuse_key(uri);
         let now = Instant::now();
         {
-            let resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+            let resolved = lock(&self.resolved);
             if let Some((at, addresses)) = resolved.get(&key) {
                 if now.saturating_duration_since(*at) < self.reuse_for {
                     return Ok(addresses.clone());
@@ -102,7 +103,7 @@ impl<R: Resolver> Resolver for ReusingResolver<R> {
         }
         // Looked up without holding the lock: a slow DNS must not stall requests to other hosts.
         let addresses = self.lookup.resolve(uri, config, timeout)?;
-        let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        let mut resolved = lock(&self.resolved);
         if resolved.len() >= PRUNE_AT {
             resolved.retain(|_, (at, _)| now.saturating_duration_since(*at) < self.reuse_for);
         }

@@ -3,6 +3,8 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::sync::{lock, wait, wait_timeout};
+
 /// A shared, one-way shutdown signal. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Shutdown {
@@ -17,20 +19,20 @@ impl Shutdown {
     /// Asks every thread to stop and wakes those that are sleeping.
     pub fn trigger(&self) {
         let (flag, wake) = &*self.inner;
-        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        *lock(flag) = true;
         wake.notify_all();
     }
 
     pub fn is_triggered(&self) -> bool {
-        *self.inner.0.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.inner.0)
     }
 
     /// Blocks until shutdown is triggered.
     pub fn wait(&self) {
         let (flag, wake) = &*self.inner;
-        let mut triggered = flag.lock().unwrap_or_else(|p| p.into_inner());
+        let mut triggered = lock(flag);
         while !*triggered {
-            triggered = wake.wait(triggered).unwrap_or_else(|p| p.into_inner());
+            triggered = wait(wake, triggered);
         }
     }
 
@@ -38,16 +40,13 @@ impl Shutdown {
     pub fn sleep(&self, duration: Duration) -> bool {
         let deadline = Instant::now() + duration;
         let (flag, wake) = &*self.inner;
-        let mut triggered = flag.lock().unwrap_or_else(|p| p.into_inner());
+        let mut triggered = lock(flag);
         while !*triggered {
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            triggered = wake
-                .wait_timeout(triggered, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            triggered = wait_timeout(wake, triggered, deadline - now).0;
         }
         true
     }

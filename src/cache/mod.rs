@@ -23,6 +23,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::key::ObjectKey;
 use crate::kube::types::{Pod, Secret, ServiceAccount};
 use crate::runtime::watcher::Event;
+use crate::sync::lock;
 use pods::{PendingPod, PendingPods};
 use secrets::{CachedSecret, Secrets};
 use service_accounts::{Action, CachedServiceAccount, ServiceAccounts};
@@ -33,10 +34,6 @@ pub struct Caches {
     service_accounts: Mutex<ServiceAccounts>,
     secrets: Mutex<Secrets>,
     pods: Mutex<PendingPods>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Caches {

@@ -8,8 +8,9 @@
 //! consumer still gets everything queued before it, then [`Next::Closed`], and the closer waits for that
 //! only up to its deadline.
 
+use crate::sync::{lock, wait, wait_timeout};
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// What the consumer gets from [`EventQueue::next`].
@@ -54,13 +55,9 @@ impl<T> EventQueue<T> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Queues `item` for the consumer; false (the item dropped) when full or closed.
     pub fn push(&self, item: T) -> bool {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         if state.closed || state.items.len() >= state.capacity {
             return false;
         }
@@ -72,14 +69,14 @@ impl<T> EventQueue<T> {
 
     /// Wakes the consumer without an item (it has other work to look at).
     pub fn poke(&self) {
-        self.lock().poked = true;
+        lock(&self.state).poked = true;
         self.ready.notify_one();
     }
 
     /// The next item; blocks until there is one, a poke, closing, or `timeout` (forever when `None`).
     pub fn next(&self, timeout: Option<Duration>) -> Next<T> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         loop {
             if let Some(item) = state.items.pop_front() {
                 return Next::Item(item);
@@ -93,16 +90,13 @@ impl<T> EventQueue<T> {
                 return Next::Idle;
             }
             state = match deadline {
-                None => self.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
+                None => wait(&self.ready, state),
                 Some(at) => {
                     let left = at.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Next::Idle;
                     }
-                    self.ready
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
+                    wait_timeout(&self.ready, state, left).0
                 }
             };
         }
@@ -110,7 +104,7 @@ impl<T> EventQueue<T> {
 
     /// Marks the consumer gone (it could not start), so closing does not wait for it.
     pub fn abandon(&self) {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         state.finished = true;
         state.closed = true;
         drop(state);
@@ -121,7 +115,7 @@ impl<T> EventQueue<T> {
     /// Returns how many items were still queued when the wait ended (0 when drained).
     pub fn close(&self, deadline: Duration) -> usize {
         let until = Instant::now() + deadline;
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         state.closed = true;
         self.ready.notify_all();
         while !state.finished {
@@ -129,17 +123,13 @@ impl<T> EventQueue<T> {
             if left.is_zero() {
                 break;
             }
-            state = self
-                .finished
-                .wait_timeout(state, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            state = wait_timeout(&self.finished, state, left).0;
         }
         state.items.len()
     }
 
     pub fn len(&self) -> usize {
-        self.lock().items.len()
+        lock(&self.state).items.len()
     }
 }
 

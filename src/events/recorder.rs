@@ -7,7 +7,7 @@
 //! then checks the lease; a create that is not written (refused, not the leader, failed) leaves no series
 //! behind, so the next occurrence tries again.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -21,6 +21,7 @@ use crate::kube::types::{Event, ObjectReference};
 use crate::kube::{Client, Patch, Reason};
 use crate::metrics::metrics;
 use crate::rate::TokenBucket;
+use crate::sync::lock;
 
 /// Event writes waiting for the `events` thread (client-go's recorder queues 1000 too).
 pub const QUEUE_CAPACITY: usize = 1000;
@@ -116,10 +117,6 @@ impl EventRecorder {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn publish(
         &self,
         regarding: &ObjectReference,
@@ -132,9 +129,7 @@ impl Inner {
         let key = SeriesKey::new(occurrence.digest, &regarding.uid, type_, reason);
         let namespace = regarding.namespace.as_str();
         let (now, now_at) = (Instant::now(), Utc::now());
-        let write = self
-            .lock()
-            .observe(&key, namespace, &occurrence.name, now, now_at);
+        let write = lock(&self.state).observe(&key, namespace, &occurrence.name, now, now_at);
         let job = match write {
             Write::Nothing(why) => {
                 // A counted repeat: the events thread writes it when due.
@@ -165,7 +160,7 @@ impl Inner {
             metrics().event_dropped();
             if create {
                 // Nothing on the server to continue: the next occurrence tries to create it again.
-                self.lock().forget(&key);
+                lock(&self.state).forget(&key);
             }
             log::warn!(
                 "dropped {reason} event for {} {namespace}/{}: {QUEUE_CAPACITY} events are waiting to be written",
@@ -192,7 +187,7 @@ impl Inner {
             }
             let (flushes, next) = {
                 let now = Instant::now();
-                let mut state = self.lock();
+                let mut state = lock(&self.state);
                 if state.next_prune().is_some_and(|at| at <= now) {
                     state.prune(now);
                 }
@@ -225,7 +220,7 @@ impl Inner {
                 key.reason
             );
             if matches!(job, Job::Create { .. }) {
-                self.lock().forget(key);
+                lock(&self.state).forget(key);
             }
             return;
         }
@@ -245,7 +240,7 @@ impl Inner {
         let namespace = event.metadata.namespace.as_str();
         match self.client.create(Some(namespace), event) {
             Ok(_) => {
-                self.lock().written(key, 1, Instant::now());
+                lock(&self.state).written(key, 1, Instant::now());
                 Ok(())
             }
             Err(e) if e.is(Reason::AlreadyExists) => {
@@ -254,7 +249,7 @@ impl Inner {
                     .client
                     .get(Some(namespace), &event.metadata.name)
                     .map_err(|e| {
-                        self.lock().forget(key);
+                        lock(&self.state).forget(key);
                         format!("reading the existing event {}: {e}", event.metadata.name)
                     })?;
                 self.update_series(&Flush {
@@ -266,7 +261,7 @@ impl Inner {
                 })
             }
             Err(e) => {
-                self.lock().forget(key);
+                lock(&self.state).forget(key);
                 Err(e.to_string())
             }
         }
@@ -281,13 +276,13 @@ impl Inner {
             .patch::<Event>(Some(&flush.namespace), name, &patch)
         {
             Ok(_) => {
-                self.lock().written(key, flush.count, Instant::now());
+                lock(&self.state).written(key, flush.count, Instant::now());
                 Ok(())
             }
             Err(e) => {
                 if e.is(Reason::NotFound) {
                     // Expired (the API server keeps events for an hour): the next occurrence starts anew.
-                    self.lock().forget(key);
+                    lock(&self.state).forget(key);
                 }
                 Err(format!("updating the series of event {name}: {e}"))
             }

@@ -5,6 +5,7 @@
 //! deadlock. Each long-running thread registers how long it may stay silent and beats while it works;
 //! `/healthz` fails, naming the thread, once one is silent for longer, and the kubelet restarts the pod.
 
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -114,7 +115,7 @@ impl Health {
 
     fn threads(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Heartbeat>> {
         // A panic elsewhere while holding the lock leaves only timestamps behind, which stay meaningful.
-        self.threads.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.threads)
     }
 }
 

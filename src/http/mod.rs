@@ -35,6 +35,7 @@ pub use health::Health;
 
 use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
+use crate::sync::lock;
 
 /// Request line and headers together may not be longer than this.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -231,7 +232,7 @@ fn admit(stream: TcpStream, endpoints: Endpoints, health: &Arc<Health>, open: &A
     let stream = Arc::new(stream);
     let handle = stream.clone();
     let id = {
-        let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = lock(open);
         while open.streams.len() >= MAX_CONNECTIONS {
             if let Some((_, oldest)) = open.streams.pop_first() {
                 log::debug!("too many open http connections; closing the oldest");
@@ -252,17 +253,10 @@ fn admit(stream: TcpStream, endpoints: Endpoints, health: &Arc<Health>, open: &A
             if let Err(e) = handle_connection(stream, started, endpoints, &health) {
                 log::debug!("http connection: {e}");
             }
-            registry
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .streams
-                .remove(&id);
+            lock(&registry).streams.remove(&id);
         });
     if let Err(e) = spawned {
-        open.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .streams
-            .remove(&id);
+        lock(open).streams.remove(&id);
         log::warn!("cannot start an http connection thread: {e}");
     }
 }

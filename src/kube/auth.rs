@@ -16,6 +16,7 @@ use super::config::{client_certificate, Auth};
 use super::error::Error;
 use super::exec::ExecPlugin;
 use crate::cloud::Sensitive;
+use crate::sync::lock;
 
 /// A rotated token file is picked up at the latest this long after it changed (or at once after a 401).
 const TOKEN_FILE_REREAD: Duration = Duration::from_secs(60);
@@ -71,7 +72,7 @@ impl Credentials {
             Credentials::None => None,
             Credentials::Fixed(token) => Some(token.clone()),
             Credentials::File { path, cached } => {
-                let mut cached = cached.lock().unwrap_or_else(|p| p.into_inner());
+                let mut cached = lock(cached);
                 match cached.as_ref() {
                     Some((token, read_at)) if read_at.elapsed() < TOKEN_FILE_REREAD => {
                         Some(token.clone())
@@ -90,7 +91,7 @@ impl Credentials {
                 }
             }
             Credentials::Exec { plugin, cached } => {
-                let mut cached = cached.lock().unwrap_or_else(|p| p.into_inner());
+                let mut cached = lock(cached);
                 let fresh = cached
                     .as_ref()
                     .filter(|issued| issued.expires_at.is_none_or(|at| Utc::now() < at))
@@ -123,11 +124,11 @@ impl Credentials {
         match self {
             Credentials::None | Credentials::Fixed(_) => false,
             Credentials::File { cached, .. } => {
-                *cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *lock(cached) = None;
                 true
             }
             Credentials::Exec { cached, .. } => {
-                let mut cached = cached.lock().unwrap_or_else(|p| p.into_inner());
+                let mut cached = lock(cached);
                 // Only the refused credential is dropped: another request may have renewed it already.
                 let same = match (cached.as_ref(), presented.issued.as_ref()) {
                     (Some(current), Some(used)) => Arc::ptr_eq(current, used),

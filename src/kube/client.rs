@@ -18,6 +18,7 @@ use super::error::Error;
 use super::types::{ObjectList, Resource};
 use super::watch::WatchStream;
 use crate::cloud::Sensitive;
+use crate::sync::lock;
 
 /// Answers larger than this are refused; a page of 500 objects is far below it.
 const MAX_BODY_BYTES: u64 = 64 << 20;
@@ -133,7 +134,7 @@ impl Client {
             .first()
             .map(|c| c.der().to_vec())
             .unwrap_or_default();
-        let mut slot = self.exec_agent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.exec_agent);
         match slot.as_ref() {
             Some((current, agent)) if *current == leaf => Ok(agent.clone()),
             _ => {

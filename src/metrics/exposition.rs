@@ -1,6 +1,7 @@
 //! Prometheus text exposition format 0.0.4: counter families keyed by label values, histograms, and how
 //! names, label values and help text are written. Knows nothing of the controller's own metrics.
 
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -71,11 +72,6 @@ impl Histogram {
         sample(out, &format!("{name}_sum"), labels, self.sum);
         sample(out, &format!("{name}_count"), labels, self.count as f64);
     }
-}
-
-/// A poisoned lock only means another thread panicked mid-update of a number; the numbers are still usable.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The `# HELP` and `# TYPE` lines that open a family.

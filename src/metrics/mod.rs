@@ -15,7 +15,8 @@ use std::sync::{Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
 
-use exposition::{header, lock, sample, Counters, Histogram};
+use crate::sync::lock;
+use exposition::{header, sample, Counters, Histogram};
 use process::{render_process, ProcessStats};
 
 const PREFIX: &str = "image_pull_secrets_provisioner";

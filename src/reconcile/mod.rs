@@ -16,6 +16,7 @@ use crate::events::EventRecorder;
 use crate::key::ObjectKey;
 use crate::kube::Client;
 use crate::retry::{Backoff, Retry};
+use crate::sync::lock;
 
 /// Settings of reconciliation, from flags.
 #[derive(Debug, Clone)]
@@ -162,8 +163,4 @@ impl Context {
             ))
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -1,6 +1,7 @@
 //! A gate threads wait at until it opens or closes for good: standby workers waiting for leadership, the
 //! main thread waiting for the initial lists. Waiting is blocking, never polling.
 
+use crate::sync::{lock, wait_timeout};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,20 +24,20 @@ impl Gate {
     }
 
     pub fn set_open(&self, open: bool) {
-        self.lock().open = open;
+        lock(&self.state).open = open;
         self.changed.notify_all();
     }
 
     /// Wakes every waiter for good: [`Gate::wait_open`] returns false from now on.
     pub fn close_for_good(&self) {
-        self.lock().closed_for_good = true;
+        lock(&self.state).closed_for_good = true;
         self.changed.notify_all();
     }
 
     /// Blocks until the gate is open (true), closed for good, or `timeout` passed (false).
     pub fn wait_open(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         loop {
             if state.closed_for_good {
                 return false;
@@ -48,16 +49,8 @@ impl Gate {
             if now >= deadline {
                 return false;
             }
-            state = self
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            state = wait_timeout(&self.changed, state, deadline - now).0;
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::jitter;
 use crate::retry::{Backoff, Jitter, Retry};
+use crate::sync::{lock, wait, wait_timeout};
 
 /// Per-key failure backoff, by retry class: `first * 2^(failures-1)`, at most `max`, stretched by up to 20%
 /// jitter. Permanent failures (only a person can fix them) start and end much later than transient ones; a
@@ -116,13 +117,9 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State<K>> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Marks `key` for processing as soon as a worker is free.
     pub fn add(&self, key: K) {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         Self::add_locked(&mut state, key);
         self.report_depth(&state);
         drop(state);
@@ -144,7 +141,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
             return self.add(key);
         }
         let at = Instant::now() + delay;
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         if state.shutting_down {
             return;
         }
@@ -172,7 +169,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     /// chosen.
     pub fn add_after_failure(&self, key: K, retry: Retry) -> Duration {
         let failures = {
-            let mut state = self.lock();
+            let mut state = lock(&self.state);
             let failures = state.failures.entry(key.clone()).or_insert(0);
             *failures += 1;
             *failures
@@ -184,12 +181,12 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
 
     /// Forgets `key`'s failures, after a success.
     pub fn forget(&self, key: &K) {
-        self.lock().failures.remove(key);
+        lock(&self.state).failures.remove(key);
     }
 
     /// Drops every pending add of `key` and its failures (its object is gone).
     pub fn remove(&self, key: &K) {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         state.failures.remove(key);
         if let Some((at, sequence)) = state.due.remove(key) {
             state.delayed.remove(&(at, sequence, key.clone()));
@@ -201,7 +198,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     }
 
     pub fn failures(&self, key: &K) -> u32 {
-        self.lock().failures.get(key).copied().unwrap_or(0)
+        lock(&self.state).failures.get(key).copied().unwrap_or(0)
     }
 
     /// Blocks until a key is ready (or `None` once shut down). The caller must call [`Queue::done`] with it.
@@ -212,7 +209,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     /// As [`Queue::get`], but gives up after `timeout` (returns `None`) so the caller can do other things.
     pub fn get_timeout(&self, timeout: Option<Duration>) -> Option<K> {
         let give_up = timeout.map(|t| Instant::now() + t);
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         loop {
             if state.shutting_down {
                 return None;
@@ -238,13 +235,8 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
                 }
             }
             state = match wake_at {
-                Some(at) => {
-                    self.wake
-                        .wait_timeout(state, at.saturating_duration_since(now))
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-                None => self.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(at) => wait_timeout(&self.wake, state, at.saturating_duration_since(now)).0,
+                None => wait(&self.wake, state),
             };
         }
     }
@@ -284,7 +276,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
 
     /// Ends processing of `key`; if it was added meanwhile, it becomes ready again.
     pub fn done(&self, key: &K) {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         state.processing.remove(key);
         if state.dirty.contains(key) {
             state.ready.push_back(key.clone());
@@ -296,13 +288,13 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
 
     /// Keys ready now plus keys waiting for a delay.
     pub fn len(&self) -> usize {
-        let state = self.lock();
+        let state = lock(&self.state);
         state.ready.len() + state.due.len()
     }
 
     /// Keys ready to be processed now (not counting delayed ones): the backlog.
     pub fn ready_len(&self) -> usize {
-        self.lock().ready.len()
+        lock(&self.state).ready.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -310,12 +302,12 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     }
 
     pub fn is_shut_down(&self) -> bool {
-        self.lock().shutting_down
+        lock(&self.state).shutting_down
     }
 
     /// Wakes every waiting worker with `None`; later adds are ignored.
     pub fn shut_down(&self) {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         state.shutting_down = true;
         state.ready.clear();
         state.dirty.clear();
@@ -354,7 +346,7 @@ mod tests {
         while let Some(key) = now_or_never(&q) {
             q.done(&key);
         }
-        let state = q.lock();
+        let state = lock(&q.state);
         assert!(
             state.ready.capacity() <= 64 && state.dirty.capacity() <= 128,
             "ready {} dirty {}",

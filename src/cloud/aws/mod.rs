@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 use super::http::{HttpResponse, ProviderHttp};
 use super::sigv4::{self, Credentials};
 use super::{CloudError, RegistryCredentials, Sensitive};
+use crate::sync::lock;
 use endpoint::Endpoint;
 use error::Call;
 use sts::TemporaryCredentials;
@@ -96,11 +97,7 @@ impl AwsClient {
 
     /// The time signatures are made at: this node's clock, corrected by what AWS told us.
     fn signing_time(&self) -> DateTime<Utc> {
-        (self.clock)()
-            + *self
-                .clock_correction
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+        (self.clock)() + *lock(&self.clock_correction)
     }
 
     /// Assumes `target.role_arn` with `subject_token`, then asks ECR for a registry token with the session.
@@ -213,10 +210,7 @@ impl AwsClient {
         };
         if let Some(server_time) = server_time {
             // Set from AWS's time, not adjusted by the skew: workers that hit the same refusal agree.
-            *self
-                .clock_correction
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = server_time - (self.clock)();
+            *lock(&self.clock_correction) = server_time - (self.clock)();
         }
         log::warn!(
             "{} for {role_arn}: AWS refused a signature made {}s away from its clock; signing with AWS's time",
