@@ -1,16 +1,18 @@
-//! Exec credential plugins against the real API server: a plugin script hands out real ServiceAccount tokens
-//! of the test cluster; the test counts its runs while the credential is valid, after it expires and after
-//! the server stops accepting it (401), and checks what the plugin was given.
-
-mod support;
+//! Kubeconfigs against the real API server: the file kubectl writes; exec credential plugins (a plugin script
+//! hands out real ServiceAccount tokens of the test cluster; the test counts its runs while the credential is
+//! valid, after it expires and after the server stops accepting it (401), and checks what the plugin was
+//! given); and the TLS options (`tls-server-name` decides which name the certificate is checked against,
+//! `insecure-skip-tls-verify` connects without a CA at all).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::Utc;
+use image_pull_secrets_provisioner::kube::types::ServiceAccount;
 use image_pull_secrets_provisioner::kube::types::{ObjectMeta, Secret};
 use image_pull_secrets_provisioner::kube::{Client, Connection};
-use support::{cluster, eventually, unique};
+
+use crate::support::{cluster, eventually, unique};
 
 /// Prints an ExecCredential from the files in `$PLUGIN_DIR` (`credential.json` as it is, else one made of
 /// `token` and `expires`), and records each run and what it was given.
@@ -180,7 +182,7 @@ fn exec_plugin_runs_once_while_valid_and_again_after_expiry_and_after_401() {
     let ca = std::fs::read(&cluster.ca_file).unwrap();
     assert_eq!(
         info["spec"]["cluster"]["certificate-authority-data"],
-        support::base64_encode(&ca).as_str()
+        crate::support::base64_encode(&ca).as_str()
     );
 
     // After the expirationTimestamp: run again, once.
@@ -314,4 +316,82 @@ fn a_client_certificate_from_the_plugin_is_presented() {
         1,
         "a credential without expiry is kept until a 401"
     );
+}
+
+#[test]
+fn the_kubeconfig_kubectl_writes_is_understood() {
+    let cluster = cluster();
+    let connection = image_pull_secrets_provisioner::kube::Connection::from_kubeconfig(
+        std::slice::from_ref(&cluster.admin_kubeconfig),
+    )
+    .unwrap();
+    let client = Client::new(connection, Duration::from_secs(10)).unwrap();
+    let ns = cluster.namespace("kubeconfig");
+    let sa: ServiceAccount = eventually(
+        Duration::from_secs(30),
+        "the default ServiceAccount",
+        || client.get(Some(&ns), "default").ok(),
+    );
+    assert_eq!(sa.metadata.namespace, ns);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// TLS options
+
+fn kubeconfig(cluster_fields: &str) -> PathBuf {
+    let cluster = cluster();
+    let path = std::env::temp_dir().join(format!(
+        "ipsp-tls-{}-{}.kubeconfig",
+        std::process::id(),
+        unique()
+    ));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n{cluster_fields}contexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\ncurrent-context: test\nusers:\n- name: admin\n  user:\n    token: {}\n",
+            cluster.server, cluster.admin_token
+        ),
+    )
+    .expect("write kubeconfig");
+    path
+}
+
+fn version(path: PathBuf) -> Result<serde_json::Value, String> {
+    let connection = Connection::from_kubeconfig(&[path])?;
+    let client = Client::new(connection, Duration::from_secs(20))?;
+    client
+        .call_json("GET", "/version", &[], None)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn tls_server_name_is_the_name_checked() {
+    let ca = format!(
+        "    certificate-authority: {}\n",
+        cluster().ca_file.display()
+    );
+    // The certificate names kubernetes.default.svc (and 127.0.0.1, the host of the URL).
+    version(kubeconfig(&format!(
+        "{ca}    tls-server-name: kubernetes.default.svc\n"
+    )))
+    .expect("a name it carries");
+    let error = version(kubeconfig(&format!(
+        "{ca}    tls-server-name: other.example\n"
+    )))
+    .unwrap_err();
+    assert!(
+        error.ends_with(
+            "invalid peer certificate: certificate not valid for name \"other.example\"; certificate is only valid \
+             for IpAddress(127.0.0.1), DnsName(\"localhost\") or DnsName(\"kubernetes.default.svc\")"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn insecure_skip_tls_verify_connects_without_a_ca() {
+    version(kubeconfig("    insecure-skip-tls-verify: true\n")).expect("no CA, no check");
+    // Without it and without the CA, the public roots do not trust the test CA.
+    let error = version(kubeconfig("")).unwrap_err();
+    assert!(error.contains("UnknownIssuer"), "{error}");
 }

@@ -7,22 +7,20 @@
 //! 127.0.0.1 ([`loopback_name`]); the API server's certificate does not carry that name, so the kubeconfig
 //! names the one it does carry in `tls-server-name` — which this test thereby checks too.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::support::controller::{
+    controller_kubeconfig, service_account_token, Controller, CONTROLLER_NAMESPACE,
+    CONTROLLER_SERVICE_ACCOUNT,
+};
+use crate::support::moto::{moto, PULLER_ROLE, REGISTRY};
+use crate::support::tinyproxy::{loopback_name, Tinyproxy};
+use crate::support::{cluster, eventually, unique};
 use image_pull_secrets_provisioner::cloud::http::{ProviderHttp, RetryPolicy};
 use image_pull_secrets_provisioner::kube::types::{ObjectMeta, ServiceAccount};
 use image_pull_secrets_provisioner::kube::{Client, Connection};
 use image_pull_secrets_provisioner::proxy::ProxyConfig;
-use support::controller::{
-    controller_kubeconfig, service_account_token, Controller, CONTROLLER_NAMESPACE,
-    CONTROLLER_SERVICE_ACCOUNT,
-};
-use support::moto::{moto, PULLER_ROLE, REGISTRY};
-use support::tinyproxy::{loopback_name, Tinyproxy};
-use support::{cluster, eventually, unique};
 
 /// A `NO_PROXY` value, the host the request is sent to, and whether Go sends it through the proxy.
 struct Row {

@@ -2,24 +2,32 @@
 //! `--zap-*` logging flags and the metrics address behind kube-rbac-proxy) runs and provisions; it and an
 //! instance with our defaults, both in the original's namespace, never lead at the same time (they elect through
 //! the same Lease, `b1b11bb0.preferred.jp`); and a ServiceAccount manifest that lists its secret's
-//! deterministic name up front is served with that entry kept exactly once.
+//! deterministic name up front is served with that entry kept exactly once; and the original's secrets are
+//! adopted as they are and refreshed when due.
 
-mod support;
-
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use image_pull_secrets_provisioner::kube::types::ServiceAccount;
-use support::controller::{controller_kubeconfig, Controller, CONTROLLER_NAMESPACE};
-use support::google::GoogleFake;
-use support::{cluster, eventually, unique, Cluster};
+use chrono::{DateTime, Utc};
+use image_pull_secrets_provisioner::kube::types::{
+    ObjectMeta, OwnerReference, Secret, ServiceAccount,
+};
+use serde_json::json;
 
-const PROVIDER: &str =
-    "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";
-const EMAIL: &str = "puller@proj.iam.gserviceaccount.com";
+use crate::support::controller::{controller_kubeconfig, Controller, CONTROLLER_NAMESPACE};
+use crate::support::google::{
+    google_config, google_fake, member, GoogleFake, EMAIL, PROVIDER, REGISTRY,
+};
+use crate::support::objects::{
+    annotations, create_sa, docker_config, events_about, get_sa, get_secret, pull_secret_names,
+    refs, time_annotation, wait_log, EXPIRES_AT, LABEL, OBTAINED_AT, PATIENCE, PRINCIPAL,
+};
+use crate::support::{cluster, eventually, unique, Cluster};
+
 const AUDIENCE: &str = "compat-aud";
 
 /// The original's container arguments: config/manager/manager.yaml plus config/default's kube-rbac-proxy patch,
@@ -144,7 +152,7 @@ fn is_leader(address: &str) -> Option<bool> {
     })
 }
 
-fn annotate(cluster: &Cluster, ns: &str, sa: &str) {
+fn annotate_with_kubectl(cluster: &Cluster, ns: &str, sa: &str) {
     cluster.kubectl(&[
         "-n",
         ns,
@@ -159,27 +167,11 @@ fn annotate(cluster: &Cluster, ns: &str, sa: &str) {
     ]);
 }
 
-fn attached(cluster: &Cluster, ns: &str, sa: &str) -> Vec<String> {
-    let sa: ServiceAccount = cluster.admin().get(Some(ns), sa).unwrap();
-    sa.image_pull_secrets
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| r.name)
-        .collect()
-}
-
-fn fake() -> GoogleFake {
-    GoogleFake::builder()
-        .pool(PROVIDER, &[AUDIENCE])
-        .allow(EMAIL, "*")
-        .start()
-}
-
 #[test]
 fn the_originals_arguments_provision_and_never_lead_together_with_ours() {
     let cluster = cluster();
     let ns = cluster.namespace("compat");
-    let fake = fake();
+    let fake = google_fake(AUDIENCE, &["*"]);
     let kubeconfig = kubeconfig_in_original_namespace();
 
     // The original's arguments: starts, maps the zap flags, serves /metrics on 127.0.0.1:8080, leads.
@@ -207,9 +199,9 @@ fn the_originals_arguments_provision_and_never_lead_together_with_ours() {
         "{logs}"
     );
     cluster.kubectl(&["-n", &ns, "create", "serviceaccount", "first"]);
-    annotate(cluster, &ns, "first");
+    annotate_with_kubectl(cluster, &ns, "first");
     eventually(Duration::from_secs(60), "first's secret attached", || {
-        attached(cluster, &ns, "first")
+        pull_secret_names(&get_sa(&cluster.admin(), &ns, "first"))
             .contains(&"imagepullsecret-first".to_string())
             .then_some(())
     });
@@ -267,9 +259,9 @@ fn the_originals_arguments_provision_and_never_lead_together_with_ours() {
         is_leader(&ours_address).filter(|l| *l)
     });
     cluster.kubectl(&["-n", &ns, "create", "serviceaccount", "second"]);
-    annotate(cluster, &ns, "second");
+    annotate_with_kubectl(cluster, &ns, "second");
     eventually(Duration::from_secs(60), "second's secret attached", || {
-        attached(cluster, &ns, "second")
+        pull_secret_names(&get_sa(&cluster.admin(), &ns, "second"))
             .contains(&"imagepullsecret-second".to_string())
             .then_some(())
     });
@@ -293,7 +285,7 @@ fn a_service_account_that_lists_its_secret_up_front_keeps_exactly_that_entry() {
     cluster.apply(&manifest);
     // Served as written, before any controller runs.
     assert_eq!(
-        attached(cluster, &ns, "app"),
+        pull_secret_names(&get_sa(&cluster.admin(), &ns, "app")),
         ["other-registry", "imagepullsecret-app"]
     );
     let fake = GoogleFake::builder()
@@ -318,16 +310,167 @@ fn a_service_account_that_lists_its_secret_up_front_keeps_exactly_that_entry() {
         (s.metadata.resource_version != first.metadata.resource_version).then_some(())
     });
     assert_eq!(
-        attached(cluster, &ns, "app"),
+        pull_secret_names(&get_sa(&cluster.admin(), &ns, "app")),
         ["other-registry", "imagepullsecret-app"]
     );
     // Re-applying the manifest (a GitOps sync) changes nothing either.
     cluster.apply(&manifest);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        attached(cluster, &ns, "app"),
+        pull_secret_names(&get_sa(&cluster.admin(), &ns, "app")),
         ["other-registry", "imagepullsecret-app"]
     );
     let logs = controller.logs();
     assert!(logs.contains("provisioned secret for"), "{logs}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Adopting the original controller's secrets
+
+// ---------------------------------------------------------------------------------------------------------
+// 9. Taking over from the original controller (issue 5, item 4)
+
+/// A secret exactly as the original Go controller wrote it for ServiceAccount `sa`: label, controller
+/// ownerReference, principal and expires-at (RFC 3339, no obtained-at), and a dockerconfigjson without `auth`.
+fn original_controllers_secret(sa: &ServiceAccount, expires_at: DateTime<Utc>) -> Secret {
+    let name = &sa.metadata.name;
+    let config = json!({"auths": {REGISTRY: {"username": "oauth2accesstoken", "password": "ya29.from-the-original"}}});
+    Secret {
+        metadata: ObjectMeta {
+            name: format!("imagepullsecret-{name}"),
+            namespace: sa.metadata.namespace.clone(),
+            labels: [(LABEL.to_string(), name.clone())].into(),
+            annotations: [
+                (PRINCIPAL.to_string(), EMAIL.to_string()),
+                (
+                    EXPIRES_AT.to_string(),
+                    expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                ),
+            ]
+            .into(),
+            owner_references: vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "ServiceAccount".into(),
+                name: name.clone(),
+                uid: sa.metadata.uid.clone(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }],
+            ..Default::default()
+        },
+        type_: "kubernetes.io/dockerconfigjson".into(),
+        data: [(
+            ".dockerconfigjson".to_string(),
+            crate::support::base64_encode(config.to_string().as_bytes()),
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+/// The delay of the first "next run in Some(…)" the controller logged for `ns/name`.
+fn first_requeue(logs: &str, ns: &str, name: &str) -> Option<Duration> {
+    logs.lines()
+        .filter(|l| l.contains(&format!("{ns}/{name}: reconciled in")))
+        .find_map(|l| l.split("next run in Some(").nth(1))
+        .and_then(|rest| rest.split("s)").next())
+        .and_then(|seconds| seconds.parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+}
+
+#[test]
+fn secrets_of_the_original_controller_are_adopted_as_they_are_and_refreshed_when_due() {
+    let cluster = cluster();
+    let admin = cluster.admin();
+    let ns = cluster.namespace("takeover");
+    let fake = GoogleFake::builder()
+        .pool(PROVIDER, &[AUDIENCE])
+        .allow(EMAIL, &member(&ns, "app"))
+        .allow(EMAIL, &member(&ns, "late"))
+        .start();
+
+    // `app`'s credential has 50 minutes left: with Google's usual hour assumed, it is due with a quarter (15
+    // minutes) left, in 35 minutes. `late`'s has 10 minutes left: due now. Both attached, after a user's entry.
+    let mut before = BTreeMap::new();
+    for (name, left) in [("app", 50 * 60), ("late", 10 * 60)] {
+        let sa = create_sa(
+            &admin,
+            &ns,
+            name,
+            annotations(&google_config(AUDIENCE, EMAIL)),
+            &["users-own"],
+        );
+        let expires_at = Utc::now() + chrono::Duration::seconds(left);
+        let secret: Secret = admin
+            .create(Some(&ns), &original_controllers_secret(&sa, expires_at))
+            .unwrap();
+        let mut attached = get_sa(&admin, &ns, name);
+        attached.image_pull_secrets = Some(refs(&["users-own", &secret.metadata.name]));
+        let attached: ServiceAccount = admin.replace(Some(&ns), name, &attached).unwrap();
+        before.insert(name, (attached, secret, expires_at));
+    }
+    let started_at = Utc::now();
+    let controller = Controller::builder(&ns).google(&fake.endpoint).start();
+
+    // `late` is refreshed at once, in place: same secret, same ownerReference, now with obtained-at.
+    let (_, late_before, late_expiry) = &before["late"];
+    let refreshed = eventually(PATIENCE, "the due secret to be refreshed", || {
+        get_secret(&admin, &ns, "imagepullsecret-late")
+            .filter(|s| s.metadata.annotations.contains_key(OBTAINED_AT))
+    });
+    assert_eq!(refreshed.metadata.uid, late_before.metadata.uid);
+    assert_eq!(
+        refreshed.metadata.owner_references,
+        late_before.metadata.owner_references
+    );
+    assert!(time_annotation(&refreshed, EXPIRES_AT) > *late_expiry);
+    assert!(docker_config(&refreshed)["auths"][REGISTRY]["auth"].is_string());
+    assert_eq!(
+        pull_secret_names(&get_sa(&admin, &ns, "late")),
+        vec!["users-own", "imagepullsecret-late"]
+    );
+
+    // `app` is adopted as it is: no token, no exchange, no write to the secret or the ServiceAccount ...
+    wait_log(
+        &controller,
+        &format!("{ns}/app: secret imagepullsecret-app is fresh until"),
+    );
+    wait_log(&controller, &format!("{ns}/app: reconciled in"));
+    let logs = controller.logs();
+    assert!(
+        !logs.contains(&format!("{ns}/app: secret imagepullsecret-app is due")),
+        "{logs}"
+    );
+    let (sa_before, app_before, _) = &before["app"];
+    let now = get_secret(&admin, &ns, "imagepullsecret-app").unwrap();
+    assert_eq!(
+        now.metadata.resource_version,
+        app_before.metadata.resource_version
+    );
+    assert_eq!(
+        get_sa(&admin, &ns, "app").metadata.resource_version,
+        sa_before.metadata.resource_version
+    );
+    assert_eq!(
+        fake.count("iam_calls"),
+        1,
+        "only `late` was exchanged: {}",
+        fake.log()
+    );
+    assert!(events_about(&admin, &ns, "app").is_empty());
+
+    // ... and its refresh is scheduled for when it is due: 35 minutes, brought forward by at most 10%.
+    let delay =
+        first_requeue(&logs, &ns, "app").unwrap_or_else(|| panic!("no requeue logged:\n{logs}"));
+    let due_in = (original_due_at(app_before) - started_at).to_std().unwrap();
+    println!("adopted secret due in {due_in:?}; refresh scheduled in {delay:?}");
+    assert!(
+        delay <= due_in && delay >= due_in.mul_f64(0.9).saturating_sub(Duration::from_secs(60)),
+        "{delay:?}"
+    );
+}
+
+/// When a secret of the original controller is due: a quarter of Google's usual hour before it expires.
+fn original_due_at(secret: &Secret) -> DateTime<Utc> {
+    time_annotation(secret, EXPIRES_AT) - chrono::Duration::minutes(15)
 }

@@ -9,9 +9,13 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{cluster, eventually, project_root, unique, Cluster};
+
+/// How long a controller must stay quiet to count as idle ([`Controller::wait_idle`]): longer than a watch
+/// event takes to reach the queue and a reconcile to begin logging.
+pub const QUIET: Duration = Duration::from_secs(1);
 
 /// The namespace and name of the controller's own ServiceAccount in `manifests/`.
 pub const CONTROLLER_NAMESPACE: &str = "image-pull-secrets-provisioner-system";
@@ -239,6 +243,49 @@ impl Controller {
             status,
             response.body_mut().read_to_string().unwrap_or_default(),
         )
+    }
+
+    /// Waits until the controller has gone idle: for [`QUIET`] in a row its work queue holds no ready key
+    /// (`workqueue_depth`), no event waits to be written (`events_queued`), and it logs nothing about work.
+    /// Tests call it before asserting that nothing else happened, instead of sleeping for a guess.
+    pub fn wait_idle(&self) {
+        self.wait_idle_for(QUIET, Duration::from_secs(90));
+    }
+
+    /// [`Controller::wait_idle`] with another quiet period and deadline (the benchmark's floods need both longer).
+    pub fn wait_idle_for(&self, quiet: Duration, timeout: Duration) {
+        let mut idle_since: Option<(Instant, usize)> = None;
+        eventually(timeout, "the controller to go idle", || {
+            let (_, metrics) = self.http_get("/metrics");
+            let gauge = |name: &str| {
+                metrics
+                    .lines()
+                    .find(|l| l.split_whitespace().next() == Some(name))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(f64::NAN)
+            };
+            let depth = gauge("image_pull_secrets_provisioner_workqueue_depth")
+                + gauge("image_pull_secrets_provisioner_events_queued");
+            let work = self.work_lines();
+            match idle_since {
+                Some((since, lines)) if depth == 0.0 && lines == work => {
+                    return (since.elapsed() >= quiet).then_some(());
+                }
+                _ if depth == 0.0 => idle_since = Some((Instant::now(), work)),
+                _ => idle_since = None,
+            }
+            None
+        });
+    }
+
+    /// How many lines of its log are about work: the HTTP thread (our own scrapes) and the leader elector log
+    /// on their own schedule, so they do not count.
+    fn work_lines(&self) -> usize {
+        self.logs()
+            .lines()
+            .filter(|l| !l.contains("provisioner::http") && !l.contains("runtime::leader"))
+            .count()
     }
 
     pub fn pid(&self) -> u32 {

@@ -5,17 +5,15 @@
 //!
 //! promtool comes from `scripts/testenv/build-tools` (built from the Go module proxy and cached).
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::controller::{Controller, CONTROLLER_NAMESPACE};
+use crate::support::google::GoogleFake;
+use crate::support::{cluster, eventually, project_root, unique};
 use serde_json::Value;
-use support::controller::{Controller, CONTROLLER_NAMESPACE};
-use support::google::GoogleFake;
-use support::{cluster, eventually, project_root, unique};
 
 const PREFIX: &str = "image_pull_secrets_provisioner_";
 const RULES: &str = "manifests/helm/image-pull-secrets-provisioner/files/alerts.yaml";

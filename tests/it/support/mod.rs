@@ -238,6 +238,33 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
     }
 }
 
+/// "Within a second", with room for a loaded test machine: what [`measure`]d reactions are held to.
+pub const PROMPT: Duration = Duration::from_secs(2);
+
+/// Polls every 10 ms until `check` holds; prints and returns how long that took (at most
+/// [`objects::PATIENCE`], else it panics with the controller's log).
+pub fn measure(
+    what: &str,
+    controller: &controller::Controller,
+    mut check: impl FnMut() -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        if check() {
+            let took = started.elapsed();
+            println!("{what}: {took:?}");
+            return took;
+        }
+        assert!(
+            started.elapsed() < objects::PATIENCE,
+            "{what}: not within {:?}\n{}",
+            objects::PATIENCE,
+            controller.logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)

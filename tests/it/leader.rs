@@ -2,18 +2,16 @@
 //! timings (lease 3 s, renew deadline 2 s, retry 0.5 s). A sampler checks every 20 ms that the two are never
 //! leaders at the same time.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::support::{cluster, eventually, unique};
 use image_pull_secrets_provisioner::kube::types::Lease;
 use image_pull_secrets_provisioner::kube::Client;
 use image_pull_secrets_provisioner::runtime::leader::{LeaderConfig, LeaderElector, Leadership};
 use image_pull_secrets_provisioner::shutdown::Shutdown;
-use support::{cluster, eventually, unique};
 
 struct Candidate {
     identity: String,

@@ -14,6 +14,38 @@ use serde_json::Value;
 use super::moto::{get, post, StandIn};
 use super::{cluster, Cluster};
 
+/// The workload identity provider most tests federate with, and the Google service accounts they impersonate.
+pub const PROVIDER: &str =
+    "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";
+pub const EMAIL: &str = "puller@proj.iam.gserviceaccount.com";
+pub const EMAIL_2: &str = "second@proj.iam.gserviceaccount.com";
+/// The Artifact Registry host most tests provision for.
+pub const REGISTRY: &str = "asia-docker.pkg.dev";
+
+/// A provider and service account with a project number and names as a real cluster's pool would have them
+/// (the provider and check tests, which print and compare them).
+pub const CLUSTER_POOL_PROVIDER: &str =
+    "projects/123456789012/locations/global/workloadIdentityPools/cluster-pool/providers/kube-oidc";
+pub const MY_PROJECT_EMAIL: &str = "puller@my-project.iam.gserviceaccount.com";
+
+/// The audience of the ServiceAccount tokens in the tests of the controller's behaviour (provisioning,
+/// refresh, repair, ownership, principals, outages, watches).
+pub const AUDIENCE: &str = "ipsp-test";
+
+/// The annotations (without the `imagepullsecrets.preferred.jp/` prefix) that configure Google for [`REGISTRY`]
+/// through [`PROVIDER`]: `emails` is the service account list as written in the annotation.
+pub fn google_config(audience: &str, emails: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("registry", REGISTRY.to_string()),
+        ("audience", audience.to_string()),
+        (
+            "googlecloud-workload-identity-provider",
+            PROVIDER.to_string(),
+        ),
+        ("googlecloud-service-account-email", emails.to_string()),
+    ]
+}
+
 /// A running fake.
 pub struct GoogleFake {
     /// `http://127.0.0.1:PORT`: both the STS and the IAM Credentials endpoint.
@@ -80,6 +112,16 @@ impl GoogleFakeBuilder {
     }
 }
 
+/// A fake with [`PROVIDER`]'s pool accepting `audience`, letting each of `members` (e.g. [`member`]`(ns, sa)`,
+/// or `*`) impersonate [`EMAIL`].
+pub fn google_fake<S: AsRef<str>>(audience: &str, members: &[S]) -> GoogleFake {
+    let mut builder = GoogleFake::builder().pool(PROVIDER, &[audience]);
+    for m in members {
+        builder = builder.allow(EMAIL, m.as_ref());
+    }
+    builder.start()
+}
+
 /// The federated subject of a Kubernetes ServiceAccount, as `--allow` takes it.
 pub fn member(namespace: &str, service_account: &str) -> String {
     format!("system:serviceaccount:{namespace}:{service_account}")
@@ -138,5 +180,19 @@ impl GoogleFake {
 
     pub fn is_running(&self) -> bool {
         self.process.is_running()
+    }
+
+    /// The fake's counter `name` (0 while it has not counted any).
+    pub fn count(&self, name: &str) -> u64 {
+        self.stats()[name].as_u64().unwrap_or(0)
+    }
+
+    /// Token exchanges the fake answered: (STS calls, generateAccessToken calls).
+    pub fn exchanges(&self) -> (u64, u64) {
+        let stats = self.stats();
+        (
+            stats["sts_calls"].as_u64().unwrap_or(0),
+            stats["iam_calls"].as_u64().unwrap_or(0),
+        )
     }
 }

@@ -31,6 +31,16 @@ pub const PULLER_ROLE: &str = "arn:aws:iam::123456789012:role/puller";
 pub const NO_ECR_ROLE: &str = "arn:aws:iam::123456789012:role/no-ecr";
 /// A registry of [`ACCOUNT_ID`] in the region moto's ECR is signed for.
 pub const REGISTRY: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+/// The annotations (without the `imagepullsecrets.preferred.jp/` prefix) that configure ECR for [`REGISTRY`]:
+/// `roles` is the role list as written in the annotation.
+pub fn ecr_config(audience: &str, roles: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("registry", REGISTRY.to_string()),
+        ("audience", audience.to_string()),
+        ("aws-role-arn", roles.to_string()),
+    ]
+}
 /// Actions as [`MotoCall::action`] names them.
 pub const ASSUME_ROLE_WITH_WEB_IDENTITY: &str = "AssumeRoleWithWebIdentity";
 pub const GET_AUTHORIZATION_TOKEN: &str = "GetAuthorizationToken";

@@ -1,19 +1,17 @@
 //! Google Artifact Registry credentials end to end: a ServiceAccount token from the real kube-apiserver,
 //! exchanged at the strict Google stand-in, which verifies it against the API server's OIDC discovery and JWKS.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::google::{member, GoogleFake};
+use crate::support::moto::StandIn;
+use crate::support::{cluster, eventually, jwt_claims, project_root};
 use chrono::Utc;
 use image_pull_secrets_provisioner::cloud::google::{
     parse_workload_identity_provider, GoogleClient, GoogleTarget,
 };
 use image_pull_secrets_provisioner::cloud::{CloudError, RegistryCredentials, Sensitive};
 use serde_json::json;
-use support::google::{member, GoogleFake};
-use support::moto::StandIn;
-use support::{cluster, eventually, jwt_claims, project_root};
 
 const PROVIDER: &str =
     "projects/123456789012/locations/global/workloadIdentityPools/cluster-pool/providers/kube-oidc";

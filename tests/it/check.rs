@@ -5,17 +5,15 @@
 //! Every run is `--output json --log-level trace`; the tests parse the steps and assert that no token,
 //! password or key appears on stdout or stderr.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::support::google::{member, GoogleFake};
+use crate::support::moto::{Moto, StandIn, ACCOUNT_ID, PULLER_ROLE};
+use crate::support::{base64_encode, eventually, project_root, unique, PrivateCluster};
 use serde_json::Value;
-use support::google::{member, GoogleFake};
-use support::moto::{Moto, StandIn, ACCOUNT_ID, PULLER_ROLE};
-use support::{base64_encode, eventually, project_root, unique, PrivateCluster};
 
 const PROVIDER: &str =
     "projects/123456789012/locations/global/workloadIdentityPools/cluster-pool/providers/kube-oidc";

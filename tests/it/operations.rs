@@ -9,8 +9,6 @@
 //!
 //! Leases live in the controller's own namespace (the only one its Role allows), each test with its own name.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown as Direction, TcpListener, TcpStream};
@@ -20,16 +18,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::support::controller::{
+    controller_kubeconfig, service_account_token, Controller, ControllerBuilder,
+    CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT,
+};
+use crate::support::google::{member, GoogleFake};
+use crate::support::{base64_encode, cluster, eventually, unique, Cluster};
 use image_pull_secrets_provisioner::cloud::aws::role_session_name;
 use image_pull_secrets_provisioner::kube::types::{Lease, Secret, ServiceAccount};
 use image_pull_secrets_provisioner::kube::Client;
 use serde_json::Value;
-use support::controller::{
-    controller_kubeconfig, service_account_token, Controller, ControllerBuilder,
-    CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT,
-};
-use support::google::{member, GoogleFake};
-use support::{base64_encode, cluster, eventually, unique, Cluster};
 
 const PROVIDER: &str =
     "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";
@@ -1098,7 +1096,7 @@ fn credential_shapes_are_recognised() {
 fn at_trace_level_in_json_no_credential_reaches_the_logs_or_events() {
     let cluster = cluster();
     let admin = cluster.admin();
-    let moto = support::moto::moto();
+    let moto = crate::support::moto::moto();
     let ns = cluster.namespace("ops-logs");
     let fake = GoogleFake::builder()
         .pool(PROVIDER, &[AUDIENCE])
@@ -1111,8 +1109,8 @@ fn at_trace_level_in_json_no_credential_reaches_the_logs_or_events() {
         .args(&["--log-format", "json"])
         .start();
     for (sa, role) in [
-        ("aws", support::moto::PULLER_ROLE),
-        ("aws-denied", support::moto::NO_ECR_ROLE),
+        ("aws", crate::support::moto::PULLER_ROLE),
+        ("aws-denied", crate::support::moto::NO_ECR_ROLE),
     ] {
         cluster.kubectl(&["-n", &ns, "create", "serviceaccount", sa]);
         annotate(
@@ -1120,7 +1118,7 @@ fn at_trace_level_in_json_no_credential_reaches_the_logs_or_events() {
             &ns,
             sa,
             &[
-                ("registry", support::moto::REGISTRY),
+                ("registry", crate::support::moto::REGISTRY),
                 ("audience", "sts.amazonaws.com"),
                 ("aws-role-arn", role),
             ],

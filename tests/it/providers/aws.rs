@@ -1,21 +1,19 @@
 //! Amazon ECR credentials end to end: a ServiceAccount token from the real kube-apiserver, STS and ECR from
 //! moto with authentication on (signatures, session tokens and IAM policies really checked).
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::moto::{
+    moto, post, xml_text, Moto, StandIn, ASSUME_ROLE_WITH_WEB_IDENTITY, GET_AUTHORIZATION_TOKEN,
+    NO_ECR_ROLE, PULLER_ROLE, REGISTRY,
+};
+use crate::support::{cluster, eventually, jwt_claims, project_root};
 use chrono::{TimeZone, Utc};
 use image_pull_secrets_provisioner::cloud::aws::{
     parse_registry_host, role_session_name, AwsClient, AwsTarget,
 };
 use image_pull_secrets_provisioner::cloud::http::{ProviderHttp, RetryPolicy};
 use image_pull_secrets_provisioner::cloud::{sigv4, CloudError, Sensitive};
-use support::moto::{
-    moto, post, xml_text, Moto, StandIn, ASSUME_ROLE_WITH_WEB_IDENTITY, GET_AUTHORIZATION_TOKEN,
-    NO_ECR_ROLE, PULLER_ROLE, REGISTRY,
-};
-use support::{cluster, eventually, jwt_claims, project_root};
 
 /// The audience AWS expects in web identity tokens of EKS-style setups.
 const AUDIENCE: &str = "sts.amazonaws.com";
@@ -373,7 +371,7 @@ fn an_own_moto_counts_only_its_own_calls() {
     }
     // A role added after authentication was switched on, through signed IAM calls.
     let role = own.create_role(
-        &format!("extra-{}", support::unique()),
+        &format!("extra-{}", crate::support::unique()),
         &["ecr:GetAuthorizationToken"],
     );
     aws.registry_credentials(&subject.target(&role), &subject.token)

@@ -5,22 +5,20 @@
 //! stand-in's CONNECT proxy (`HTTPS_PROXY`) and trusts its test CA through `--provider-ca-bundle`, so the
 //! authority it chooses for a registry's cloud is what the stand-in's log shows.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::support::azure::{subject, AzureFake, AUDIENCE, TENANT};
+use crate::support::controller::{Controller, ControllerBuilder};
+use crate::support::google::{member, GoogleFake};
+use crate::support::objects::{
+    docker_config, events_about, secret_names_in, time_annotation, wait_event, PATIENCE,
+};
+use crate::support::{cluster, eventually};
 use base64::Engine;
 use image_pull_secrets_provisioner::kube::types::{ObjectMeta, Secret, ServiceAccount};
 use image_pull_secrets_provisioner::kube::Client;
 use serde_json::json;
-use support::azure::{subject, AzureFake, AUDIENCE, TENANT};
-use support::controller::{Controller, ControllerBuilder};
-use support::google::{member, GoogleFake};
-use support::objects::{
-    docker_config, events_about, secret_names_in, time_annotation, wait_event, PATIENCE,
-};
-use support::{cluster, eventually};
 
 const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
 const CLIENT_2: &str = "22222222-3333-4444-5555-666666666666";
@@ -194,7 +192,7 @@ fn annotated_service_accounts_get_exact_acr_secrets_from_ours_or_the_ecosystems_
             json!({"auths": {REGISTRY: {"username": USERNAME, "password": password, "auth": auth}}})
         );
         // The password is the refresh token; the secret expires with its exp claim (three hours).
-        let claims = support::jwt_claims(&password);
+        let claims = crate::support::jwt_claims(&password);
         assert_eq!(claims["appid"], client);
         assert_eq!(claims["aud"], REGISTRY);
         let expires = time_annotation(&secret, EXPIRES_AT);
@@ -456,7 +454,7 @@ fn refusals_give_the_exact_warning_and_write_nothing() {
 
 /// The object ID the stand-in derives from a client ID (uuid5 in the URL namespace), as ACR's message names it.
 fn uuid5_of(client_id: &str) -> String {
-    let output = std::process::Command::new(support::moto::venv().join("bin/python"))
+    let output = std::process::Command::new(crate::support::moto::venv().join("bin/python"))
         .args([
             "-c",
             &format!("import uuid; print(uuid.uuid5(uuid.NAMESPACE_URL, {client_id:?}))"),

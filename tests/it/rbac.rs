@@ -5,17 +5,15 @@
 //! Each run authenticates as its own ServiceAccount bound to a copy of the manifests' ClusterRole and Role
 //! (minus one verb), and serves its own namespace, so the runs go on side by side.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::controller::{service_account_token, Controller, CONTROLLER_NAMESPACE};
+use crate::support::google::GoogleFake;
+use crate::support::{cluster, eventually, project_root, Cluster};
 use image_pull_secrets_provisioner::annotations::REASON_DECOMMISSIONED;
 use image_pull_secrets_provisioner::kube::types::{Event, Lease, Pod, Secret, ServiceAccount};
 use image_pull_secrets_provisioner::reconcile::events::{build_event, reference, EventType};
 use serde_json::{json, Value};
-use support::controller::{service_account_token, Controller, CONTROLLER_NAMESPACE};
-use support::google::GoogleFake;
-use support::{cluster, eventually, project_root, Cluster};
 
 const PROVIDER: &str =
     "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";
@@ -80,7 +78,7 @@ fn identity(
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": name, "namespace": ns},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}, "subjects": subject},
     ]});
-    support::controller::apply_manifest(cluster, "namespace.yaml");
+    crate::support::controller::apply_manifest(cluster, "namespace.yaml");
     cluster.apply(&objects.to_string());
     let token = service_account_token(cluster, ns, name);
     cluster.kubeconfig_for_token(name, &token)
@@ -118,7 +116,7 @@ fn owned_secret(name: &str, sa: &ServiceAccount, principal: &str) -> Value {
 }
 
 fn base64(text: &str) -> String {
-    support::base64_encode(text.as_bytes())
+    crate::support::base64_encode(text.as_bytes())
 }
 
 /// Everything the controller does, set up in `ns`: a new secret (create), a stale owned secret (update), an

@@ -5,8 +5,6 @@
 //! OCI image index holds both, and `scripts/image --push` puts that index into a real registry (distribution,
 //! built by scripts/testenv/build-tools), from which it is read back by digest.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -14,12 +12,12 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use image_pull_secrets_provisioner::kube::types::ServiceAccount;
-use support::controller::{
+use crate::support::controller::{
     controller_kubeconfig, service_account_token, CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT,
 };
-use support::google::{member, GoogleFake};
-use support::{cluster, eventually, project_root, unique};
+use crate::support::google::{member, GoogleFake};
+use crate::support::{cluster, eventually, project_root, unique};
+use image_pull_secrets_provisioner::kube::types::ServiceAccount;
 
 const PROVIDER: &str =
     "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";

@@ -7,16 +7,14 @@
 //! evictor exists for. "Not evicted" means: the controller looked at the ServiceAccount's pending pods (its
 //! debug log says so), a recheck interval passed, and the pod is still there with the same UID.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::controller::{Controller, ControllerBuilder};
+use crate::support::google::{member, GoogleFake};
+use crate::support::{cluster, eventually, Cluster};
 use image_pull_secrets_provisioner::kube::types::{Pod, ServiceAccount};
 use image_pull_secrets_provisioner::kube::{Client, ListParams, Reason};
 use serde_json::Value;
-use support::controller::{Controller, ControllerBuilder};
-use support::google::{member, GoogleFake};
-use support::{cluster, eventually, Cluster};
 
 const PROVIDER: &str =
     "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";

@@ -9,20 +9,18 @@
 //! `--workers 1`. It prints a markdown
 //! report and writes it to `$IPSP_BENCH_OUT` (default `target/bench/report.md`).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::controller::{Controller, CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT};
+use crate::support::google::GoogleFake;
+use crate::support::moto::{Moto, PULLER_ROLE, REGISTRY as AWS_REGISTRY};
+use crate::support::{cluster, eventually};
 use image_pull_secrets_provisioner::kube::types::{ObjectMeta, Pod, Secret, ServiceAccount};
 use image_pull_secrets_provisioner::kube::{Client, ListParams};
 use serde_json::json;
-use support::controller::{Controller, CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT};
-use support::google::GoogleFake;
-use support::moto::{Moto, PULLER_ROLE, REGISTRY as AWS_REGISTRY};
-use support::{cluster, eventually};
 
 const PROVIDER: &str =
     "projects/123456/locations/global/workloadIdentityPools/bench/providers/bench";
@@ -107,7 +105,7 @@ impl Provider<'_> {
         }
     }
 
-    fn controller(&self, ns: &str) -> support::controller::ControllerBuilder {
+    fn controller(&self, ns: &str) -> crate::support::controller::ControllerBuilder {
         match self {
             Provider::Google(fake) => Controller::builder(ns).google(&fake.endpoint),
             Provider::Aws(moto) => Controller::builder(ns).aws(&moto.endpoint),
@@ -700,7 +698,7 @@ fn benchmark() {
     }
 
     let path = std::env::var("IPSP_BENCH_OUT").unwrap_or_else(|_| {
-        support::project_root()
+        crate::support::project_root()
             .join("target/bench/report.md")
             .to_string_lossy()
             .into_owned()

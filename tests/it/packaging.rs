@@ -6,17 +6,15 @@
 //! helm comes from `scripts/testenv/build-tools` (built from the Go module proxy and cached); YAML is read with
 //! the test venv's PyYAML.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::support::controller::{service_account_token, Controller};
+use crate::support::google::GoogleFake;
+use crate::support::{cluster, eventually, project_root, unique};
 use image_pull_secrets_provisioner::kube::types::ServiceAccount;
 use serde_json::{json, Value};
-use support::controller::{service_account_token, Controller};
-use support::google::GoogleFake;
-use support::{cluster, eventually, project_root, unique};
 
 const CHART: &str = "manifests/helm/image-pull-secrets-provisioner";
 const PROVIDER: &str =
@@ -583,7 +581,7 @@ fn kubectl_apply_k_with_the_image_overridden_creates_every_object() {
         "registry.example.com/image-pull-secrets-provisioner:0.1.0"
     );
     // A server dry run of namespaced objects needs their namespace; other tests may have created it already.
-    support::controller::apply_manifest(cluster, "namespace.yaml");
+    crate::support::controller::apply_manifest(cluster, "namespace.yaml");
     cluster.kubectl(&["apply", "-k", dir, "--dry-run=server", "--validate=strict"]);
     cluster.kubectl(&["apply", "-k", dir]);
     for doc in &built {

@@ -1,16 +1,14 @@
 //! The Kubernetes client and watch loop against a real kube-apiserver.
 
-mod support;
-
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::support::{cluster, eventually, jwt_claims, PrivateCluster};
 use image_pull_secrets_provisioner::kube::types::{ObjectMeta, Secret, ServiceAccount};
 use image_pull_secrets_provisioner::kube::watch::WatchEvent;
 use image_pull_secrets_provisioner::kube::{Client, ListParams, Reason};
 use image_pull_secrets_provisioner::runtime::watcher::{Event, Watcher};
 use image_pull_secrets_provisioner::shutdown::Shutdown;
-use support::{cluster, eventually, jwt_claims, PrivateCluster};
 
 fn secret(name: &str, label: &str) -> Secret {
     let mut secret = Secret {
@@ -348,21 +346,4 @@ fn a_missing_object_is_not_found_and_a_stale_update_conflicts() {
         .delete::<Secret>(Some(&ns), "s", Some("not-the-uid"))
         .unwrap_err();
     assert!(error.is(Reason::Conflict), "{error:?}");
-}
-
-#[test]
-fn the_kubeconfig_kubectl_writes_is_understood() {
-    let cluster = cluster();
-    let connection = image_pull_secrets_provisioner::kube::Connection::from_kubeconfig(
-        std::slice::from_ref(&cluster.admin_kubeconfig),
-    )
-    .unwrap();
-    let client = Client::new(connection, Duration::from_secs(10)).unwrap();
-    let ns = cluster.namespace("kubeconfig");
-    let sa: ServiceAccount = eventually(
-        Duration::from_secs(30),
-        "the default ServiceAccount",
-        || client.get(Some(&ns), "default").ok(),
-    );
-    assert_eq!(sa.metadata.namespace, ns);
 }

@@ -4,12 +4,10 @@
 //! The original controller is stood in for by a Deployment of its name and its Lease. The private control plane
 //! runs kube-controller-manager, whose namespace controller lets `kubectl delete -k` finish deleting the namespace.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::{project_root, unique, Cluster};
+use crate::support::{project_root, unique, Cluster};
 
 const NS: &str = "image-pull-secrets-provisioner-system";
 
