@@ -12,15 +12,14 @@ use std::time::Duration;
 
 use crate::support::controller::{Controller, CONTROLLER_NAMESPACE};
 use crate::support::google::GoogleFake;
+use crate::support::google::EMAIL;
+use crate::support::google::PROVIDER;
 use crate::support::{cluster, eventually, project_root, unique};
 use serde_json::Value;
 
 const PREFIX: &str = "image_pull_secrets_provisioner_";
 const RULES: &str = "manifests/helm/image-pull-secrets-provisioner/files/alerts.yaml";
 const DASHBOARD: &str = "manifests/helm/image-pull-secrets-provisioner/files/dashboard.json";
-const PROVIDER: &str =
-    "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";
-const EMAIL: &str = "puller@proj.iam.gserviceaccount.com";
 
 /// One scraped sample: name, labels, value.
 #[derive(Debug, Clone)]

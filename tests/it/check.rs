@@ -10,15 +10,14 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::support::google::CLUSTER_POOL_PROVIDER as PROVIDER;
+use crate::support::google::MY_PROJECT_EMAIL as EMAIL;
 use crate::support::google::{member, GoogleFake};
 use crate::support::moto::{Moto, StandIn, ACCOUNT_ID, PULLER_ROLE};
 use crate::support::{base64_encode, eventually, project_root, unique, PrivateCluster};
 use serde_json::Value;
 
-const PROVIDER: &str =
-    "projects/123456789012/locations/global/workloadIdentityPools/cluster-pool/providers/kube-oidc";
 const AUDIENCE: &str = "ipsp-check.example.com/google";
-const EMAIL: &str = "puller@my-project.iam.gserviceaccount.com";
 /// What moto's ECR answers as password (`AWS:<account>-auth-token`, base64): the registry accepts it for user AWS.
 const MOTO_ECR_PASSWORD: &str = "123456789012-auth-token";
 const CHECKER: &str = "system:serviceaccount:ipsp-check:checker";

@@ -10,21 +10,20 @@
 use std::time::{Duration, Instant};
 
 use crate::support::controller::{Controller, ControllerBuilder};
+use crate::support::google::EMAIL;
+use crate::support::google::PROVIDER;
+use crate::support::google::REGISTRY;
 use crate::support::google::{member, GoogleFake};
+use crate::support::objects::EVICTED;
+use crate::support::objects::FAILED_EVICTION;
+use crate::support::objects::SECRET;
 use crate::support::{cluster, eventually, Cluster};
 use image_pull_secrets_provisioner::kube::types::{Pod, ServiceAccount};
 use image_pull_secrets_provisioner::kube::{Client, ListParams, Reason};
 use serde_json::Value;
 
-const PROVIDER: &str =
-    "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";
-const EMAIL: &str = "puller@proj.iam.gserviceaccount.com";
 const AUDIENCE: &str = "ipsp-eviction";
-const REGISTRY: &str = "asia-docker.pkg.dev";
 const SA: &str = "app";
-const SECRET: &str = "imagepullsecret-app";
-const EVICTED: &str = "EvictedForImagePullSecret";
-const FAILED_EVICTION: &str = "FailedEvictionForImagePullSecret";
 /// Longer than the controller's pod recheck interval (5 s), so a "not evicted" verdict has had a second look.
 const SETTLE: Duration = Duration::from_secs(7);
 const TIMEOUT: Duration = Duration::from_secs(90);

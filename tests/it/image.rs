@@ -15,13 +15,11 @@ use sha2::{Digest, Sha256};
 use crate::support::controller::{
     controller_kubeconfig, service_account_token, CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT,
 };
+use crate::support::google::EMAIL;
+use crate::support::google::PROVIDER;
 use crate::support::google::{member, GoogleFake};
 use crate::support::{cluster, eventually, project_root, unique};
 use image_pull_secrets_provisioner::kube::types::ServiceAccount;
-
-const PROVIDER: &str =
-    "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";
-const EMAIL: &str = "puller@proj.iam.gserviceaccount.com";
 
 /// scripts/image, one run at a time (it rebuilds the same local manifest list); its stdout lines.
 fn run_image_script(args: &[&str]) -> Vec<String> {

@@ -22,6 +22,10 @@ use crate::support::controller::{
     controller_kubeconfig, service_account_token, Controller, ControllerBuilder,
     CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT,
 };
+use crate::support::google::EMAIL;
+use crate::support::google::EMAIL_2;
+use crate::support::google::PROVIDER;
+use crate::support::google::REGISTRY as GOOGLE_REGISTRY;
 use crate::support::google::{member, GoogleFake};
 use crate::support::{base64_encode, cluster, eventually, unique, Cluster};
 use image_pull_secrets_provisioner::cloud::aws::role_session_name;
@@ -29,12 +33,7 @@ use image_pull_secrets_provisioner::kube::types::{Lease, Secret, ServiceAccount}
 use image_pull_secrets_provisioner::kube::Client;
 use serde_json::Value;
 
-const PROVIDER: &str =
-    "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";
-const EMAIL: &str = "puller@proj.iam.gserviceaccount.com";
-const EMAIL_2: &str = "second@proj.iam.gserviceaccount.com";
 const AUDIENCE: &str = "ipsp-operations";
-const GOOGLE_REGISTRY: &str = "asia-docker.pkg.dev";
 const METRIC: &str = "image_pull_secrets_provisioner";
 const TIMEOUT: Duration = Duration::from_secs(90);
 /// Log lines that mean the controller wrote to the cluster.
@@ -375,7 +374,7 @@ fn google_service_account(cluster: &Cluster, ns: &str, sa: &str, emails: &str) {
 }
 
 /// Waits until `sa` has `secret` attached.
-fn wait_attached(admin: &Client, ns: &str, sa: &str, secret: &str, controllers: &[&Controller]) {
+fn wait_listed(admin: &Client, ns: &str, sa: &str, secret: &str, controllers: &[&Controller]) {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let attached = admin
@@ -553,7 +552,7 @@ fn of_several_instances_exactly_one_acts_and_leadership_passes_on_sigkill_and_on
     });
 
     google_service_account(cluster, &ns, "one", EMAIL);
-    wait_attached(&admin, &ns, "one", "imagepullsecret-one", &[&a, &b]);
+    wait_listed(&admin, &ns, "one", "imagepullsecret-one", &[&a, &b]);
     std::thread::sleep(Duration::from_secs(2));
     let leader_writes = write_lines(&leader.logs());
     assert!(
@@ -600,7 +599,7 @@ fn of_several_instances_exactly_one_acts_and_leadership_passes_on_sigkill_and_on
         "{second_acquired}"
     );
     google_service_account(cluster, &ns, "two", EMAIL);
-    wait_attached(&admin, &ns, "two", "imagepullsecret-two", &[second]);
+    wait_listed(&admin, &ns, "two", "imagepullsecret-two", &[second]);
     assert!(write_lines(&second.logs())
         .iter()
         .any(|l| l.contains("serviceaccount=two")));
@@ -640,7 +639,7 @@ fn of_several_instances_exactly_one_acts_and_leadership_passes_on_sigkill_and_on
         "handover took {handover:?}"
     );
     google_service_account(cluster, &ns, "three", EMAIL);
-    wait_attached(&admin, &ns, "three", "imagepullsecret-three", &[&c]);
+    wait_listed(&admin, &ns, "three", "imagepullsecret-three", &[&c]);
     assert!(write_lines(&c.logs())
         .iter()
         .any(|l| l.contains("serviceaccount=three")));
@@ -687,7 +686,7 @@ fn metrics_are_exposed_and_the_expiry_gauge_follows_the_secrets() {
     google_service_account(cluster, &ns, "app", &format!("{EMAIL},{EMAIL_2}"));
     let secrets = ["imagepullsecret-app", "imagepullsecret-app-1"];
     for secret in secrets {
-        wait_attached(&admin, &ns, "app", secret, &[&controller]);
+        wait_listed(&admin, &ns, "app", secret, &[&controller]);
     }
 
     let check_expiry = |samples: &[Sample]| {
@@ -1021,7 +1020,7 @@ fn sigterm_lets_the_running_reconcile_finish_releases_the_lease_and_exits_0() {
         .get(Some(&ns), "imagepullsecret-app")
         .expect("the secret was written");
     assert!(secret.data.contains_key(".dockerconfigjson"));
-    wait_attached(&admin, &ns, "app", "imagepullsecret-app", &[&controller]);
+    wait_listed(&admin, &ns, "app", "imagepullsecret-app", &[&controller]);
     assert_eq!(
         lease.holder(&admin).as_deref(),
         Some(""),
@@ -1127,8 +1126,8 @@ fn at_trace_level_in_json_no_credential_reaches_the_logs_or_events() {
     google_service_account(cluster, &ns, "gcp", EMAIL);
     // Not allowed to impersonate EMAIL_2: the exchange succeeds, generateAccessToken is refused.
     google_service_account(cluster, &ns, "gcp-denied", EMAIL_2);
-    wait_attached(&admin, &ns, "aws", "imagepullsecret-aws", &[&controller]);
-    wait_attached(&admin, &ns, "gcp", "imagepullsecret-gcp", &[&controller]);
+    wait_listed(&admin, &ns, "aws", "imagepullsecret-aws", &[&controller]);
+    wait_listed(&admin, &ns, "gcp", "imagepullsecret-gcp", &[&controller]);
     let events_text = || {
         let core: Value = admin
             .call_json("GET", &format!("/api/v1/namespaces/{ns}/events"), &[], None)

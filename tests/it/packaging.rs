@@ -12,14 +12,13 @@ use std::time::Duration;
 
 use crate::support::controller::{service_account_token, Controller};
 use crate::support::google::GoogleFake;
+use crate::support::google::EMAIL;
+use crate::support::google::PROVIDER;
 use crate::support::{cluster, eventually, project_root, unique};
 use image_pull_secrets_provisioner::kube::types::ServiceAccount;
 use serde_json::{json, Value};
 
 const CHART: &str = "manifests/helm/image-pull-secrets-provisioner";
-const PROVIDER: &str =
-    "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";
-const EMAIL: &str = "puller@proj.iam.gserviceaccount.com";
 
 /// A tool built by scripts/testenv/build-tools.
 fn tool(name: &str) -> PathBuf {

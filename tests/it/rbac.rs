@@ -9,17 +9,16 @@ use std::time::Duration;
 
 use crate::support::controller::{service_account_token, Controller, CONTROLLER_NAMESPACE};
 use crate::support::google::GoogleFake;
+use crate::support::google::EMAIL;
+use crate::support::google::PROVIDER;
 use crate::support::{cluster, eventually, project_root, Cluster};
 use image_pull_secrets_provisioner::annotations::REASON_DECOMMISSIONED;
 use image_pull_secrets_provisioner::kube::types::{Event, Lease, Pod, Secret, ServiceAccount};
 use image_pull_secrets_provisioner::reconcile::events::{build_event, reference, EventType};
 use serde_json::{json, Value};
 
-const PROVIDER: &str =
-    "projects/123456/locations/global/workloadIdentityPools/pool-1/providers/prov-1";
 const AUDIENCE: &str = "rbac-aud";
 const REGISTRY: &str = "europe-docker.pkg.dev";
-const EMAIL: &str = "puller@proj.iam.gserviceaccount.com";
 
 /// The rules of a Role or ClusterRole in a manifest file, as JSON.
 fn rules(file: &str, kind: &str) -> Vec<Value> {

@@ -6,17 +6,22 @@
 //! authority it chooses for a registry's cloud is what the stand-in's log shows.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::azure::{subject, AzureFake, AUDIENCE, TENANT};
 use crate::support::controller::{Controller, ControllerBuilder};
 use crate::support::google::{member, GoogleFake};
+use crate::support::objects::EXPIRES_AT;
+use crate::support::objects::FAILED;
+use crate::support::objects::OBTAINED_AT;
+use crate::support::objects::PROVISIONED;
+use crate::support::objects::{create_sa, get_sa, pull_secret_names, wait_attached};
 use crate::support::objects::{
-    docker_config, events_about, secret_names_in, time_annotation, wait_event, PATIENCE,
+    docker_config, events_about, secret_names_in, time_annotation, wait_event,
 };
 use crate::support::{cluster, eventually};
 use base64::Engine;
-use image_pull_secrets_provisioner::kube::types::{ObjectMeta, Secret, ServiceAccount};
+use image_pull_secrets_provisioner::kube::types::Secret;
 use image_pull_secrets_provisioner::kube::Client;
 use serde_json::json;
 
@@ -26,10 +31,6 @@ const UNKNOWN: &str = "99999999-8888-7777-6666-555555555555";
 const REGISTRY: &str = "myregistry.azurecr.io";
 const US_REGISTRY: &str = "myregistry.azurecr.us";
 const USERNAME: &str = "00000000-0000-0000-0000-000000000000";
-const PROVISIONED: &str = "ProvisionedImagePullSecret";
-const FAILED: &str = "FailedProvisioningImagePullSecret";
-const EXPIRES_AT: &str = "imagepullsecrets.preferred.jp/expires-at";
-const OBTAINED_AT: &str = "imagepullsecrets.preferred.jp/obtained-at";
 /// Every JWT this test meets starts so: `{"alg":` in base64url.
 const JWT_PREFIX: &str = "eyJhbGciOi";
 
@@ -64,41 +65,9 @@ fn azure(registry: &str, clients: &str) -> Vec<(String, String)> {
     ]
 }
 
-fn create_sa(admin: &Client, ns: &str, name: &str, annotations: &[(String, String)]) {
-    let sa = ServiceAccount {
-        metadata: ObjectMeta {
-            name: name.to_string(),
-            namespace: ns.to_string(),
-            annotations: annotations.iter().cloned().collect::<BTreeMap<_, _>>(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    admin
-        .create(Some(ns), &sa)
-        .unwrap_or_else(|e| panic!("creating serviceaccount {ns}/{name}: {e}"));
-}
-
-fn pull_secrets(admin: &Client, ns: &str, name: &str) -> Vec<String> {
-    let sa: ServiceAccount = admin.get(Some(ns), name).expect("serviceaccount");
-    sa.image_pull_secrets
-        .iter()
-        .flatten()
-        .map(|r| r.name.clone())
-        .collect()
-}
-
-fn wait_pull_secrets(admin: &Client, ns: &str, name: &str, want: &[&str], controller: &Controller) {
-    let deadline = Instant::now() + PATIENCE;
-    while pull_secrets(admin, ns, name) != want {
-        assert!(
-            Instant::now() < deadline,
-            "{ns}/{name}: imagePullSecrets {:?}, want {want:?}\n{}",
-            pull_secrets(admin, ns, name),
-            controller.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Annotations as `azure` gives them (full keys) → the map a ServiceAccount holds.
+fn by_key(pairs: &[(String, String)]) -> BTreeMap<String, String> {
+    pairs.iter().cloned().collect()
 }
 
 fn secret(admin: &Client, ns: &str, name: &str) -> Secret {
@@ -140,7 +109,8 @@ fn annotated_service_accounts_get_exact_acr_secrets_from_ours_or_the_ecosystems_
         &admin,
         &ns,
         "app",
-        &azure(REGISTRY, &format!("{CLIENT}, {CLIENT_2}")),
+        by_key(&azure(REGISTRY, &format!("{CLIENT}, {CLIENT_2}"))),
+        &[],
     );
     let eco = vec![
         (
@@ -160,15 +130,15 @@ fn annotated_service_accounts_get_exact_acr_secrets_from_ours_or_the_ecosystems_
             TENANT.to_string(),
         ),
     ];
-    create_sa(&admin, &ns, "eco", &eco);
-    wait_pull_secrets(
+    create_sa(&admin, &ns, "eco", by_key(&eco), &[]);
+    wait_attached(
         &admin,
         &ns,
         "app",
         &["imagepullsecret-app", "imagepullsecret-app-1"],
         &controller,
     );
-    wait_pull_secrets(&admin, &ns, "eco", &["imagepullsecret-eco"], &controller);
+    wait_attached(&admin, &ns, "eco", &["imagepullsecret-eco"], &controller);
 
     let mut passwords = Vec::new();
     for (name, client) in [
@@ -291,8 +261,8 @@ fn azure_and_google_annotations_together_use_google_with_the_documented_warning(
         "imagepullsecrets.preferred.jp/googlecloud-service-account-email".into(),
         email.into(),
     ));
-    create_sa(&admin, &ns, "both", &annotations);
-    wait_pull_secrets(&admin, &ns, "both", &["imagepullsecret-both"], &controller);
+    create_sa(&admin, &ns, "both", by_key(&annotations), &[]);
+    wait_attached(&admin, &ns, "both", &["imagepullsecret-both"], &controller);
     assert_eq!(
         secret(&admin, &ns, "imagepullsecret-both")
             .metadata
@@ -330,8 +300,8 @@ fn a_short_lived_refresh_token_is_renewed_at_three_quarters_of_its_lifetime() {
     let controller = controller(&ns, &fake)
         .args(&["--min-refresh-interval", "5s"])
         .start();
-    create_sa(&admin, &ns, "app", &azure(REGISTRY, CLIENT));
-    wait_pull_secrets(&admin, &ns, "app", &["imagepullsecret-app"], &controller);
+    create_sa(&admin, &ns, "app", by_key(&azure(REGISTRY, CLIENT)), &[]);
+    wait_attached(&admin, &ns, "app", &["imagepullsecret-app"], &controller);
     let first = secret(&admin, &ns, "imagepullsecret-app");
     let obtained = time_annotation(&first, OBTAINED_AT);
     let lifetime = (time_annotation(&first, EXPIRES_AT) - obtained).num_seconds();
@@ -376,10 +346,22 @@ fn refusals_give_the_exact_warning_and_write_nothing() {
     let issuer = &cluster.issuer;
     let mut wrong_audience = azure(REGISTRY, CLIENT);
     wrong_audience[1].1 = "other-audience".into();
-    create_sa(&admin, &ns, "wrongaud", &wrong_audience);
-    create_sa(&admin, &ns, "unfed", &azure(REGISTRY, CLIENT));
-    create_sa(&admin, &ns, "unknown", &azure(REGISTRY, UNKNOWN));
-    create_sa(&admin, &ns, "nopull", &azure(REGISTRY, no_pull));
+    create_sa(&admin, &ns, "wrongaud", by_key(&wrong_audience), &[]);
+    create_sa(&admin, &ns, "unfed", by_key(&azure(REGISTRY, CLIENT)), &[]);
+    create_sa(
+        &admin,
+        &ns,
+        "unknown",
+        by_key(&azure(REGISTRY, UNKNOWN)),
+        &[],
+    );
+    create_sa(
+        &admin,
+        &ns,
+        "nopull",
+        by_key(&azure(REGISTRY, no_pull)),
+        &[],
+    );
 
     let entra = |client: &str| {
         format!("obtaining registry credentials for {client}: entra token request: application {client} in tenant {TENANT}: HTTP 400")
@@ -440,7 +422,10 @@ fn refusals_give_the_exact_warning_and_write_nothing() {
         secret_names_in(&admin, &ns)
     );
     for (sa, _) in &cases {
-        assert!(pull_secrets(&admin, &ns, sa).is_empty(), "{sa}");
+        assert!(
+            pull_secret_names(&get_sa(&admin, &ns, sa)).is_empty(),
+            "{sa}"
+        );
         assert_no_tokens(
             &format!("{:?}", events_about(&admin, &ns, sa)),
             &[],
@@ -482,7 +467,7 @@ fn an_outage_is_retried_with_backoff_and_retry_after_is_honoured() {
 
     // Six 503s: two reconciles of three attempts fail, the third succeeds after the queue's backoff.
     fake.control(json!({"fail_next": 6, "failure_status": 503}));
-    create_sa(&admin, &ns, "app", &azure(REGISTRY, CLIENT));
+    create_sa(&admin, &ns, "app", by_key(&azure(REGISTRY, CLIENT)), &[]);
     let note = wait_event(
         &admin,
         &ns,
@@ -502,7 +487,7 @@ fn an_outage_is_retried_with_backoff_and_retry_after_is_honoured() {
     assert!(secret_names_in(&admin, &ns)
         .iter()
         .all(|n| n != "imagepullsecret-app"));
-    wait_pull_secrets(&admin, &ns, "app", &["imagepullsecret-app"], &controller);
+    wait_attached(&admin, &ns, "app", &["imagepullsecret-app"], &controller);
     assert_eq!(fake.count("injected_failures"), 6);
     let attempts = request_times(&fake, "/oauth2/v2.0/token");
     assert_eq!(attempts.len(), 7, "no hot loop: {attempts:?}");
@@ -514,8 +499,8 @@ fn an_outage_is_retried_with_backoff_and_retry_after_is_honoured() {
     fake.control(
         json!({"reset_stats": true, "fail_next": 1, "failure_status": 429, "retry_after": 3}),
     );
-    create_sa(&admin, &ns, "polite", &azure(REGISTRY, CLIENT));
-    wait_pull_secrets(
+    create_sa(&admin, &ns, "polite", by_key(&azure(REGISTRY, CLIENT)), &[]);
+    wait_attached(
         &admin,
         &ns,
         "polite",
@@ -543,8 +528,8 @@ fn a_us_government_registry_goes_to_the_us_government_authority_unless_overridde
         .registry(US_REGISTRY)
         .start();
     let controller = controller(&ns, &fake).start();
-    create_sa(&admin, &ns, "gov", &azure(US_REGISTRY, CLIENT));
-    wait_pull_secrets(&admin, &ns, "gov", &["imagepullsecret-gov"], &controller);
+    create_sa(&admin, &ns, "gov", by_key(&azure(US_REGISTRY, CLIENT)), &[]);
+    wait_attached(&admin, &ns, "gov", &["imagepullsecret-gov"], &controller);
     let log = fake.log_lines().join("\n");
     assert!(
         log.contains("CONNECT login.microsoftonline.us:443"),
@@ -568,8 +553,14 @@ fn a_us_government_registry_goes_to_the_us_government_authority_unless_overridde
     let controller = self::controller(&ns, &fake)
         .args(&["--azure-authority-host", &fake.endpoint])
         .start();
-    create_sa(&admin, &ns, "pinned", &azure(US_REGISTRY, CLIENT));
-    wait_pull_secrets(
+    create_sa(
+        &admin,
+        &ns,
+        "pinned",
+        by_key(&azure(US_REGISTRY, CLIENT)),
+        &[],
+    );
+    wait_attached(
         &admin,
         &ns,
         "pinned",
@@ -601,10 +592,10 @@ fn provider_requests_stay_within_the_configured_rate() {
         .args(&["--provider-rate", "4", "--provider-burst", "2"])
         .start();
     for name in &names {
-        create_sa(&admin, &ns, name, &azure(REGISTRY, CLIENT));
+        create_sa(&admin, &ns, name, by_key(&azure(REGISTRY, CLIENT)), &[]);
     }
     for name in &names {
-        wait_pull_secrets(
+        wait_attached(
             &admin,
             &ns,
             name,

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::support::google::CLUSTER_POOL_PROVIDER as PROVIDER;
+use crate::support::google::MY_PROJECT_EMAIL as EMAIL;
 use crate::support::google::{member, GoogleFake};
 use crate::support::moto::StandIn;
 use crate::support::{cluster, eventually, jwt_claims, project_root};
@@ -13,11 +15,8 @@ use image_pull_secrets_provisioner::cloud::google::{
 use image_pull_secrets_provisioner::cloud::{CloudError, RegistryCredentials, Sensitive};
 use serde_json::json;
 
-const PROVIDER: &str =
-    "projects/123456789012/locations/global/workloadIdentityPools/cluster-pool/providers/kube-oidc";
 /// The audience the provider accepts, and the one the ServiceAccount's audience annotation would name.
 const AUDIENCE: &str = "ipsp-test.example.com/google";
-const EMAIL: &str = "puller@my-project.iam.gserviceaccount.com";
 const STEP_STS: &str = "sts token exchange";
 const STEP_IAM: &str = "iamcredentials generateAccessToken";
 
