@@ -435,31 +435,14 @@ fn cold_start_log_level() -> String {
     std::env::var("IPSP_BENCH_LOG_LEVEL").unwrap_or_else(|_| "info".into())
 }
 
-/// Waits until the controller's work queue has had no ready keys, and no event waited to be written, for five
-/// seconds in a row.
+/// How long the controller must stay quiet before a measurement starts: its floods take longer to digest than
+/// the tests' single objects ([`crate::support::controller::QUIET`]).
+const BENCH_QUIET: Duration = Duration::from_secs(5);
+
+/// Waits until the controller has been idle for [`BENCH_QUIET`] (its work queue empty, no event waiting, no
+/// log line about work), however long its backlog takes.
 fn wait_for_idle(controller: &Controller) {
-    let mut idle_since: Option<Instant> = None;
-    eventually(Duration::from_secs(1800), "the work queue to drain", || {
-        let (_, metrics) = controller.http_get("/metrics");
-        let gauge = |name: &str| {
-            metrics
-                .lines()
-                .find(|l| l.split_whitespace().next() == Some(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(f64::NAN)
-        };
-        let depth = gauge("image_pull_secrets_provisioner_workqueue_depth")
-            + gauge("image_pull_secrets_provisioner_events_queued");
-        if depth == 0.0 {
-            let since = *idle_since.get_or_insert_with(Instant::now);
-            (since.elapsed() >= Duration::from_secs(5)).then_some(())
-        } else {
-            idle_since = None;
-            std::thread::sleep(Duration::from_millis(500));
-            None
-        }
-    });
+    controller.wait_idle_for(BENCH_QUIET, Duration::from_secs(1800));
 }
 
 #[test]
@@ -540,9 +523,10 @@ fn benchmark() {
         eventually(Duration::from_secs(60), "the idle controller ready", || {
             controller.logs().contains("ready").then_some(())
         });
-        std::thread::sleep(Duration::from_secs(5));
+        wait_for_idle(&controller);
         let idle = Duration::from_secs(env_number("IPSP_BENCH_IDLE_SECONDS", 60) as u64);
         let (_, _, cpu_before) = process_stats(controller.pid());
+        // The measurement itself: CPU over an idle stretch of time.
         std::thread::sleep(idle);
         let (idle_rss, _, cpu_after) = process_stats(controller.pid());
         drop(controller);
@@ -586,11 +570,11 @@ fn benchmark() {
             create_or_exists(client, &ns, &pod);
         });
         // Let the watches digest the flood and the work queue drain (nothing is due), then measure a minute.
-        std::thread::sleep(Duration::from_secs(5));
         wait_for_idle(&controller);
         let (rss_before, _, cpu_before) = process_stats(controller.pid());
         let audit_start = audit_end();
         let minute = Duration::from_secs(env_number("IPSP_BENCH_STEADY_SECONDS", 60) as u64);
+        // The measurement itself: a steady minute.
         std::thread::sleep(minute);
         let (rss_after, peak, cpu_after) = process_stats(controller.pid());
         let breakdown = memory_breakdown(controller.pid());
@@ -662,8 +646,8 @@ fn benchmark() {
             }
             latencies.push(started.elapsed());
         }
-        // Scheduled follow-ups (pod checks) finish within a few seconds.
-        std::thread::sleep(Duration::from_secs(10));
+        // Scheduled follow-ups (pod checks) finish before the requests are counted.
+        wait_for_idle(&controller);
         let (counts, _) = audit_requests(audit_start, Some(&ns));
         latencies.sort();
         let percentile = |p: f64| {

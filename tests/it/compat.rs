@@ -243,6 +243,7 @@ fn the_originals_arguments_provision_and_never_lead_together_with_ours() {
                 if a && b {
                     both += 1;
                 }
+                // The sampler's pace.
                 std::thread::sleep(Duration::from_millis(50));
             }
             (samples, both)
@@ -315,7 +316,7 @@ fn a_service_account_that_lists_its_secret_up_front_keeps_exactly_that_entry() {
     );
     // Re-applying the manifest (a GitOps sync) changes nothing either.
     cluster.apply(&manifest);
-    std::thread::sleep(Duration::from_secs(3));
+    controller.wait_idle();
     assert_eq!(
         pull_secret_names(&get_sa(&cluster.admin(), &ns, "app")),
         ["other-registry", "imagepullsecret-app"]

@@ -5,7 +5,7 @@
 //! kubelet would after a failed pull. Each test has its own namespace, Google stand-in and controller. Pods
 //! are created before the ServiceAccount is configured, so admission gave them no secret — the situation the
 //! evictor exists for. "Not evicted" means: the controller looked at the ServiceAccount's pending pods (its
-//! debug log says so), a recheck interval passed, and the pod is still there with the same UID.
+//! debug log says so), then went idle (`Controller::wait_idle`), and the pod is still there with the same UID.
 
 use std::time::{Duration, Instant};
 
@@ -24,8 +24,6 @@ use serde_json::Value;
 
 const AUDIENCE: &str = "ipsp-eviction";
 const SA: &str = "app";
-/// Longer than the controller's pod recheck interval (5 s), so a "not evicted" verdict has had a second look.
-const SETTLE: Duration = Duration::from_secs(7);
 const TIMEOUT: Duration = Duration::from_secs(90);
 
 fn our_image() -> String {
@@ -262,7 +260,8 @@ impl Scenario {
     }
 
     /// Waits until the controller has looked at [`SA`]'s pending pods (after the secret was attached) and
-    /// then a recheck interval more; returns the line that reported the look.
+    /// until it went idle (a second look, which the pod watch would bring, has happened by then); returns the
+    /// line that reported the look.
     fn wait_looked_at_pods(&self, controller: &Controller) -> String {
         let line = eventually(
             TIMEOUT,
@@ -277,7 +276,7 @@ impl Scenario {
                     .map(str::to_string)
             },
         );
-        std::thread::sleep(SETTLE);
+        controller.wait_idle();
         line
     }
 
@@ -417,7 +416,7 @@ fn no_pod_is_evicted_with_disable_pod_eviction() {
     let controller = s.controller().arg("--disable-pod-eviction").start();
     s.configure();
     s.wait_attached(&controller);
-    std::thread::sleep(SETTLE);
+    controller.wait_idle();
     s.assert_not_evicted(&pod, &controller);
     s.assert_not_evicted(&bare, &controller);
     assert!(s.pod_events("lonely").is_empty());
@@ -448,7 +447,7 @@ fn a_pod_that_starts_failing_after_the_secret_was_provisioned_is_still_evicted()
         },
     );
     assert!(line.contains("0 stuck"), "{line}");
-    std::thread::sleep(Duration::from_secs(3));
+    controller.wait_idle();
     assert!(s.current(&pod).is_some(), "evicted before it failed");
 
     s.set_waiting(&pod, "ErrImagePull");

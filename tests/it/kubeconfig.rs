@@ -188,6 +188,7 @@ fn exec_plugin_runs_once_while_valid_and_again_after_expiry_and_after_401() {
     // After the expirationTimestamp: run again, once.
     plugin.hand_out(&revocable, Duration::from_secs(3600));
     eventually(Duration::from_secs(30), "the credential's expiry", || {
+        // Paces the requests: each one is a chance for the client to run the plugin too often.
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(whoami(&client).unwrap(), expected_user);
         (plugin.runs() == 2).then_some(())

@@ -95,6 +95,7 @@ impl Sampler {
                 if a.is_leader() && b.is_leader() {
                     both += 1;
                 }
+                // The sampler's pace.
                 std::thread::sleep(Duration::from_millis(20));
             }
             (samples, both)

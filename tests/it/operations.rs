@@ -469,6 +469,7 @@ impl Sampler {
                         ));
                     }
                     rounds.fetch_add(1, Ordering::Relaxed);
+                    // The sampler's pace.
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 violations
@@ -553,7 +554,7 @@ fn of_several_instances_exactly_one_acts_and_leadership_passes_on_sigkill_and_on
 
     google_service_account(cluster, &ns, "one", EMAIL);
     wait_listed(&admin, &ns, "one", "imagepullsecret-one", &[&a, &b]);
-    std::thread::sleep(Duration::from_secs(2));
+    leader.wait_idle();
     let leader_writes = write_lines(&leader.logs());
     assert!(
         leader_writes
@@ -824,6 +825,7 @@ impl GatedProxy {
                                     if stop.load(Ordering::Relaxed) {
                                         return;
                                     }
+                                    // Held until the gate opens (polled).
                                     std::thread::sleep(Duration::from_millis(20));
                                 }
                                 let _ = client.set_nonblocking(false);
@@ -914,6 +916,7 @@ fn readiness_waits_for_the_initial_lists_while_health_answers_at_once() {
         assert_eq!(controller.http_get("/readyz").0, 503);
         assert_eq!(controller.http_get("/healthz").0, 200);
         probes += 1;
+        // The probes' pace while the lists are held.
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(probes >= 5);
@@ -951,6 +954,7 @@ fn a_controller_that_cannot_reach_the_api_server_is_alive_but_not_ready() {
         let (status, body) = controller.http_get("/readyz");
         assert_eq!(status, 503, "{body}");
         assert_eq!(controller.http_get("/healthz").0, 200);
+        // The probes' pace for as long as the API server stays out of reach.
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(controller.is_running());
@@ -1160,7 +1164,7 @@ fn at_trace_level_in_json_no_credential_reaches_the_logs_or_events() {
         };
         (warned("aws-denied") && warned("gcp-denied")).then_some(())
     });
-    std::thread::sleep(Duration::from_secs(2));
+    controller.wait_idle();
 
     // The secrets that must not appear anywhere.
     let mut secrets: Vec<(String, String)> = Vec::new();

@@ -69,6 +69,7 @@ fn a_provider_outage_backs_off_warns_once_and_recovers() {
     println!("warning: {note}");
     assert!(note.contains(EMAIL) && note.contains("503"), "{note}");
 
+    // The scenario's own time: the outage goes on for 15 s, so that the backoff shows in the retry delays.
     std::thread::sleep(Duration::from_secs(15).saturating_sub(started.elapsed()));
     let logs = controller.logs();
     let delays = retry_delays(&logs, "app");
@@ -208,6 +209,7 @@ fn a_minute_of_provider_outage_over_1000_service_accounts_is_paced_counted_and_r
     let (first_wave, second_wave) = names.split_at(60);
     let outage_began = Instant::now();
     create_many(&admin, &ns, first_wave, EMAIL);
+    // The scenario's own time: the second wave arrives half-way through the outage.
     std::thread::sleep((OUTAGE / 2).saturating_sub(outage_began.elapsed()));
     let second_began = Instant::now();
     create_many(&admin, &ns, second_wave, EMAIL);
@@ -216,6 +218,7 @@ fn a_minute_of_provider_outage_over_1000_service_accounts_is_paced_counted_and_r
         second_wave.len(),
         second_began.elapsed().as_secs_f64()
     );
+    // The scenario's own time: the outage lasts its full minute.
     std::thread::sleep(OUTAGE.saturating_sub(outage_began.elapsed()));
 
     // The end of the outage: each failing ServiceAccount has one Warning Event, repeats are its series.
@@ -314,7 +317,7 @@ fn a_minute_of_provider_outage_over_1000_service_accounts_is_paced_counted_and_r
     let per_second = busiest(&times, 1.0);
     let per_ten_seconds = busiest(&times, 10.0);
     let stats = fake.stats();
-    // The owed series updates are due a minute after the last written one.
+    // The owed series updates are due a minute after the last written one: the time must pass.
     std::thread::sleep(Duration::from_secs(60).saturating_sub(recovered_in));
     let events = events_in(&admin, &ns);
     let per_sa = warnings_by_service_account(&events);

@@ -2,7 +2,6 @@
 //! and labelled secrets without our ownerReference, are left untouched with a warning.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use image_pull_secrets_provisioner::kube::types::{ObjectMeta, Secret};
 use image_pull_secrets_provisioner::kube::Client;
@@ -167,8 +166,8 @@ fn labelled_secrets_without_our_owner_reference_are_left_alone_with_a_warning() 
         );
         assert!(note.contains("no controller ownerReference"), "{note}");
     }
-    // Give it time to do anything else it might.
-    std::thread::sleep(Duration::from_secs(3));
+    // Whatever else it might do, it has done once it is idle.
+    controller.wait_idle();
     for before in [&same_name, &other_name, &plain_same, &plain_other] {
         let after = get_secret(&admin, &ns, &before.metadata.name).expect("still there");
         assert_eq!(

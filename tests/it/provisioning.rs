@@ -201,7 +201,7 @@ fn a_concurrent_writers_pull_secret_survives_a_forced_conflict() {
         "the controller's update did not conflict:\n{logs}"
     );
     // It stays that way: the re-run triggered by the user's write changes nothing.
-    std::thread::sleep(Duration::from_secs(2));
+    controller.wait_idle();
     let later = get_sa(&admin, &ns, "app");
     assert_eq!(
         pull_secret_names(&later),
@@ -436,7 +436,7 @@ fn bad_configurations_get_one_precise_warning_and_no_writes_and_never_delay_a_go
         assert_eq!(note, format!("invalid configuration: {want}"), "{name}");
     }
     // Let any re-runs (there should be none) happen before counting.
-    std::thread::sleep(Duration::from_secs(2));
+    controller.wait_idle();
     let logs = controller.logs();
     for (name, _, _) in &cases {
         let events = events_about(&admin, &ns, name);

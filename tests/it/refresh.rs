@@ -108,6 +108,7 @@ fn already_expired_ecr_tokens_do_not_cause_a_hot_loop() {
     let config = docker_config(&secret);
     assert_eq!(config["auths"][ECR_REGISTRY]["username"], "AWS");
     let remaining = Duration::from_secs(30).saturating_sub(started.elapsed());
+    // The scenario's own time: 30 s in which a hot loop would have called STS many times.
     std::thread::sleep(remaining);
     let sts = moto.sts_calls(&session);
     println!(

@@ -41,7 +41,7 @@ fn a_deleted_or_edited_secret_is_restored_within_a_second_and_secrets_go_with_th
     wait_attached(&admin, &ns, "app", &["imagepullsecret-app"], &controller);
     let original = get_secret(&admin, &ns, "imagepullsecret-app").unwrap();
     // Let the run caused by the controller's own writes finish, so the measurement starts from quiet.
-    std::thread::sleep(Duration::from_secs(1));
+    controller.wait_idle();
 
     let mut latencies = Vec::new();
     let mut uid = original.metadata.uid.clone();
@@ -68,7 +68,7 @@ fn a_deleted_or_edited_secret_is_restored_within_a_second_and_secrets_go_with_th
         assert_eq!(restored.metadata.annotations[PRINCIPAL], EMAIL);
         assert!(docker_config(&restored)["auths"][REGISTRY]["password"].is_string());
         uid = restored.metadata.uid;
-        std::thread::sleep(Duration::from_millis(500));
+        controller.wait_idle();
     }
     assert_eq!(
         pull_secret_names(&get_sa(&admin, &ns, "app")),
@@ -144,7 +144,7 @@ fn a_removed_label_and_an_edited_password_are_repaired_within_a_second_without_a
         &[],
     );
     wait_attached(&admin, &ns, "app", &[SECRET], &controller);
-    std::thread::sleep(Duration::from_millis(500));
+    controller.wait_idle();
     let written = get_secret(&admin, &ns, SECRET).expect("the secret");
     let exchanges_before = fake.exchanges();
 
@@ -184,7 +184,8 @@ fn a_removed_label_and_an_edited_password_are_repaired_within_a_second_without_a
         written.metadata.annotations[&format!("{PREFIX}expires-at")],
         "the same credential"
     );
-    std::thread::sleep(Duration::from_secs(1));
+    // Whatever else the two writes set off has run before the exchanges are counted.
+    controller.wait_idle();
     assert_eq!(
         fake.exchanges(),
         exchanges_before,

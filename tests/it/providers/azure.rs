@@ -413,7 +413,7 @@ fn refusals_give_the_exact_warning_and_write_nothing() {
         );
         assert_eq!(&note, want, "{sa}");
     }
-    std::thread::sleep(Duration::from_secs(2));
+    controller.wait_idle();
     assert!(
         secret_names_in(&admin, &ns)
             .iter()
