@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::support::controller::Controller;
 use crate::support::google::{
-    google_config, google_fake, member, GoogleFake, AUDIENCE, EMAIL, PROVIDER,
+    create_google_sa, google_config, google_fake, member, GoogleFake, AUDIENCE, EMAIL, PROVIDER,
 };
 use crate::support::moto::StandIn;
 use crate::support::objects::{
@@ -50,13 +50,7 @@ fn a_provider_outage_backs_off_warns_once_and_recovers() {
     fake.control(json!({"failure_rate": 1.0}));
     let controller = Controller::builder(&ns).google(&fake.endpoint).start();
     let started = Instant::now();
-    create_sa(
-        &admin,
-        &ns,
-        "app",
-        annotations(&google_config(AUDIENCE, EMAIL)),
-        &[],
-    );
+    create_google_sa(&admin, &ns, "app");
     let note = wait_event(
         &admin,
         &ns,
@@ -482,13 +476,7 @@ fn a_429_with_retry_after_from_the_apiserver_delays_the_next_attempt() {
     let fake = google_fake(AUDIENCE, &["*"]);
 
     let controller = Controller::builder(&ns).google(&fake.endpoint).start();
-    create_sa(
-        &admin,
-        &ns,
-        "app",
-        annotations(&google_config(AUDIENCE, EMAIL)),
-        &[],
-    );
+    create_google_sa(&admin, &ns, "app");
     eventually(PATIENCE, "the secret, after the throttling", || {
         admin.get::<Secret>(Some(&ns), "imagepullsecret-app").ok()
     });

@@ -9,7 +9,7 @@ use image_pull_secrets_provisioner::kube::Client;
 use crate::support::cluster;
 use crate::support::controller::Controller;
 use crate::support::google::{
-    google_config, google_fake, member, GoogleFake, AUDIENCE, EMAIL, PROVIDER,
+    create_google_sa, google_config, google_fake, member, GoogleFake, AUDIENCE, EMAIL, PROVIDER,
 };
 use crate::support::objects::{
     annotations, create_sa, get_sa, get_secret, pull_secret_names, wait_event, FAILED, LABEL,
@@ -44,13 +44,7 @@ fn a_foreign_secret_with_the_wanted_name_is_left_untouched_with_a_warning() {
         ..Default::default()
     };
     let before: Secret = admin.create(Some(&ns), &mine).unwrap();
-    create_sa(
-        &admin,
-        &ns,
-        "app",
-        annotations(&google_config(AUDIENCE, EMAIL)),
-        &[],
-    );
+    create_google_sa(&admin, &ns, "app");
 
     let note = wait_event(
         &admin,

@@ -11,7 +11,8 @@ use serde_json::json;
 
 use crate::support::controller::Controller;
 use crate::support::google::{
-    google_config, google_fake, member, GoogleFake, AUDIENCE, EMAIL, EMAIL_2, PROVIDER,
+    create_google_sa, google_config, google_fake, member, GoogleFake, AUDIENCE, EMAIL, EMAIL_2,
+    PROVIDER,
 };
 use crate::support::moto::{ecr_config, moto, PULLER_ROLE};
 use crate::support::objects::{
@@ -254,13 +255,7 @@ fn a_thousand_principals_get_one_warning_and_no_token_request() {
         &[],
     );
     // A control within the limit in the same run: its token request is seen in the log.
-    create_sa(
-        &admin,
-        &ns,
-        "few",
-        annotations(&google_config(AUDIENCE, EMAIL)),
-        &[],
-    );
+    create_google_sa(&admin, &ns, "few");
     eventually(PATIENCE, "the control's secret", || {
         admin.get::<Secret>(Some(&ns), "imagepullsecret-few").ok()
     });

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::support::controller::Controller;
 use crate::support::google::{
-    google_config, member, GoogleFake, AUDIENCE, EMAIL, PROVIDER, REGISTRY,
+    create_google_sa, google_config, member, GoogleFake, AUDIENCE, EMAIL, PROVIDER, REGISTRY,
 };
 use crate::support::moto::{ecr_config, moto, PULLER_ROLE, REGISTRY as ECR_REGISTRY};
 use crate::support::objects::{
@@ -379,13 +379,7 @@ fn bad_configurations_get_one_precise_warning_and_no_writes_and_never_delay_a_go
     }
     // A good one created after all the bad ones is served promptly.
     let started = Instant::now();
-    create_sa(
-        &admin,
-        &ns,
-        "good",
-        annotations(&google_config(AUDIENCE, EMAIL)),
-        &[],
-    );
+    create_google_sa(&admin, &ns, "good");
     wait_attached(&admin, &ns, "good", &["imagepullsecret-good"], &controller);
     let prompt = started.elapsed();
     println!(
@@ -500,13 +494,7 @@ fn service_accounts_with_names_longer_than_a_label_value_are_served() {
     let controller = Controller::builder(&ns).google(&fake.endpoint).start();
     let mut labels = Vec::new();
     for name in [&one, &two] {
-        let sa = create_sa(
-            &admin,
-            &ns,
-            name,
-            annotations(&google_config(AUDIENCE, EMAIL)),
-            &[],
-        );
+        let sa = create_google_sa(&admin, &ns, name);
         let secret_name = format!("imagepullsecret-{name}");
         wait_attached(&admin, &ns, name, &[secret_name.as_str()], &controller);
         let secret = get_secret(&admin, &ns, &secret_name).unwrap();

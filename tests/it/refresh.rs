@@ -7,7 +7,7 @@ use chrono::Utc;
 use image_pull_secrets_provisioner::cloud::aws::role_session_name;
 
 use crate::support::controller::Controller;
-use crate::support::google::{google_config, member, GoogleFake, AUDIENCE, EMAIL, PROVIDER};
+use crate::support::google::{create_google_sa, member, GoogleFake, AUDIENCE, EMAIL, PROVIDER};
 use crate::support::moto::{ecr_config, moto, PULLER_ROLE, REGISTRY as ECR_REGISTRY};
 use crate::support::objects::{
     annotations, create_sa, docker_config, get_secret, time_annotation, wait_attached, EXPIRES_AT,
@@ -33,13 +33,7 @@ fn a_short_lived_google_credential_is_refreshed_at_three_quarters_of_its_lifetim
         .google(&fake.endpoint)
         .args(&["--min-refresh-interval", "5s"])
         .start();
-    create_sa(
-        &admin,
-        &ns,
-        "app",
-        annotations(&google_config(AUDIENCE, EMAIL)),
-        &[],
-    );
+    create_google_sa(&admin, &ns, "app");
     wait_attached(&admin, &ns, "app", &["imagepullsecret-app"], &controller);
     let seen_at = Instant::now();
     let first = get_secret(&admin, &ns, "imagepullsecret-app").unwrap();

@@ -9,11 +9,11 @@ use serde_json::json;
 
 use crate::support::controller::Controller;
 use crate::support::google::{
-    google_config, google_fake, member, GoogleFake, AUDIENCE, EMAIL, PROVIDER, REGISTRY,
+    create_google_sa, google_fake, member, GoogleFake, AUDIENCE, EMAIL, PROVIDER, REGISTRY,
 };
 use crate::support::objects::{
-    annotations, create_sa, docker_config, get_sa, get_secret, pull_secret_names, set_config,
-    wait_attached, LABEL, PATIENCE, PREFIX, PRINCIPAL, SECRET,
+    docker_config, get_sa, get_secret, pull_secret_names, set_config, wait_attached, LABEL,
+    PATIENCE, PREFIX, PRINCIPAL, SECRET,
 };
 use crate::support::{cluster, eventually, measure, PROMPT};
 
@@ -31,13 +31,7 @@ fn a_deleted_or_edited_secret_is_restored_within_a_second_and_secrets_go_with_th
         .allow(EMAIL, &member(&ns, "app"))
         .start();
     let controller = Controller::builder(&ns).google(&fake.endpoint).start();
-    create_sa(
-        &admin,
-        &ns,
-        "app",
-        annotations(&google_config(AUDIENCE, EMAIL)),
-        &[],
-    );
+    create_google_sa(&admin, &ns, "app");
     wait_attached(&admin, &ns, "app", &["imagepullsecret-app"], &controller);
     let original = get_secret(&admin, &ns, "imagepullsecret-app").unwrap();
     // Let the run caused by the controller's own writes finish, so the measurement starts from quiet.
@@ -136,13 +130,7 @@ fn a_removed_label_and_an_edited_password_are_repaired_within_a_second_without_a
     let ns = cluster.namespace("watch-tamper");
     let fake = google_fake(AUDIENCE, &[member(&ns, "app")]);
     let controller = Controller::builder(&ns).google(&fake.endpoint).start();
-    create_sa(
-        &admin,
-        &ns,
-        "app",
-        annotations(&google_config(AUDIENCE, EMAIL)),
-        &[],
-    );
+    create_google_sa(&admin, &ns, "app");
     wait_attached(&admin, &ns, "app", &[SECRET], &controller);
     controller.wait_idle();
     let written = get_secret(&admin, &ns, SECRET).expect("the secret");

@@ -13,7 +13,9 @@ use image_pull_secrets_provisioner::kube::Patch;
 use serde_json::json;
 
 use crate::support::controller::Controller;
-use crate::support::google::{google_config, google_fake, member, AUDIENCE, EMAIL, REGISTRY};
+use crate::support::google::{
+    create_google_sa, google_config, google_fake, member, AUDIENCE, EMAIL, REGISTRY,
+};
 use crate::support::objects::{
     annotations, create_sa, events_about, get_sa, get_secret, pull_secret_names, wait_attached,
     FAILED_EVICTION, PATIENCE, PREFIX, SECRET,
@@ -27,13 +29,7 @@ fn an_annotation_edit_and_a_deleted_secret_are_acted_on_within_a_second() {
     let ns = cluster.namespace("watch-edit");
     let fake = google_fake(AUDIENCE, &[member(&ns, "app")]);
     let controller = Controller::builder(&ns).google(&fake.endpoint).start();
-    create_sa(
-        &admin,
-        &ns,
-        "app",
-        annotations(&google_config(AUDIENCE, EMAIL)),
-        &[],
-    );
+    create_google_sa(&admin, &ns, "app");
     wait_attached(&admin, &ns, "app", &[SECRET], &controller);
     // The run caused by the controller's own writes is over: the measurement starts from quiet.
     controller.wait_idle();

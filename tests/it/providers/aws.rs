@@ -12,7 +12,6 @@ use chrono::{TimeZone, Utc};
 use image_pull_secrets_provisioner::cloud::aws::{
     parse_registry_host, role_session_name, AwsClient, AwsTarget,
 };
-use image_pull_secrets_provisioner::cloud::http::{ProviderHttp, RetryPolicy};
 use image_pull_secrets_provisioner::cloud::{sigv4, CloudError, Sensitive};
 
 /// The audience AWS expects in web identity tokens of EKS-style setups.
@@ -69,14 +68,7 @@ impl Subject {
 }
 
 fn client(moto: &Moto) -> AwsClient {
-    let retry = RetryPolicy {
-        attempts: 3,
-        first_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(100),
-        ..RetryPolicy::default()
-    };
-    let http = ProviderHttp::new(None, Duration::from_secs(10), retry).expect("provider HTTP");
-    AwsClient::new(moto.aws_config(), http)
+    AwsClient::new(moto.aws_config(), crate::support::provider_http())
 }
 
 /// Temporary credentials straight from moto's STS, for signing requests by hand.

@@ -5,13 +5,14 @@
 //! injection and counters never cross tests. The fake is killed when dropped and, through `--watch-pid`, when
 //! the test process exits.
 
-use std::time::Duration;
-
 use image_pull_secrets_provisioner::cloud::google::{GoogleClient, GoogleConfig};
-use image_pull_secrets_provisioner::cloud::http::{ProviderHttp, RetryPolicy};
 use serde_json::Value;
 
+use image_pull_secrets_provisioner::kube::types::ServiceAccount;
+use image_pull_secrets_provisioner::kube::Client;
+
 use super::moto::{get, post, StandIn};
+use super::objects::{annotations, create_sa};
 use super::{cluster, Cluster};
 
 /// The workload identity provider most tests federate with, and the Google service accounts they impersonate.
@@ -112,6 +113,18 @@ impl GoogleFakeBuilder {
     }
 }
 
+/// Creates ServiceAccount `name` configured for Google as most tests need it: [`REGISTRY`] through
+/// [`PROVIDER`] as [`EMAIL`], tokens for [`AUDIENCE`].
+pub fn create_google_sa(admin: &Client, ns: &str, name: &str) -> ServiceAccount {
+    create_sa(
+        admin,
+        ns,
+        name,
+        annotations(&google_config(AUDIENCE, EMAIL)),
+        &[],
+    )
+}
+
 /// A fake with [`PROVIDER`]'s pool accepting `audience`, letting each of `members` (e.g. [`member`]`(ns, sa)`,
 /// or `*`) impersonate [`EMAIL`].
 pub fn google_fake<S: AsRef<str>>(audience: &str, members: &[S]) -> GoogleFake {
@@ -143,14 +156,7 @@ impl GoogleFake {
 
     /// A client for this fake that retries as the controller does (3 attempts), with short delays.
     pub fn client(&self) -> GoogleClient {
-        let retry = RetryPolicy {
-            attempts: 3,
-            first_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(100),
-            ..RetryPolicy::default()
-        };
-        let http = ProviderHttp::new(None, Duration::from_secs(10), retry).expect("provider HTTP");
-        GoogleClient::new(self.config(), http)
+        GoogleClient::new(self.config(), super::provider_http())
     }
 
     /// The fake's counters: `sts_calls`, `sts_ok`, `iam_calls`, `iam_ok`, `injected_failures`, `rejected`,

@@ -217,6 +217,19 @@ impl Drop for PrivateCluster {
     }
 }
 
+/// Provider HTTP that retries as the controller does (3 attempts), with short delays: for the provider
+/// clients the tests drive directly.
+pub fn provider_http() -> image_pull_secrets_provisioner::cloud::http::ProviderHttp {
+    use image_pull_secrets_provisioner::cloud::http::{ProviderHttp, RetryPolicy};
+    let retry = RetryPolicy {
+        attempts: 3,
+        first_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+        ..RetryPolicy::default()
+    };
+    ProviderHttp::new(None, Duration::from_secs(10), retry).expect("provider HTTP")
+}
+
 /// A number unique within this process.
 pub fn unique() -> u32 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
