@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::support::controller::{Controller, CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT};
 use crate::support::google::GoogleFake;
 use crate::support::moto::{Moto, PULLER_ROLE, REGISTRY as AWS_REGISTRY};
-use crate::support::{cluster, eventually};
+use crate::support::{cluster, eventually, poll};
 use image_pull_secrets_provisioner::kube::types::{ObjectMeta, Pod, Secret, ServiceAccount};
 use image_pull_secrets_provisioner::kube::{Client, ListParams};
 use serde_json::json;
@@ -633,17 +633,13 @@ fn benchmark() {
                     &image_pull_secrets_provisioner::kube::Patch::Merge(patch),
                 )
                 .unwrap();
-            loop {
+            let attached = poll(Duration::from_secs(60), Duration::from_millis(2), || {
                 let sa: ServiceAccount = admin.get(Some(&ns), &name).unwrap();
-                if sa.image_pull_secrets.is_some_and(|s| !s.is_empty()) {
-                    break;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(60),
-                    "{name} not attached"
-                );
-                std::thread::sleep(Duration::from_millis(2));
-            }
+                sa.image_pull_secrets
+                    .is_some_and(|s| !s.is_empty())
+                    .then_some(())
+            });
+            assert!(attached.is_some(), "{name} not attached");
             latencies.push(started.elapsed());
         }
         // Scheduled follow-ups (pod checks) finish before the requests are counted.

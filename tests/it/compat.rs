@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use image_pull_secrets_provisioner::kube::types::{
@@ -26,7 +26,7 @@ use crate::support::objects::{
     annotations, create_sa, docker_config, events_about, get_sa, get_secret, pull_secret_names,
     refs, time_annotation, wait_log, EXPIRES_AT, LABEL, OBTAINED_AT, PATIENCE, PRINCIPAL,
 };
-use crate::support::{cluster, eventually, unique, Cluster};
+use crate::support::{cluster, eventually, poll, unique, Cluster};
 
 const AUDIENCE: &str = "compat-aud";
 
@@ -114,12 +114,11 @@ impl Process {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let exited = poll(Duration::from_secs(30), Duration::from_millis(50), || {
+            self.child.try_wait().ok().flatten()
+        });
+        if exited.is_some() {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

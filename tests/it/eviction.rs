@@ -17,7 +17,7 @@ use crate::support::google::{member, GoogleFake};
 use crate::support::objects::EVICTED;
 use crate::support::objects::FAILED_EVICTION;
 use crate::support::objects::SECRET;
-use crate::support::{cluster, eventually, Cluster};
+use crate::support::{cluster, eventually, poll, Cluster};
 use image_pull_secrets_provisioner::kube::types::{Pod, ServiceAccount};
 use image_pull_secrets_provisioner::kube::{Client, ListParams, Reason};
 use serde_json::Value;
@@ -209,19 +209,16 @@ impl Scenario {
 
     /// Waits until `pod` is gone; returns when the test saw it gone.
     fn wait_gone(&self, pod: &Pod, controller: &Controller) -> Instant {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if self.current(pod).is_none() {
-                return Instant::now();
-            }
-            assert!(
-                Instant::now() < deadline,
+        poll(TIMEOUT, Duration::from_millis(50), || {
+            self.current(pod).is_none().then(Instant::now)
+        })
+        .unwrap_or_else(|| {
+            panic!(
                 "pod {} was not evicted within {TIMEOUT:?}; controller log:\n{}",
                 pod.metadata.name,
                 controller.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            )
+        })
     }
 
     /// Events about pod `name` (events.k8s.io, as the controller writes them). Read as JSON: events written

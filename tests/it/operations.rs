@@ -27,7 +27,7 @@ use crate::support::google::EMAIL_2;
 use crate::support::google::PROVIDER;
 use crate::support::google::REGISTRY as GOOGLE_REGISTRY;
 use crate::support::google::{member, GoogleFake};
-use crate::support::{base64_encode, cluster, eventually, unique, Cluster};
+use crate::support::{base64_encode, cluster, eventually, poll, unique, Cluster};
 use image_pull_secrets_provisioner::cloud::aws::role_session_name;
 use image_pull_secrets_provisioner::kube::types::{Lease, Secret, ServiceAccount};
 use image_pull_secrets_provisioner::kube::Client;
@@ -375,24 +375,20 @@ fn google_service_account(cluster: &Cluster, ns: &str, sa: &str, emails: &str) {
 
 /// Waits until `sa` has `secret` attached.
 fn wait_listed(admin: &Client, ns: &str, sa: &str, secret: &str, controllers: &[&Controller]) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let attached = admin
+    let attached = poll(TIMEOUT, Duration::from_millis(100), || {
+        admin
             .get::<ServiceAccount>(Some(ns), sa)
             .ok()
             .and_then(|sa| sa.image_pull_secrets)
-            .is_some_and(|list| list.iter().any(|s| s.name == secret));
-        if attached {
-            return;
-        }
-        if Instant::now() >= deadline {
-            let logs: Vec<String> = controllers.iter().map(|c| c.logs()).collect();
-            panic!(
-                "{secret} was not attached to {ns}/{sa} within {TIMEOUT:?}; logs:\n{}",
-                logs.join("\n-----\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
+            .is_some_and(|list| list.iter().any(|s| s.name == secret))
+            .then_some(())
+    });
+    if attached.is_none() {
+        let logs: Vec<String> = controllers.iter().map(|c| c.logs()).collect();
+        panic!(
+            "{secret} was not attached to {ns}/{sa} within {TIMEOUT:?}; logs:\n{}",
+            logs.join("\n-----\n")
+        );
     }
 }
 
@@ -834,6 +830,7 @@ impl GatedProxy {
                                 }
                             });
                         }
+                        // Nothing to accept (the listener does not block): look again shortly.
                         Err(_) => std::thread::sleep(Duration::from_millis(20)),
                     }
                 }

@@ -11,7 +11,7 @@ use crate::support::controller::{service_account_token, Controller, CONTROLLER_N
 use crate::support::google::GoogleFake;
 use crate::support::google::EMAIL;
 use crate::support::google::PROVIDER;
-use crate::support::{cluster, eventually, project_root, Cluster};
+use crate::support::{cluster, eventually, poll, project_root, Cluster};
 use image_pull_secrets_provisioner::annotations::REASON_DECOMMISSIONED;
 use image_pull_secrets_provisioner::kube::types::{Event, Lease, Pod, Secret, ServiceAccount};
 use image_pull_secrets_provisioner::reconcile::events::{build_event, reference, EventType};
@@ -442,15 +442,13 @@ fn every_verb_of_every_rule_is_needed() {
                         scenario(cluster, &ns);
                         let controller = start(cluster, &name, &kubeconfig, &ns, &fake);
                         let want = forbidden_message(&resource, verb);
-                        let deadline = std::time::Instant::now() + Duration::from_secs(90);
-                        while std::time::Instant::now() < deadline {
-                            if controller.logs().contains(&want) {
-                                println!(
-                                    "without {verb} {resource}: the controller reports {want:?}"
-                                );
-                                return Ok(());
-                            }
-                            std::thread::sleep(Duration::from_millis(200));
+                        let reported =
+                            poll(Duration::from_secs(90), Duration::from_millis(200), || {
+                                controller.logs().contains(&want).then_some(())
+                            });
+                        if reported.is_some() {
+                            println!("without {verb} {resource}: the controller reports {want:?}");
+                            return Ok(());
                         }
                         Err(format!(
                             "without {verb} on {resource}, nothing says {want:?}; log:\n{}",

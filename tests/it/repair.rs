@@ -15,7 +15,7 @@ use crate::support::objects::{
     docker_config, get_sa, get_secret, pull_secret_names, set_config, wait_attached, LABEL,
     PATIENCE, PREFIX, PRINCIPAL, SECRET,
 };
-use crate::support::{cluster, eventually, measure, PROMPT};
+use crate::support::{cluster, eventually, measure, poll, PROMPT};
 
 // ---------------------------------------------------------------------------------------------------------
 // 5. Repair within a second; garbage collection with the ServiceAccount (SPEC B3, A2)
@@ -44,18 +44,10 @@ fn a_deleted_or_edited_secret_is_restored_within_a_second_and_secrets_go_with_th
         admin
             .delete::<Secret>(Some(&ns), "imagepullsecret-app", None)
             .expect("deleting the secret");
-        let restored = loop {
-            match get_secret(&admin, &ns, "imagepullsecret-app") {
-                Some(s) if s.metadata.uid != uid => break s,
-                _ => {}
-            }
-            assert!(
-                started.elapsed() < PATIENCE,
-                "not restored:\n{}",
-                controller.logs()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let restored = poll(PATIENCE, Duration::from_millis(10), || {
+            get_secret(&admin, &ns, "imagepullsecret-app").filter(|s| s.metadata.uid != uid)
+        })
+        .unwrap_or_else(|| panic!("not restored:\n{}", controller.logs()));
         let latency = started.elapsed();
         println!("round {round}: deleted secret restored after {latency:?}");
         latencies.push(latency);
@@ -79,19 +71,12 @@ fn a_deleted_or_edited_secret_is_restored_within_a_second_and_secrets_go_with_th
     let written: Secret = admin
         .replace(Some(&ns), "imagepullsecret-app", &edited)
         .unwrap();
-    loop {
-        let now = get_secret(&admin, &ns, "imagepullsecret-app").unwrap();
-        if now.metadata.resource_version != written.metadata.resource_version {
-            assert!(docker_config(&now)["auths"][REGISTRY]["password"].is_string());
-            break;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "not repaired:\n{}",
-            controller.logs()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let now = poll(PATIENCE, Duration::from_millis(10), || {
+        get_secret(&admin, &ns, "imagepullsecret-app")
+            .filter(|now| now.metadata.resource_version != written.metadata.resource_version)
+    })
+    .unwrap_or_else(|| panic!("not repaired:\n{}", controller.logs()));
+    assert!(docker_config(&now)["auths"][REGISTRY]["password"].is_string());
     let repair = started.elapsed();
     println!("edited secret repaired after {repair:?}");
     latencies.push(repair);

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::{cluster, eventually, project_root, unique, Cluster};
+use super::{cluster, eventually, poll, project_root, unique, Cluster};
 
 /// How long a controller must stay quiet to count as idle ([`Controller::wait_idle`]): longer than a watch
 /// event takes to reach the queue and a reconcile to begin logging.
@@ -308,16 +308,9 @@ impl Controller {
     }
 
     pub fn wait(&self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.lock().unwrap().try_wait() {
-                return Some(status);
-            }
-            if std::time::Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll(timeout, Duration::from_millis(50), || {
+            self.child.lock().unwrap().try_wait().ok().flatten()
+        })
     }
 
     pub fn is_running(&self) -> bool {

@@ -236,19 +236,29 @@ pub fn unique() -> u32 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Polls `check` until it returns Some or `timeout` passes; panics with `what` on timeout.
-pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+/// Calls `check` every `every` until it returns Some (that value) or `timeout` has passed (None): the one
+/// loop behind every wait of the tests, so each waits for something observable and says what on failure.
+pub fn poll<T>(
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check() {
-            return value;
+            return Some(value);
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(every);
     }
+}
+
+/// Polls `check` until it returns Some or `timeout` passes; panics with `what` on timeout.
+pub fn eventually<T>(timeout: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    poll(timeout, Duration::from_millis(50), check)
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
 /// "Within a second", with room for a loaded test machine: what [`measure`]d reactions are held to.
@@ -262,20 +272,18 @@ pub fn measure(
     mut check: impl FnMut() -> bool,
 ) -> Duration {
     let started = Instant::now();
-    loop {
-        if check() {
-            let took = started.elapsed();
-            println!("{what}: {took:?}");
-            return took;
-        }
-        assert!(
-            started.elapsed() < objects::PATIENCE,
+    let took = poll(objects::PATIENCE, Duration::from_millis(10), || {
+        check().then(|| started.elapsed())
+    })
+    .unwrap_or_else(|| {
+        panic!(
             "{what}: not within {:?}\n{}",
             objects::PATIENCE,
             controller.logs()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        )
+    });
+    println!("{what}: {took:?}");
+    took
 }
 
 pub fn base64_encode(bytes: &[u8]) -> String {

@@ -14,7 +14,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use image_pull_secrets_provisioner::cloud::aws::{AwsConfig, DEFAULT_SESSION_DURATION_SECONDS};
@@ -404,24 +404,28 @@ impl StandIn {
             dir,
             child: Mutex::new(child),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        stand_in.port = loop {
-            let printed = std::fs::read_to_string(&stdout).unwrap_or_default();
-            if let Some(port) = printed
+        let printed = || std::fs::read_to_string(&stdout).unwrap_or_default();
+        let port = super::poll(Duration::from_secs(60), Duration::from_millis(50), || {
+            let port = printed()
                 .lines()
                 .find_map(|l| l.strip_prefix("READY port="))
-                .and_then(|p| p.trim().parse().ok())
-            {
-                break port;
-            }
+                .and_then(|p| p.trim().parse().ok());
             let exited = stand_in.child.lock().unwrap().try_wait().expect("try_wait");
             assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "{name} did not start ({exited:?}): {printed}{}",
+                port.is_some() || exited.is_none(),
+                "{name} did not start ({exited:?}): {}{}",
+                printed(),
                 stand_in.log()
             );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+            port
+        });
+        stand_in.port = port.unwrap_or_else(|| {
+            panic!(
+                "{name} did not start within 60 s: {}{}",
+                printed(),
+                stand_in.log()
+            )
+        });
         stand_in
     }
 

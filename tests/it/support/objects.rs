@@ -6,7 +6,7 @@
 //! check the wire contract, not the constants.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -17,7 +17,7 @@ use image_pull_secrets_provisioner::kube::{Client, ListParams, Patch};
 use serde_json::{json, Value};
 
 use super::controller::Controller;
-use super::eventually;
+use super::{eventually, poll};
 
 /// How long the controller gets to write what a test waits for.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -119,26 +119,25 @@ pub fn wait_attached(
     want: &[&str],
     controller: &Controller,
 ) -> ServiceAccount {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    poll(PATIENCE, Duration::from_millis(50), || {
         let sa = get_sa(admin, ns, name);
         if pull_secret_names(&sa) == want {
-            return sa;
+            return Some(sa);
         }
         assert!(
             controller.is_running(),
             "the controller exited:\n{}",
             controller.logs()
         );
-        if Instant::now() > deadline {
-            panic!(
-                "{ns}/{name}: imagePullSecrets {:?}, want {want:?}\n--- controller log ---\n{}",
-                pull_secret_names(&sa),
-                controller.logs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        None
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{ns}/{name}: imagePullSecrets {:?}, want {want:?}\n--- controller log ---\n{}",
+            pull_secret_names(&get_sa(admin, ns, name)),
+            controller.logs()
+        )
+    })
 }
 
 /// Replaces the secret's `.dockerconfigjson` (in the object only; the caller writes it).
@@ -227,23 +226,19 @@ pub fn wait_event(
     text: &str,
     controller: &Controller,
 ) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let events = events_about(admin, ns, name);
-        if let Some((_, _, note)) = events
-            .iter()
+    poll(PATIENCE, Duration::from_millis(100), || {
+        events_about(admin, ns, name)
+            .into_iter()
             .find(|(t, r, n)| t == type_ && r == reason && n.contains(text))
-        {
-            return note.clone();
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "no {type_} {reason} event containing {text:?} about {ns}/{name}; events: {events:#?}\n--- controller log ---\n{}",
-                controller.logs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            .map(|(_, _, note)| note)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no {type_} {reason} event containing {text:?} about {ns}/{name}; events: {:#?}\n--- controller log ---\n{}",
+            events_about(admin, ns, name),
+            controller.logs()
+        )
+    })
 }
 
 /// Every event in `ns`, as the API server has them.

@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::unique;
 
@@ -65,15 +65,15 @@ kill $proxy 2>/dev/null
             .stdin(Stdio::null())
             .spawn()
             .expect("start tinyproxy");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
+        super::poll(Duration::from_secs(20), Duration::from_millis(50), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
                 "tinyproxy did not listen on {port}: {}",
                 std::fs::read_to_string(dir.join("tinyproxy.out")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            )
+        });
         Tinyproxy {
             url: format!("http://127.0.0.1:{port}"),
             log,
