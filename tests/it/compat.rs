@@ -328,7 +328,7 @@ fn a_service_account_that_lists_its_secret_up_front_keeps_exactly_that_entry() {
 // Adopting the original controller's secrets
 
 // ---------------------------------------------------------------------------------------------------------
-// 9. Taking over from the original controller (issue 5, item 4)
+// Taking over from the original controller (issue 5, item 4)
 
 /// A secret exactly as the original Go controller wrote it for ServiceAccount `sa`: label, controller
 /// ownerReference, principal and expires-at (RFC 3339, no obtained-at), and a dockerconfigjson without `auth`.

@@ -23,10 +23,11 @@ use crate::support::objects::{
 };
 use crate::support::{cluster, eventually, project_root};
 
+/// Longer than elsewhere: a thousand ServiceAccounts, and event series that take their time.
 const PATIENCE: Duration = Duration::from_secs(90);
 
 // ---------------------------------------------------------------------------------------------------------
-// 8. Provider outage (SPEC B2, issue 5)
+// Provider outage (SPEC B2, issue 5)
 
 /// The delays of "retrying in N s" lines the worker logged for ServiceAccount `name`.
 fn retry_delays(logs: &str, name: &str) -> Vec<f64> {

@@ -17,7 +17,7 @@ use crate::support::objects::{
 };
 
 // ---------------------------------------------------------------------------------------------------------
-// 4. A secret the controller does not own (SPEC B1)
+// A secret the controller does not own (SPEC B1)
 
 #[test]
 fn a_foreign_secret_with_the_wanted_name_is_left_untouched_with_a_warning() {

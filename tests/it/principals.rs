@@ -20,13 +20,13 @@ use crate::support::objects::{
     pull_secret_names, secret_names_in, series_count, wait_attached, wait_event, DECOMMISSIONED,
     FAILED, LABEL, PRINCIPAL,
 };
+use crate::support::{cluster, eventually};
+
 /// Longer than elsewhere: a thousand principals, and event series that take their time.
 const PATIENCE: Duration = Duration::from_secs(90);
 
-use crate::support::{cluster, eventually};
-
 // ---------------------------------------------------------------------------------------------------------
-// 2. Several principals: positional names, reordering, removal, renaming, deconfiguration (SPEC A1, A2)
+// Several principals: positional names, reordering, removal, renaming, deconfiguration (SPEC A1, A2)
 
 /// The whole life of a two-principal ServiceAccount `app`, whose `.imagePullSecrets` starts with a user's
 /// entry that must survive everything. `config` builds the annotations for a list of principals,

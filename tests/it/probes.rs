@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::support::controller::Controller;
 use crate::support::{cluster, eventually};
 
+/// How long the controller gets to log its probe address.
 const PATIENCE: Duration = Duration::from_secs(90);
 
 // ---------------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ use crate::support::objects::{
 use crate::support::{cluster, eventually};
 
 // ---------------------------------------------------------------------------------------------------------
-// 1. The basic contract (SPEC A2)
+// The basic contract (SPEC A2)
 
 #[test]
 fn an_annotated_service_account_gets_its_secret_attached_with_an_event() {
@@ -142,7 +142,7 @@ fn an_annotated_service_account_gets_its_secret_attached_with_an_event() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// 3. A concurrent writer of .imagePullSecrets (SPEC B1)
+// A concurrent writer of .imagePullSecrets (SPEC B1)
 
 #[test]
 fn a_concurrent_writers_pull_secret_survives_a_forced_conflict() {
@@ -214,7 +214,7 @@ fn a_concurrent_writers_pull_secret_survives_a_forced_conflict() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// 7. Bad input (SPEC B4)
+// Bad input (SPEC B4)
 
 /// Annotations as `(key without prefix, value)` pairs.
 type Pairs = Vec<(&'static str, String)>;
@@ -476,7 +476,7 @@ fn bad_configurations_get_one_precise_warning_and_no_writes_and_never_delay_a_go
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// 10. Names longer than a label value allows (issue 5, item 6)
+// Names longer than a label value allows (issue 5, item 6)
 
 #[test]
 fn service_accounts_with_names_longer_than_a_label_value_are_served() {

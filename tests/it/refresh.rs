@@ -16,7 +16,7 @@ use crate::support::objects::{
 use crate::support::{cluster, eventually};
 
 // ---------------------------------------------------------------------------------------------------------
-// 6. Refresh timing (SPEC B2)
+// Refresh timing (SPEC B2)
 
 #[test]
 fn a_short_lived_google_credential_is_refreshed_at_three_quarters_of_its_lifetime() {

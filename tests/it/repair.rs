@@ -18,7 +18,7 @@ use crate::support::objects::{
 use crate::support::{cluster, eventually, measure, poll, PROMPT};
 
 // ---------------------------------------------------------------------------------------------------------
-// 5. Repair within a second; garbage collection with the ServiceAccount (SPEC B3, A2)
+// Repair within a second; garbage collection with the ServiceAccount (SPEC B3, A2)
 
 #[test]
 fn a_deleted_or_edited_secret_is_restored_within_a_second_and_secrets_go_with_their_service_account(
