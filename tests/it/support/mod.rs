@@ -1,9 +1,16 @@
-//! Test helpers: the real Kubernetes control plane started by `scripts/testenv/cluster`, clients for it, and
-//! namespaces that keep tests apart.
+//! Test helpers, each once for every module of the binary: the real Kubernetes control plane started by
+//! `scripts/testenv/cluster`, clients for it, namespaces that keep tests apart, and the waits ([`poll`],
+//! [`eventually`], [`measure`], `Controller::wait_idle`) — a test waits for something it can observe, never for
+//! a guessed time.
 //!
-//! One cluster serves every test of a test binary. `scripts/test` starts it once and passes its directory in
-//! `IPSP_TESTENV`; without that (a lone `cargo test`), the first test starts one that stops itself when the
-//! test process exits. Tests that must restart the API server get a private cluster of their own.
+//! - [`controller`]: the binary under test, with the manifests' RBAC; [`objects`]: the ServiceAccounts, secrets
+//!   and events tests write and read, and the annotation keys; [`google`], [`azure`], [`moto`], [`tinyproxy`]:
+//!   the stand-ins and the proxy, each started per test.
+//!
+//! One cluster serves every test of the binary. `scripts/test` starts it once and passes its directory in
+//! `IPSP_TESTENV`; without that (a lone `cargo test --test it -- NAME`), the first test starts one that stops
+//! itself when the test process exits. Tests that must restart the API server get a private cluster of their
+//! own.
 
 #![allow(dead_code)]
 
