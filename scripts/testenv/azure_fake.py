@@ -556,5 +556,6 @@ def main(argv=None):
     ready = [f"PROXY port={proxy.server_address[1]}", f"READY port={server.server_address[1]}"]
     return serving.run("azure_fake", [server, proxy], ready, args.watch_pid)
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -800,5 +800,6 @@ def main(argv=None):
     server = serving.serve_in_background(ThreadingHTTPServer((args.host, args.port), Handler))
     return serving.run("google_fake", [server], [f"READY port={server.server_address[1]}"], args.watch_pid)
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -348,5 +348,6 @@ def main(argv=None):
     serving.serve_in_background(server)
     return serving.run("moto_server", [server], [f"READY port={server.server_port}"], args.watch_pid)
 
+
 if __name__ == "__main__":
     sys.exit(main())

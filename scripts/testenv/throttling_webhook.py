@@ -100,5 +100,6 @@ def main(argv=None):
     serving.serve_in_background(serving.wrap_tls(server, serving.tls_context(args.cert, args.key)))
     return serving.run("throttling_webhook", [server], [f"READY port={server.server_address[1]}"], args.watch_pid)
 
+
 if __name__ == "__main__":
     sys.exit(main())
