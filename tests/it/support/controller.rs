@@ -219,9 +219,13 @@ impl Controller {
             "the controller's HTTP endpoints",
             || {
                 self.logs().lines().find_map(|line| {
-                    line.split("endpoints on http://")
-                        .nth(1)
-                        .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+                    line.split("endpoints on http://").nth(1).map(|rest| {
+                        // The address ends where the text line's space or the JSON line's quote begins.
+                        rest.split(|c: char| c.is_whitespace() || c == '"')
+                            .next()
+                            .unwrap_or("")
+                            .to_string()
+                    })
                 })
             },
         )
