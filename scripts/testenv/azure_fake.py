@@ -37,9 +37,7 @@ import json
 import os
 import random
 import select
-import signal
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -55,6 +53,7 @@ except ImportError:
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from google_fake import Jwks, GoogleError  # noqa: E402  (the same OIDC discovery + JWKS client)
+import serving  # noqa: E402  (the stand-ins' shared life cycle)
 import testca  # noqa: E402  (the stand-ins' shared test CA)
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -521,16 +520,6 @@ class ProxyHandler(BaseHTTPRequestHandler):
             upstream.close()
 
 
-def watch(pid, stop):
-    while not stop.wait(0.5):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            stop.set()
-        except PermissionError:
-            pass
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=0)
@@ -557,31 +546,15 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     cert, key = make_tls(args.tls_dir, args.registry)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
     Handler.state = State(args, Jwks(args.issuer, args.ca_file))
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server = serving.wrap_tls(ThreadingHTTPServer((serving.LOOPBACK, args.port), Handler), serving.tls_context(cert, key))
     ProxyHandler.service_port = server.server_address[1]
     ProxyHandler.state = Handler.state
-    proxy = ThreadingHTTPServer(("127.0.0.1", args.proxy_port), ProxyHandler)
-    proxy.daemon_threads = True
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    if args.watch_pid:
-        threading.Thread(target=watch, args=(args.watch_pid, stop), daemon=True).start()
+    proxy = ThreadingHTTPServer((serving.LOOPBACK, args.proxy_port), ProxyHandler)
     for s in (server, proxy):
-        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
-    print(f"PROXY port={proxy.server_address[1]}", flush=True)
-    print(f"READY port={server.server_address[1]}", flush=True)
-    while not stop.wait(0.5):
-        pass
-    server.shutdown()
-    proxy.shutdown()
-    sys.stderr.write("azure_fake: stopped\n")
-    return 0
+        serving.serve_in_background(s)
+    ready = [f"PROXY port={proxy.server_address[1]}", f"READY port={server.server_address[1]}"]
+    return serving.run("azure_fake", [server, proxy], ready, args.watch_pid)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import os
 import random
 import re
 import secrets
-import signal
 import ssl
 import sys
 import threading
@@ -43,6 +42,8 @@ import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import serving  # the stand-ins' shared life cycle (this directory)
 
 try:
     import jwt
@@ -793,36 +794,11 @@ def build_state(args, parser):
     return State(args, providers, grants, Jwks(args.issuer, args.ca_file))
 
 
-def watch(pid, stop):
-    """Sets `stop` once process `pid` no longer exists."""
-    while not stop.wait(0.5):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            stop.set()
-        except PermissionError:
-            pass  # It exists, under another user.
-
-
 def main(argv=None):
     args, parser = parse_args(argv)
     Handler.state = build_state(args, parser)
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
-    server.daemon_threads = True
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    if args.watch_pid:
-        threading.Thread(target=watch, args=(args.watch_pid, stop), daemon=True).start()
-    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-    serving.start()
-    print(f"READY port={server.server_address[1]}", flush=True)
-    while not stop.wait(0.5):
-        pass
-    server.shutdown()
-    server.server_close()
-    sys.stderr.write("google_fake: stopped\n")
-    return 0
+    server = serving.serve_in_background(ThreadingHTTPServer((args.host, args.port), Handler))
+    return serving.run("google_fake", [server], [f"READY port={server.server_address[1]}"], args.watch_pid)
 
 
 if __name__ == "__main__":

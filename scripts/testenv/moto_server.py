@@ -38,8 +38,6 @@ import calendar
 import fnmatch
 import io
 import json
-import os
-import signal
 import ssl
 import sys
 import threading
@@ -55,6 +53,8 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from moto.sts.models import sts_backends
 from moto.sts.responses import TokenResponse
 from werkzeug.serving import make_server
+
+import serving  # the stand-ins' shared life cycle (this directory)
 
 MAX_CALLS = 100_000
 CALLS_PATH = "/ipsp/calls"
@@ -329,17 +329,6 @@ class CallLog:
         return [data]
 
 
-def watch(pid, stop):
-    """Sets `stop` once process `pid` no longer exists."""
-    while not stop.wait(0.5):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            stop.set()
-        except PermissionError:
-            pass  # It exists, under another user.
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("-H", "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -350,28 +339,14 @@ def main(argv=None):
     )
     parser.add_argument("--ca-file", help="PEM bundle that verifies the token issuers' TLS certificates")
     args = parser.parse_args(argv)
-    if args.host not in ("127.0.0.1", "localhost"):
-        parser.error("only 127.0.0.1 is served")
+    serving.require_loopback(parser, args.host)
 
     allow_unsigned_assume_role_with_web_identity()
     verifier = WebIdentityVerifier(args.ca_file) if args.verify_web_identity else None
     app = CallLog(SigningTimeCheck(DomainDispatcherApplication(create_backend_app)), verifier)
-    server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler)
-    server.daemon_threads = True
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    if args.watch_pid:
-        threading.Thread(target=watch, args=(args.watch_pid, stop), daemon=True).start()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
-    print(f"READY port={server.server_port}", flush=True)
-    while not stop.wait(0.5):
-        pass
-    server.shutdown()
-    server.server_close()
-    sys.stderr.write("moto_server: stopped\n")
-    return 0
+    server = make_server(serving.LOOPBACK, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    serving.serve_in_background(server)
+    return serving.run("moto_server", [server], [f"READY port={server.server_port}"], args.watch_pid)
 
 
 if __name__ == "__main__":

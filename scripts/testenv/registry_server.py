@@ -33,7 +33,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -53,6 +52,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testca  # noqa: E402  (the stand-ins' shared test CA)
+
+import serving  # the stand-ins' shared life cycle (this directory)
 
 
 def free_port():
@@ -136,11 +137,7 @@ def start_token_service(directory, users, context):
         def log_message(self, format, *args):
             sys.stderr.write("token-service: %s\n" % (format % args))
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
-    return server
+    return serving.serve_in_background(serving.wrap_tls(ThreadingHTTPServer((serving.LOOPBACK, 0), Handler), context))
 
 
 class Client:
@@ -263,10 +260,11 @@ http:
     key: {directory}/registry.key
 """
     token_realm = None
+    servers = []
     if args.token_auth:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(os.path.join(directory, "registry.crt"), os.path.join(directory, "registry.key"))
+        context = serving.tls_context(os.path.join(directory, "registry.crt"), os.path.join(directory, "registry.key"))
         token_service = start_token_service(directory, users, context)
+        servers.append(token_service)
         token_realm = f"https://127.0.0.1:{token_service.server_address[1]}/token"
         config += f"""auth:
   token:
@@ -292,9 +290,13 @@ http:
         stderr=log,
         env={"PATH": os.environ.get("PATH", ""), "OTEL_TRACES_EXPORTER": "none"},
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def registry_exited():
+        if process.poll() is None:
+            return None
+        sys.stderr.write(f"registry_server: the registry exited with {process.returncode}\n")
+        return 1
+
     try:
         wait_until_serving(port, process, time.monotonic() + 30)
         repository, _, tag = args.image.rpartition(":")
@@ -302,18 +304,7 @@ http:
         Client(
             f"https://127.0.0.1:{port}", name, password, os.path.join(directory, "ca.crt"), token_realm, repository
         ).push_image(repository, tag)
-        print(f"READY port={port}", flush=True)
-        while not stop.wait(0.5):
-            if process.poll() is not None:
-                sys.stderr.write(f"registry_server: the registry exited with {process.returncode}\n")
-                return 1
-            if args.watch_pid:
-                try:
-                    os.kill(args.watch_pid, 0)
-                except ProcessLookupError:
-                    break
-                except PermissionError:
-                    pass
+        return serving.run("registry_server", servers, [f"READY port={port}"], args.watch_pid, poll=registry_exited)
     finally:
         process.terminate()
         try:
@@ -321,7 +312,6 @@ http:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    return 0
 
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ Prints `READY port=N` on stdout once it accepts connections; exits on SIGTERM or
 import argparse
 import http.server
 import json
-import os
-import signal
-import ssl
 import sys
 import threading
 import time
+
+import serving  # the stand-ins' shared life cycle (this directory)
 
 
 class State:
@@ -84,14 +83,6 @@ def handler_for(state):
     return Handler
 
 
-def watch(pid, stop):
-    while not stop.wait(1.0):
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            stop.set()
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -102,25 +93,13 @@ def main(argv=None):
     parser.add_argument("--retry-after", type=int, default=3, help="retryAfterSeconds of each denial")
     parser.add_argument("--watch-pid", type=int, help="stop once the process with this ID is gone")
     args = parser.parse_args(argv)
+    serving.require_loopback(parser, args.host)
 
     state = State(args.deny, args.retry_after)
     server = http.server.ThreadingHTTPServer((args.host, args.port), handler_for(state))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(args.cert, args.key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    server.daemon_threads = True
-
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    if args.watch_pid:
-        threading.Thread(target=watch, args=(args.watch_pid, stop), daemon=True).start()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(f"READY port={server.server_address[1]}", flush=True)
-    stop.wait()
-    server.shutdown()
-    server.server_close()
+    serving.serve_in_background(serving.wrap_tls(server, serving.tls_context(args.cert, args.key)))
+    return serving.run("throttling_webhook", [server], [f"READY port={server.server_address[1]}"], args.watch_pid)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

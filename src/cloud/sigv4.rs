@@ -2,7 +2,7 @@
 //!
 //! The controller signs exactly one kind of call (ECR `GetAuthorizationToken`), so a full AWS SDK would be
 //! dead weight. What must stay true: every step of the algorithm is a separate function whose output can be
-//! compared with AWS's own signing test suite (`tests/sigv4_suite.rs` walks all of its header-signing cases),
+//! compared with AWS's own signing test suite (`tests/it/sigv4.rs` walks all of its header-signing cases),
 //! and nothing here prints a secret key or session token — [`Credentials`] keeps them in [`Sensitive`], and
 //! [`Signed`] and [`Request`] have hand-written `Debug` impls that show names, never values.
 
