@@ -24,20 +24,20 @@ Control: HTTP on 127.0.0.1 (`--control-port`), `POST /freeze` (and the others ab
 One log line per control request and per connection on stderr.
 
 Prints `READY port=N control=M` on stdout once both accept connections; exits on SIGTERM or SIGINT, and with
-`--watch-pid PID` once process PID is gone. Only the Python standard library.
+`--watch-pid PID` once process PID is gone (serving.py's life cycle). Only the Python standard library.
 """
 
 import argparse
 import http.server
 import json
-import os
-import signal
 import socket
 import struct
 import sys
 import threading
 import time
 import urllib.parse
+
+import serving
 
 CHUNK = 65536
 
@@ -280,14 +280,6 @@ def parse_upstream(text):
     return host.strip("[]"), int(port)
 
 
-def watch(pid, stop):
-    while not stop.wait(1.0):
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            stop.set()
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--upstream", type=parse_upstream, required=True, help="HOST:PORT to forward to")
@@ -299,24 +291,20 @@ def main(argv=None):
     proxy = Proxy(args.upstream)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", args.port))
+    listener.bind((serving.LOOPBACK, args.port))
     listener.listen(128)
-    control = http.server.ThreadingHTTPServer(("127.0.0.1", args.control_port), control_handler(proxy))
-    control.daemon_threads = True
-
+    control = serving.serve_in_background(
+        http.server.ThreadingHTTPServer((serving.LOOPBACK, args.control_port), control_handler(proxy))
+    )
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    if args.watch_pid:
-        threading.Thread(target=watch, args=(args.watch_pid, stop), daemon=True).start()
     threading.Thread(target=proxy.serve, args=(listener, stop), daemon=True, name="accept").start()
-    threading.Thread(target=control.serve_forever, daemon=True, name="control").start()
-    print(f"READY port={listener.getsockname()[1]} control={control.server_address[1]}", flush=True)
-    stop.wait()
-    control.shutdown()
-    control.server_close()
-    listener.close()
+    ready = [f"READY port={listener.getsockname()[1]} control={control.server_address[1]}"]
+    try:
+        return serving.run("fault-proxy", [control], ready, watch_pid=args.watch_pid)
+    finally:
+        stop.set()
+        listener.close()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
