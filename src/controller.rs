@@ -36,7 +36,7 @@ use crate::sync::lock;
 /// A unit of work: a ServiceAccount to reconcile, or its pending pods to look at. An [`ObjectKey`] shares its
 /// names, so the queue's copies of a waiting key (by time and by key) cost no allocation of their own.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum WorkKey {
+pub(crate) enum WorkKey {
     ServiceAccount(ObjectKey),
     Pods(ObjectKey),
 }
@@ -51,7 +51,7 @@ const WORKER_MAX_SILENCE: Duration = Duration::from_secs(300);
 /// Connects to the API server as configured: `--kubeconfig`, else `KUBECONFIG`, else in-cluster, else
 /// `~/.kube/config`. Also
 /// returns the connection's namespace: the pod's own in-cluster, the context's with a kubeconfig.
-pub fn connect(config: &Config) -> Result<(Client, Option<String>), String> {
+pub(crate) fn connect(config: &Config) -> Result<(Client, Option<String>), String> {
     let connection = match (&config.kubeconfig, std::env::var_os("KUBECONFIG")) {
         (Some(path), _) => Connection::from_kubeconfig(std::slice::from_ref(path))?,
         (None, Some(paths)) if !paths.is_empty() => {

@@ -2,7 +2,7 @@
 
 /// The registry host of an image reference, as Docker resolves it: the first path component when it looks
 /// like a host (has a dot or a port, or is `localhost`), else Docker Hub.
-pub fn registry(image: &str) -> &str {
+pub(crate) fn registry(image: &str) -> &str {
     match image.split_once('/') {
         Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
             first

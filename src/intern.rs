@@ -8,7 +8,7 @@ use std::sync::Arc;
 /// audience and principals, so a cache of 10,000 keeps a handful of copies, not 10,000. Values nobody holds
 /// any more are dropped once the set has doubled since the last sweep.
 #[derive(Debug)]
-pub struct Interner<T: ?Sized> {
+pub(crate) struct Interner<T: ?Sized> {
     values: HashSet<Arc<T>>,
     swept_at: usize,
 }
@@ -24,7 +24,7 @@ impl<T: ?Sized> Default for Interner<T> {
 
 impl<T: ?Sized + Eq + Hash> Interner<T> {
     /// The shared copy of `value`.
-    pub fn intern(&mut self, value: Arc<T>) -> Arc<T> {
+    pub(crate) fn intern(&mut self, value: Arc<T>) -> Arc<T> {
         if let Some(shared) = self.values.get(&value) {
             return shared.clone();
         }
@@ -36,18 +36,15 @@ impl<T: ?Sized + Eq + Hash> Interner<T> {
         value
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.values.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
     }
 }
 
 impl Interner<str> {
     /// The shared copy of `value`, allocated only the first time it is seen.
-    pub fn intern_str(&mut self, value: &str) -> Arc<str> {
+    pub(crate) fn intern_str(&mut self, value: &str) -> Arc<str> {
         match self.values.get(value) {
             Some(shared) => shared.clone(),
             None => self.intern(Arc::from(value)),

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 static COUNTER: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
 
 /// A pseudo-random number in `0..1`.
-pub fn unit() -> f64 {
+pub(crate) fn unit() -> f64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -24,17 +24,17 @@ pub fn unit() -> f64 {
 }
 
 /// `base` stretched by a random factor in `1..1+fraction`.
-pub fn stretch(base: Duration, fraction: f64) -> Duration {
+pub(crate) fn stretch(base: Duration, fraction: f64) -> Duration {
     stretch_with(base, fraction, unit())
 }
 
 /// `base` stretched by the factor `1+fraction*unit`, for a draw `unit` in `0..1` made by the caller.
-pub fn stretch_with(base: Duration, fraction: f64, unit: f64) -> Duration {
+pub(crate) fn stretch_with(base: Duration, fraction: f64, unit: f64) -> Duration {
     base.mul_f64(1.0 + fraction.max(0.0) * unit)
 }
 
 /// `base` shrunk by a random factor in `1-fraction..1`.
-pub fn shrink(base: Duration, fraction: f64) -> Duration {
+pub(crate) fn shrink(base: Duration, fraction: f64) -> Duration {
     base.mul_f64(1.0 - fraction.clamp(0.0, 1.0) * unit())
 }
 

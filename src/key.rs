@@ -10,14 +10,14 @@ use crate::intern::Interner;
 
 /// Namespace and name of an object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey {
+pub(crate) struct ObjectKey {
     namespace: Arc<str>,
     name: Arc<str>,
 }
 
 impl ObjectKey {
     /// The key of `namespace/name`; the namespace is shared with every other key of that namespace.
-    pub fn new(namespace: &str, name: &str) -> Self {
+    pub(crate) fn new(namespace: &str, name: &str) -> Self {
         ObjectKey {
             namespace: shared_namespace(namespace),
             name: name.into(),
@@ -25,23 +25,24 @@ impl ObjectKey {
     }
 
     /// The key of the object `name` in the same namespace.
-    pub fn sibling(&self, name: &str) -> Self {
+    pub(crate) fn sibling(&self, name: &str) -> Self {
         ObjectKey {
             namespace: self.namespace.clone(),
             name: name.into(),
         }
     }
 
-    pub fn namespace(&self) -> &str {
+    pub(crate) fn namespace(&self) -> &str {
         &self.namespace
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// Whether this is the key of `namespace/name`.
-    pub fn is(&self, namespace: &str, name: &str) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is(&self, namespace: &str, name: &str) -> bool {
         *self.namespace == *namespace && *self.name == *name
     }
 }

@@ -6,18 +6,18 @@
 
 /// Encodes every byte of `value` except the unreserved characters and those in `keep` (e.g. `b"/"` for a
 /// path, `b"@"` for a Google service account in a path segment).
-pub fn encode(value: &str, keep: &[u8]) -> String {
+pub(crate) fn encode(value: &str, keep: &[u8]) -> String {
     encode_with(value, keep, false)
 }
 
 /// `application/x-www-form-urlencoded` as Python's `urllib.parse.urlencode` writes it (space as `+`), which is
 /// what Google's and Microsoft's Python clients send.
-pub fn encode_form_value(value: &str) -> String {
+pub(crate) fn encode_form_value(value: &str) -> String {
     encode_with(value, b"", true)
 }
 
 /// A form body from name/value pairs, in the given order.
-pub fn form(fields: &[(&str, &str)]) -> String {
+pub(crate) fn form(fields: &[(&str, &str)]) -> String {
     fields
         .iter()
         .map(|(name, value)| format!("{}={}", encode_form_value(name), encode_form_value(value)))

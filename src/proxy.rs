@@ -33,7 +33,7 @@ pub struct ProxyUrl {
 
 impl ProxyUrl {
     /// Parses a proxy URL as Go does (`host:port` means `http://host:port`); `source` names it in errors.
-    pub fn parse(value: &str, source: &str) -> Result<ProxyUrl, String> {
+    pub(crate) fn parse(value: &str, source: &str) -> Result<ProxyUrl, String> {
         let value = value.trim();
         let with_scheme = if value.contains("://") {
             value.to_string()
@@ -66,7 +66,7 @@ impl ProxyUrl {
     }
 
     /// The proxy for ureq's request configuration.
-    pub fn ureq(&self) -> ureq::Proxy {
+    pub(crate) fn ureq(&self) -> ureq::Proxy {
         self.proxy.clone()
     }
 }
@@ -93,7 +93,7 @@ pub struct ProxyConfig {
 
 impl ProxyConfig {
     /// Reads `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY` (upper case first, then lower case).
-    pub fn from_env() -> Result<ProxyConfig, String> {
+    pub(crate) fn from_env() -> Result<ProxyConfig, String> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
@@ -123,7 +123,7 @@ impl ProxyConfig {
     }
 
     /// The proxy for a request to `url`, or `None` to connect directly.
-    pub fn proxy_for(&self, url: &str) -> Option<&ProxyUrl> {
+    pub(crate) fn proxy_for(&self, url: &str) -> Option<&ProxyUrl> {
         let target = Target::parse(url)?;
         let proxy = match target.scheme.as_str() {
             "https" => self.https.as_ref(),

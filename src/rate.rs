@@ -21,13 +21,13 @@ pub struct RateLimit {
 }
 
 /// `tokens` after `elapsed_secs` more of refilling at `per_second`, capped at `burst`.
-pub fn refilled(tokens: f64, elapsed_secs: f64, per_second: f64, burst: f64) -> f64 {
+pub(crate) fn refilled(tokens: f64, elapsed_secs: f64, per_second: f64, burst: f64) -> f64 {
     (tokens + elapsed_secs * per_second).min(burst)
 }
 
 /// A token bucket shared by threads (a provider client's clones, the `events` thread).
 #[derive(Debug)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     limit: RateLimit,
     state: Mutex<State>,
 }
@@ -41,12 +41,12 @@ struct State {
 
 impl TokenBucket {
     /// A full bucket (at least one token, refilled at least once in 1,000 s).
-    pub fn new(limit: RateLimit) -> Self {
+    pub(crate) fn new(limit: RateLimit) -> Self {
         TokenBucket::full_at(limit, Instant::now())
     }
 
     /// A bucket full at `now`.
-    pub fn full_at(limit: RateLimit, now: Instant) -> Self {
+    pub(crate) fn full_at(limit: RateLimit, now: Instant) -> Self {
         let limit = RateLimit {
             per_second: limit.per_second.max(0.001),
             burst: limit.burst.max(1),
@@ -63,7 +63,7 @@ impl TokenBucket {
     /// Takes one token, waiting until there is one. Tokens are handed out in the order they are reserved:
     /// a caller that must wait reserves its token at once (the count goes negative) and sleeps until it is
     /// due, so waiting callers never race each other.
-    pub fn acquire(&self) {
+    pub(crate) fn acquire(&self) {
         let wait = self.reserve(Instant::now());
         if !wait.is_zero() {
             std::thread::sleep(wait);
@@ -71,7 +71,7 @@ impl TokenBucket {
     }
 
     /// Takes a token if there is one at `now`; otherwise takes nothing and says how long until there is one.
-    pub fn try_take(&self, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn try_take(&self, now: Instant) -> Result<(), Duration> {
         let mut state = self.refill(now);
         if state.tokens >= 1.0 {
             state.tokens -= 1.0;

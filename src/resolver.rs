@@ -22,7 +22,7 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::NextTimeout;
 
 /// How long a name's addresses are reused after a successful lookup.
-pub const REUSE_FOR: Duration = Duration::from_secs(10);
+pub(crate) const REUSE_FOR: Duration = Duration::from_secs(10);
 
 /// Past this many remembered names, expired ones are dropped (a process talks to a handful of hosts).
 const PRUNE_AT: usize = 64;
@@ -30,7 +30,7 @@ const PRUNE_AT: usize = 64;
 /// Resolves through `lookup` (ureq's resolver unless a test says otherwise), IP addresses excepted, and
 /// reuses what a name resolved to for [`REUSE_FOR`].
 #[derive(Debug)]
-pub struct ReusingResolver<R = DefaultResolver> {
+pub(crate) struct ReusingResolver<R = DefaultResolver> {
     lookup: R,
     reuse_for: Duration,
     resolved: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
@@ -43,7 +43,7 @@ impl Default for ReusingResolver {
 }
 
 impl<R: Resolver> ReusingResolver<R> {
-    pub fn new(lookup: R, reuse_for: Duration) -> Self {
+    pub(crate) fn new(lookup: R, reuse_for: Duration) -> Self {
         ReusingResolver {
             lookup,
             reuse_for,

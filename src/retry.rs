@@ -33,7 +33,7 @@ pub enum Retry {
 impl Retry {
     /// The class of several failures reported together: a server's `Retry-After` is honoured (the longest
     /// one), else a transient failure makes the whole retry soon, else it is permanent.
-    pub fn combine(self, other: Retry) -> Retry {
+    pub(crate) fn combine(self, other: Retry) -> Retry {
         match (self, other) {
             (Retry::After(a), Retry::After(b)) => Retry::After(a.max(b)),
             (Retry::After(a), _) | (_, Retry::After(a)) => Retry::After(a),
@@ -44,7 +44,7 @@ impl Retry {
 
     /// The class of an answer that may (`retryable`) or may not pass by waiting: the server's `Retry-After`
     /// counts only where waiting may help.
-    pub fn from_answer(retryable: bool, retry_after: Option<Duration>) -> Retry {
+    pub(crate) fn from_answer(retryable: bool, retry_after: Option<Duration>) -> Retry {
         match (retryable, retry_after) {
             (false, _) => Retry::Permanent,
             (true, Some(after)) => Retry::After(after),
@@ -58,7 +58,7 @@ impl Retry {
     }
 
     /// The class of a list of failures; `Transient` for none.
-    pub fn combine_all(classes: impl IntoIterator<Item = Retry>) -> Retry {
+    pub(crate) fn combine_all(classes: impl IntoIterator<Item = Retry>) -> Retry {
         classes
             .into_iter()
             .reduce(Retry::combine)
@@ -91,7 +91,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// From `first` doubling up to `max`, without jitter.
-    pub const fn new(first: Duration, max: Duration) -> Self {
+    pub(crate) const fn new(first: Duration, max: Duration) -> Self {
         Backoff {
             first,
             max,
@@ -100,12 +100,12 @@ impl Backoff {
     }
 
     /// The same backoff spread by `jitter`.
-    pub const fn with_jitter(self, jitter: Jitter) -> Self {
+    pub(crate) const fn with_jitter(self, jitter: Jitter) -> Self {
         Backoff { jitter, ..self }
     }
 
     /// The delay before attempt `attempt + 1` after `attempt` failures in a row, without jitter.
-    pub fn base(&self, attempt: u32) -> Duration {
+    pub(crate) fn base(&self, attempt: u32) -> Duration {
         let exponent = attempt.saturating_sub(1).min(20);
         self.first
             .saturating_mul(1u32 << exponent)
@@ -114,7 +114,7 @@ impl Backoff {
     }
 
     /// [`Backoff::base`] with its jitter applied for a random draw `unit` in `0..1`.
-    pub fn delay_with(&self, attempt: u32, unit: f64) -> Duration {
+    pub(crate) fn delay_with(&self, attempt: u32, unit: f64) -> Duration {
         let base = self.base(attempt);
         match self.jitter {
             Jitter::None => base,
@@ -126,7 +126,7 @@ impl Backoff {
     }
 
     /// [`Backoff::delay_with`] for a fresh random draw.
-    pub fn delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
         match self.jitter {
             Jitter::None => self.base(attempt),
             _ => self.delay_with(attempt, jitter::unit()),
@@ -136,7 +136,7 @@ impl Backoff {
 
 /// Parses a `Retry-After` value: delay-seconds or an HTTP date (RFC 9110 §10.2.3), relative to `now`.
 /// `None` for anything else; a date in the past is zero; the result is at most [`MAX_RETRY_AFTER`].
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
     let delay = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // A number too long for u64 is still "a long time".

@@ -21,7 +21,7 @@ const MAX_NAME: usize = 253;
 const MAX_LABEL_VALUE: usize = 63;
 
 /// `imagepullsecret-<ServiceAccount name>`, cut to a valid length.
-pub fn default_base_name(service_account: &str) -> String {
+pub(crate) fn default_base_name(service_account: &str) -> String {
     cut_name(&format!("imagepullsecret-{service_account}"), MAX_NAME)
 }
 
@@ -29,7 +29,7 @@ pub fn default_base_name(service_account: &str) -> String {
 ///
 /// The base is shortened when needed so that the suffix always survives: a cut suffix would give two
 /// principals the same secret.
-pub fn secret_names(base: &str, count: usize) -> Vec<String> {
+pub(crate) fn secret_names(base: &str, count: usize) -> Vec<String> {
     (0..count)
         .map(|i| {
             if i == 0 {
@@ -52,7 +52,7 @@ fn cut_name(name: &str, max: usize) -> String {
 }
 
 /// Checks that a secret base name is a DNS subdomain (what Kubernetes requires of secret names).
-pub fn validate_base_name(name: &str) -> Result<(), String> {
+pub(crate) fn validate_base_name(name: &str) -> Result<(), String> {
     if name.len() > MAX_NAME {
         return Err(format!("{name:?} is longer than {MAX_NAME} characters"));
     }
@@ -66,7 +66,7 @@ pub fn validate_base_name(name: &str) -> Result<(), String> {
 
 /// Whether `label` has the characters of a DNS-1123 label: lower-case letters, digits and `-`, neither
 /// first nor last, and is not empty. (Length limits differ by use and are checked by the callers.)
-pub fn is_dns_label(label: &str) -> bool {
+pub(crate) fn is_dns_label(label: &str) -> bool {
     !label.is_empty()
         && label
             .bytes()
@@ -91,13 +91,13 @@ pub fn service_account_label_value(service_account: &str) -> String {
 }
 
 /// `{"auths":{"<registry>":{"username":…,"password":…,"auth":base64(user:password)}}}`.
-pub fn build_docker_config_json(registry: &str, username: &str, password: &str) -> String {
+pub(crate) fn build_docker_config_json(registry: &str, username: &str, password: &str) -> String {
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     serde_json::json!({"auths": {registry: {"username": username, "password": password, "auth": auth}}}).to_string()
 }
 
 /// A principal's identity as recorded on its secret (the role ARN, or the Google service account email).
-pub fn principal_id(principal: &Principal) -> &str {
+pub(crate) fn principal_id(principal: &Principal) -> &str {
     match principal {
         Principal::Aws(target) => &target.role_arn,
         Principal::Google(target) => &target.service_account_email,
@@ -106,12 +106,12 @@ pub fn principal_id(principal: &Principal) -> &str {
 }
 
 /// RFC 3339 UTC with second precision, as the expires-at annotation has always been written.
-pub fn format_time(time: DateTime<Utc>) -> String {
+pub(crate) fn format_time(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// The complete secret for one principal's fresh credentials.
-pub fn build_secret(
+pub(crate) fn build_secret(
     service_account: &ServiceAccount,
     name: &str,
     registry: &str,
@@ -165,7 +165,7 @@ pub fn build_secret(
 }
 
 /// The controller ownerReference that makes the garbage collector delete the secret with its ServiceAccount.
-pub fn owner_reference(service_account: &ServiceAccount) -> OwnerReference {
+pub(crate) fn owner_reference(service_account: &ServiceAccount) -> OwnerReference {
     OwnerReference {
         api_version: "v1".to_string(),
         kind: "ServiceAccount".to_string(),
@@ -179,25 +179,25 @@ pub fn owner_reference(service_account: &ServiceAccount) -> OwnerReference {
 /// Whether this controller may overwrite, detach or delete `secret` on behalf of `service_account`: it has a
 /// controller ownerReference to this very ServiceAccount, by UID (SPEC B1). The label is only a selector: a
 /// labelled secret without that reference is someone else's.
-pub fn is_owned_by(secret: &ObjectMeta, service_account: &ObjectMeta) -> bool {
+pub(crate) fn is_owned_by(secret: &ObjectMeta, service_account: &ObjectMeta) -> bool {
     is_controlled_by(secret, &service_account.uid)
 }
 
 /// Whether `secret`'s controller ownerReference is the ServiceAccount with UID `uid`.
-pub fn is_controlled_by(secret: &ObjectMeta, uid: &str) -> bool {
+pub(crate) fn is_controlled_by(secret: &ObjectMeta, uid: &str) -> bool {
     secret
         .controller()
         .is_some_and(|r| r.kind == "ServiceAccount" && r.api_version == "v1" && r.uid == uid)
 }
 
 /// SHA-256 of the `.dockerconfigjson` bytes, lower-case hex.
-pub fn content_digest(bytes: &[u8]) -> String {
+pub(crate) fn content_digest(bytes: &[u8]) -> String {
     crate::cloud::sigv4::payload_hash(bytes)
 }
 
 /// Whether the secret's content is what this controller wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Content {
+pub(crate) enum Content {
     /// Matches the recorded digest (or, for secrets without one, is self-consistent).
     AsWritten,
     /// Readable, but not what was written: someone edited it.
@@ -209,7 +209,7 @@ pub enum Content {
 /// What freshness and repair need to know about a stored secret, without its data: small enough to keep
 /// for every provisioned secret, and free of anything secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretSummary {
+pub(crate) struct SecretSummary {
     pub is_docker_config: bool,
     pub principal: Option<Arc<str>>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -220,7 +220,7 @@ pub struct SecretSummary {
 }
 
 /// Reads a secret into its [`SecretSummary`].
-pub fn summarize(secret: &Secret) -> SecretSummary {
+pub(crate) fn summarize(secret: &Secret) -> SecretSummary {
     let annotations = &secret.metadata.annotations;
     let time = |key: &str| annotations.get(key).and_then(|t| parse_time(t));
     let (registry, content) = match decoded_config(secret) {
@@ -278,7 +278,7 @@ fn is_consistent(entry: &serde_json::Value) -> bool {
 /// The credential a changed secret still holds intact: of the username and password fields and the `auth`
 /// field, the one whose content rebuilt gives the recorded digest. `None` when neither does (or no digest
 /// was recorded): then only a new exchange can repair the secret.
-pub fn recover_credential(secret: &Secret, registry: &str) -> Option<(String, Sensitive)> {
+pub(crate) fn recover_credential(secret: &Secret, registry: &str) -> Option<(String, Sensitive)> {
     let digest = secret.metadata.annotations.get(keys::CONTENT_DIGEST)?;
     let (_, config) = decoded_config(secret)?;
     let entry = config.get("auths")?.get(registry)?;
@@ -303,7 +303,7 @@ pub fn recover_credential(secret: &Secret, registry: &str) -> Option<(String, Se
 
 /// What a principal's existing secret needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Freshness {
+pub(crate) enum Freshness {
     /// Obtain new credentials now; the text says why (for logs and events).
     Due(&'static str),
     /// Good until the given refresh time.
@@ -313,7 +313,7 @@ pub enum Freshness {
 /// How soon secrets are refreshed and a ServiceAccount is processed again: everything [`freshness`] and
 /// [`RefreshPolicy::delay_until`] read besides the secret and the time.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RefreshPolicy {
+pub(crate) struct RefreshPolicy {
     /// The lifetime assumed, per provider, for secrets that do not record when they were obtained (the
     /// original controller's).
     pub assumed_lifetime_aws: Duration,
@@ -328,7 +328,7 @@ pub struct RefreshPolicy {
 
 impl RefreshPolicy {
     /// The usual lifetime of `principal`'s provider's credentials.
-    pub fn assumed_lifetime(&self, principal: &Principal) -> Duration {
+    pub(crate) fn assumed_lifetime(&self, principal: &Principal) -> Duration {
         match principal {
             Principal::Aws(_) => self.assumed_lifetime_aws,
             Principal::Google(_) => self.assumed_lifetime_google,
@@ -338,7 +338,7 @@ impl RefreshPolicy {
 
     /// How long to wait before the next run: until `refresh_at`, shortened by up to `jitter` of the wait so
     /// that many secrets obtained together do not all refresh together, and never less than `floor`.
-    pub fn delay_until(&self, refresh_at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    pub(crate) fn delay_until(&self, refresh_at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
         let wait = (refresh_at - now).to_std().unwrap_or(Duration::ZERO);
         crate::jitter::shrink(wait, self.jitter).max(self.floor)
     }
@@ -355,7 +355,7 @@ impl RefreshPolicy {
 /// The policy's `jitter` is the fraction by which [`RefreshPolicy::delay_until`] brings a scheduled run
 /// forward. The secret counts as due from that much before its refresh time, so the run that jitter brought
 /// forward refreshes it, instead of finding it fresh, waiting again (at least the floor) and refreshing late.
-pub fn freshness(
+pub(crate) fn freshness(
     secret: &SecretSummary,
     registry: &str,
     principal: &Principal,
@@ -404,12 +404,12 @@ pub fn freshness(
 
 /// When a credential that expires at `expires_at` after `lifetime` should be replaced: with a quarter of the
 /// lifetime left.
-pub fn refresh_time(expires_at: DateTime<Utc>, lifetime: Duration) -> DateTime<Utc> {
+pub(crate) fn refresh_time(expires_at: DateTime<Utc>, lifetime: Duration) -> DateTime<Utc> {
     let margin = chrono::Duration::from_std(lifetime / 4).unwrap_or(chrono::Duration::zero());
     expires_at - margin
 }
 
-pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&Utc))

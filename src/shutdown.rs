@@ -23,12 +23,12 @@ impl Shutdown {
         wake.notify_all();
     }
 
-    pub fn is_triggered(&self) -> bool {
+    pub(crate) fn is_triggered(&self) -> bool {
         *lock(&self.inner.0)
     }
 
     /// Blocks until shutdown is triggered.
-    pub fn wait(&self) {
+    pub(crate) fn wait(&self) {
         let (flag, wake) = &*self.inner;
         let mut triggered = lock(flag);
         while !*triggered {
@@ -37,7 +37,7 @@ impl Shutdown {
     }
 
     /// Sleeps for `duration` or until shutdown, whichever comes first. Returns true if shutting down.
-    pub fn sleep(&self, duration: Duration) -> bool {
+    pub(crate) fn sleep(&self, duration: Duration) -> bool {
         let deadline = Instant::now() + duration;
         let (flag, wake) = &*self.inner;
         let mut triggered = lock(flag);

@@ -16,7 +16,7 @@ use crate::secret;
 
 /// The validated configuration of one ServiceAccount.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Configuration {
+pub(crate) struct Configuration {
     /// Registry host, used verbatim as the key under `auths`.
     pub registry: String,
     /// Audience of the ServiceAccount tokens.
@@ -31,14 +31,14 @@ pub struct Configuration {
 
 impl Configuration {
     /// The secret name of each principal, in order.
-    pub fn secret_names(&self) -> Vec<String> {
+    pub(crate) fn secret_names(&self) -> Vec<String> {
         secret::secret_names(&self.secret_base_name, self.principals.len())
     }
 }
 
 /// What a ServiceAccount's annotations say.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     /// None of the configuration annotations is set: nothing to provision, anything provisioned goes.
     NotConfigured,
     Configured(Configuration),
@@ -47,7 +47,7 @@ pub enum Parsed {
 }
 
 /// Reads the configuration of ServiceAccount `namespace/name` from its annotations.
-pub fn parse(namespace: &str, name: &str, annotations: &BTreeMap<String, String>) -> Parsed {
+pub(crate) fn parse(namespace: &str, name: &str, annotations: &BTreeMap<String, String>) -> Parsed {
     let get = |key: &str| {
         annotations
             .get(key)
@@ -333,12 +333,15 @@ fn split_list<'a>(value: &'a str, key: &str) -> Result<Vec<&'a str>, String> {
 
 /// The default of `--max-principals-per-service-account`: far more than any real ServiceAccount lists, far
 /// fewer than would let one ServiceAccount monopolise token requests, provider calls and events.
-pub const DEFAULT_MAX_PRINCIPALS: usize = 20;
+pub(crate) const DEFAULT_MAX_PRINCIPALS: usize = 20;
 
 /// Refuses a configuration with more principals than `limit`: every principal costs a TokenRequest, provider
 /// calls and a secret at each refresh, so one ServiceAccount listing a thousand would crowd out the others.
 /// The message is the one Warning the ServiceAccount gets; nothing is written for it.
-pub fn check_principal_limit(configuration: &Configuration, limit: usize) -> Result<(), String> {
+pub(crate) fn check_principal_limit(
+    configuration: &Configuration,
+    limit: usize,
+) -> Result<(), String> {
     let count = configuration.principals.len();
     if count <= limit {
         return Ok(());
@@ -356,7 +359,7 @@ pub fn check_principal_limit(configuration: &Configuration, limit: usize) -> Res
 
 /// Why one principal (or the attach step) of a reconcile failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrincipalFailure {
+pub(crate) struct PrincipalFailure {
     /// "what failed: why", naming the principal.
     pub message: String,
     /// Whether the failure goes into the reconcile's Warning; a lost leadership or a race being retried is
@@ -369,7 +372,10 @@ pub struct PrincipalFailure {
 /// The note of the one Warning a reconcile publishes for all its failures, or `None` when there is nothing
 /// to report. One failure keeps its message as it is; several are counted and listed, each naming its
 /// principal, so one event says everything that went wrong and repeats of it form one series.
-pub fn summarize_failures(failures: &[PrincipalFailure], principals: usize) -> Option<String> {
+pub(crate) fn summarize_failures(
+    failures: &[PrincipalFailure],
+    principals: usize,
+) -> Option<String> {
     let reported: Vec<&str> = failures
         .iter()
         .filter(|f| f.report)
@@ -407,7 +413,7 @@ fn validate_audience(audience: &str) -> Result<(), String> {
 }
 
 /// A registry host as Docker uses it: a DNS name or IP, optionally with a port; no scheme, path or upper case.
-pub fn validate_registry_host(registry: &str) -> Result<(), String> {
+pub(crate) fn validate_registry_host(registry: &str) -> Result<(), String> {
     let key = keys::REGISTRY;
     if registry.contains("://") {
         return Err(format!("annotation {key}: {registry:?} has a scheme; give the host only, e.g. europe-docker.pkg.dev"));
@@ -638,7 +644,7 @@ mod tests {
             (keys::AZURE_WORKLOAD_IDENTITY_TENANT_ID, TENANT),
         ]);
         assert!(matches!(&ecosystem.principals[..], [Principal::Azure(t)]
-            if t.client_id == CLIENT && t.registry.cloud == azure::AzureCloud::UsGovernment));
+            if t.client_id == CLIENT && t.registry.cloud == azure::names::AzureCloud::UsGovernment));
 
         // Alone, the ecosystem's annotations configure nothing.
         assert_eq!(

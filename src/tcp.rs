@@ -20,15 +20,15 @@ use ureq::unversioned::transport::{
 use ureq::Timeout;
 
 /// A connection without traffic for this long gets its first keepalive probe.
-pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// Time between unanswered probes.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Unanswered probes before the kernel gives the connection up.
-pub const KEEPALIVE_COUNT: u32 = 3;
+pub(crate) const KEEPALIVE_COUNT: u32 = 3;
 
 /// Opens plain TCP connections (the first link of a chain that adds TLS), configured as the module says.
 #[derive(Debug, Default)]
-pub struct TcpConnector;
+pub(crate) struct TcpConnector;
 
 impl<In: Transport> Connector<In> for TcpConnector {
     type Out = Either<In, TcpTransport>;
@@ -104,7 +104,7 @@ fn is_timeout(error: &io::Error) -> bool {
 }
 
 /// One TCP connection. All I/O goes through `&TcpStream`, so the agent's shutdown handle can share it.
-pub struct TcpTransport {
+pub(crate) struct TcpTransport {
     stream: Arc<TcpStream>,
     buffers: LazyBuffers,
 }

@@ -35,7 +35,7 @@ const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
 const MAX_IDLE_CONNECTIONS: usize = 64;
 
 /// Mozilla's public roots, compiled in.
-pub fn public_roots() -> Vec<Certificate<'static>> {
+pub(crate) fn public_roots() -> Vec<Certificate<'static>> {
     webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
         .map(|der| Certificate::from_der(der.as_ref()).to_owned())
@@ -43,7 +43,7 @@ pub fn public_roots() -> Vec<Certificate<'static>> {
 }
 
 /// Every certificate in a PEM blob (other items, such as keys, are skipped); `source` names it in errors.
-pub fn certificates_from_pem(
+pub(crate) fn certificates_from_pem(
     pem: &[u8],
     source: &str,
 ) -> Result<Vec<Certificate<'static>>, String> {
@@ -94,7 +94,7 @@ pub fn agent_config(
 
 /// An agent with `config`: our TCP connections ([`crate::tcp`]), ureq's proxy tunnel and TLS, retired after
 /// a timeout, and our resolver (see [`crate::resolver`]).
-pub fn agent(config: ureq::config::Config) -> ureq::Agent {
+pub(crate) fn agent(config: ureq::config::Config) -> ureq::Agent {
     ureq::Agent::with_parts(
         config,
         ().chain(ConnectProxyConnector::default())
@@ -110,13 +110,13 @@ pub fn agent(config: ureq::config::Config) -> ureq::Agent {
 /// After a timeout the next request opens a new connection (new flows pass where old ones went silent);
 /// the cost is one handshake per connection that was in fact still good.
 #[derive(Debug, Default, Clone)]
-pub struct RetireOnTimeout {
+pub(crate) struct RetireOnTimeout {
     timeouts: Arc<AtomicU64>,
 }
 
 impl RetireOnTimeout {
     /// How many requests of this agent have timed out so far.
-    pub fn timeouts(&self) -> u64 {
+    pub(crate) fn timeouts(&self) -> u64 {
         self.timeouts.load(Ordering::Relaxed)
     }
 }
@@ -140,7 +140,7 @@ impl<In: Transport> Connector<In> for RetireOnTimeout {
 /// A connection that counts its timeouts into its agent's and is no longer open once any connection of the
 /// agent timed out after it was opened.
 #[derive(Debug)]
-pub struct Retiring<T> {
+pub(crate) struct Retiring<T> {
     inner: T,
     opened_after: u64,
     timeouts: Arc<AtomicU64>,

@@ -14,9 +14,9 @@
 //!   an older version of an object than the one it holds, whoever brings it.
 //! - Memory grows with configured ServiceAccounts, their secrets and their pending pods, nothing else.
 
-pub mod pods;
-pub mod secrets;
-pub mod service_accounts;
+pub(crate) mod pods;
+pub(crate) mod secrets;
+pub(crate) mod service_accounts;
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -30,7 +30,7 @@ use service_accounts::{Action, CachedServiceAccount, ServiceAccounts};
 
 /// The three caches, one lock each.
 #[derive(Debug, Default)]
-pub struct Caches {
+pub(crate) struct Caches {
     service_accounts: Mutex<ServiceAccounts>,
     secrets: Mutex<Secrets>,
     pods: Mutex<PendingPods>,
@@ -53,7 +53,7 @@ impl Caches {
 
     /// Takes in one event of the ServiceAccount watch; returns the work it calls for. The pending pods of a
     /// ServiceAccount that is forgotten are dropped with it.
-    pub fn service_account_event(&self, event: Event<ServiceAccount>) -> Vec<Action> {
+    pub(crate) fn service_account_event(&self, event: Event<ServiceAccount>) -> Vec<Action> {
         let actions = self.service_accounts().apply(event);
         for action in &actions {
             if let Action::Forget(key) = action {
@@ -64,38 +64,38 @@ impl Caches {
     }
 
     /// Takes in one event of the secret watch; returns the ServiceAccounts to reconcile.
-    pub fn secret_event(&self, event: Event<Secret>) -> Vec<ObjectKey> {
+    pub(crate) fn secret_event(&self, event: Event<Secret>) -> Vec<ObjectKey> {
         self.secrets().apply(event)
     }
 
     /// Takes in one event of the pending-pod watch; returns the ServiceAccount whose pods to look at.
-    pub fn pod_event(&self, event: Event<Pod>) -> Option<ObjectKey> {
+    pub(crate) fn pod_event(&self, event: Event<Pod>) -> Option<ObjectKey> {
         self.pods().apply(event, |key| self.is_tracked(key))
     }
 
     // What a reconcile reads.
 
-    pub fn service_account(&self, key: &ObjectKey) -> Option<CachedServiceAccount> {
+    pub(crate) fn service_account(&self, key: &ObjectKey) -> Option<CachedServiceAccount> {
         self.service_accounts().get(key)
     }
 
     /// Whether ServiceAccount `key` is kept (configured, or not yet cleaned up after).
-    pub fn is_tracked(&self, key: &ObjectKey) -> bool {
+    pub(crate) fn is_tracked(&self, key: &ObjectKey) -> bool {
         self.service_accounts().contains(key)
     }
 
     /// The secrets that belong to, or claim to belong to, ServiceAccount `key`.
-    pub fn secrets_of(&self, key: &ObjectKey) -> Vec<CachedSecret> {
+    pub(crate) fn secrets_of(&self, key: &ObjectKey) -> Vec<CachedSecret> {
         self.secrets().for_service_account(key)
     }
 
     /// The pending pods of ServiceAccount `key`.
-    pub fn pending_pods(&self, key: &ObjectKey) -> Vec<PendingPod> {
+    pub(crate) fn pending_pods(&self, key: &ObjectKey) -> Vec<PendingPod> {
         self.pods().of(key)
     }
 
     /// Whether ServiceAccount `key` had pending pods while it was not tracked, so they must be listed once.
-    pub fn needs_pod_list(&self, key: &ObjectKey) -> bool {
+    pub(crate) fn needs_pod_list(&self, key: &ObjectKey) -> bool {
         self.pods().needs_list(key)
     }
 
@@ -103,7 +103,7 @@ impl Caches {
 
     /// Keeps a secret as the API server just returned it (written or read), unless a newer version is
     /// already kept; returns it as cached.
-    pub fn observed_secret(&self, secret: &Secret) -> CachedSecret {
+    pub(crate) fn observed_secret(&self, secret: &Secret) -> CachedSecret {
         let cached = CachedSecret::from_object(secret);
         self.secrets().upsert(cached.clone());
         cached
@@ -111,26 +111,26 @@ impl Caches {
 
     /// Keeps a ServiceAccount as the API server just returned it (written or read), unless a newer version
     /// is already kept.
-    pub fn observed_service_account(&self, sa: &ServiceAccount) {
+    pub(crate) fn observed_service_account(&self, sa: &ServiceAccount) {
         let key = ObjectKey::new(&sa.metadata.namespace, &sa.metadata.name);
         self.service_accounts()
             .upsert(key, CachedServiceAccount::from_object(sa));
     }
 
     /// Forgets secret `key`, which the reconcile deleted or found gone.
-    pub fn secret_gone(&self, key: &ObjectKey) {
+    pub(crate) fn secret_gone(&self, key: &ObjectKey) {
         self.secrets().remove(key);
     }
 
     /// Adds the pending pods listed for ServiceAccount `key`, which just became tracked; what the watch
     /// brought meanwhile wins.
-    pub fn listed_pods(&self, key: &ObjectKey, pods: Vec<PendingPod>) {
+    pub(crate) fn listed_pods(&self, key: &ObjectKey, pods: Vec<PendingPod>) {
         self.pods().add_listed(key, pods);
     }
 
     /// Drops ServiceAccount `key` once its reconcile has cleaned up after it, if it is still unconfigured at
     /// the `resource_version` that reconcile saw.
-    pub fn forget_if_unconfigured(&self, key: &ObjectKey, resource_version: &str) {
+    pub(crate) fn forget_if_unconfigured(&self, key: &ObjectKey, resource_version: &str) {
         self.service_accounts()
             .forget_if_unconfigured(key, resource_version);
     }

@@ -15,7 +15,7 @@ use crate::runtime::watcher::Event;
 
 /// One container of a pending pod, as eviction sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodContainer {
+pub(crate) struct PodContainer {
     pub name: Box<str>,
     /// The registry host of its image.
     pub registry: Box<str>,
@@ -27,7 +27,7 @@ pub struct PodContainer {
 
 /// A pending pod, reduced to what eviction needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingPod {
+pub(crate) struct PendingPod {
     pub name: Box<str>,
     pub uid: Box<str>,
     pub pending: bool,
@@ -38,7 +38,7 @@ pub struct PendingPod {
 }
 
 impl PendingPod {
-    pub fn from_object(pod: &Pod) -> Self {
+    pub(crate) fn from_object(pod: &Pod) -> Self {
         let statuses: Vec<_> = pod
             .status
             .init_container_statuses
@@ -79,7 +79,7 @@ impl PendingPod {
 
 /// The cache of pending pods of tracked ServiceAccounts.
 #[derive(Debug, Default)]
-pub struct PendingPods {
+pub(crate) struct PendingPods {
     by_service_account: HashMap<ObjectKey, HashMap<Box<str>, PendingPod>>,
     /// Hashes of untracked ServiceAccounts seen with pending pods.
     untracked: HashSet<u64>,
@@ -96,7 +96,7 @@ fn service_account_of(pod: &Pod) -> &str {
 impl PendingPods {
     /// Turns one watch event into cache updates. `is_tracked` says whether a ServiceAccount is configured.
     /// Returns the ServiceAccount whose pods should be looked at.
-    pub fn apply(
+    pub(crate) fn apply(
         &mut self,
         event: Event<Pod>,
         is_tracked: impl Fn(&ObjectKey) -> bool,
@@ -146,7 +146,7 @@ impl PendingPods {
     }
 
     /// The pending pods of ServiceAccount `key`.
-    pub fn of(&self, key: &ObjectKey) -> Vec<PendingPod> {
+    pub(crate) fn of(&self, key: &ObjectKey) -> Vec<PendingPod> {
         self.by_service_account
             .get(key)
             .map(|pods| pods.values().cloned().collect())
@@ -154,13 +154,13 @@ impl PendingPods {
     }
 
     /// Whether pods of this ServiceAccount were seen while it was not tracked, so they must be listed once.
-    pub fn needs_list(&self, key: &ObjectKey) -> bool {
+    pub(crate) fn needs_list(&self, key: &ObjectKey) -> bool {
         self.untracked
             .contains(&key_hash(key.namespace(), key.name()))
     }
 
     /// Adds pods listed for a ServiceAccount that just became tracked; what the watch already brought wins.
-    pub fn add_listed(&mut self, key: &ObjectKey, pods: Vec<PendingPod>) {
+    pub(crate) fn add_listed(&mut self, key: &ObjectKey, pods: Vec<PendingPod>) {
         self.untracked
             .remove(&key_hash(key.namespace(), key.name()));
         let entry = self.by_service_account.entry(key.clone()).or_default();
@@ -173,18 +173,20 @@ impl PendingPods {
     }
 
     /// Drops the pods of a ServiceAccount that is no longer tracked.
-    pub fn forget_service_account(&mut self, key: &ObjectKey) {
+    pub(crate) fn forget_service_account(&mut self, key: &ObjectKey) {
         if self.by_service_account.remove(key).is_some() {
             self.untracked.insert(key_hash(key.namespace(), key.name()));
         }
     }
 
     /// How many pods are kept.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.by_service_account.values().map(HashMap::len).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_service_account.is_empty()
     }
 }

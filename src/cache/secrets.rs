@@ -18,7 +18,7 @@ use crate::secret::{self, SecretSummary};
 
 /// The part of a labelled secret a reconcile needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedSecret {
+pub(crate) struct CachedSecret {
     pub namespace: Arc<str>,
     pub name: Box<str>,
     pub uid: CompactStr,
@@ -31,7 +31,7 @@ pub struct CachedSecret {
 }
 
 impl CachedSecret {
-    pub fn from_object(secret: &Secret) -> Self {
+    pub(crate) fn from_object(secret: &Secret) -> Self {
         let meta = &secret.metadata;
         CachedSecret {
             namespace: meta.namespace.as_str().into(),
@@ -51,7 +51,7 @@ impl CachedSecret {
     }
 
     /// Whether the ServiceAccount with this UID owns it (SPEC B1: the controller reference, nothing else).
-    pub fn is_owned_by(&self, uid: &str) -> bool {
+    pub(crate) fn is_owned_by(&self, uid: &str) -> bool {
         self.controller.as_ref().is_some_and(|(_, u)| u.is(uid))
     }
 
@@ -82,7 +82,7 @@ impl CachedSecret {
 /// (it is then read from the API server, as any secret the cache does not hold) but never makes one secret
 /// answer for another.
 #[derive(Debug, Default)]
-pub struct Secrets {
+pub(crate) struct Secrets {
     groups: HashMap<u64, Vec<CachedSecret>>,
     names: HashMap<u64, u64>,
     shared: Interner<str>,
@@ -91,7 +91,7 @@ pub struct Secrets {
 
 impl Secrets {
     /// Every cached secret that belongs to, or claims to belong to, ServiceAccount `key`.
-    pub fn for_service_account(&self, key: &ObjectKey) -> Vec<CachedSecret> {
+    pub(crate) fn for_service_account(&self, key: &ObjectKey) -> Vec<CachedSecret> {
         let (namespace, name) = (key.namespace(), key.name());
         let label = secret::service_account_label_value(name);
         let mut found: Vec<CachedSecret> = Vec::new();
@@ -111,7 +111,8 @@ impl Secrets {
     }
 
     /// The cached secret `key`.
-    pub fn get(&self, key: &ObjectKey) -> Option<CachedSecret> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, key: &ObjectKey) -> Option<CachedSecret> {
         self.entry(key.namespace(), key.name()).cloned()
     }
 
@@ -123,16 +124,18 @@ impl Secrets {
             .find(|e| e.is(namespace, name))
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.names.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
 
     /// Turns one watch event into cache updates and the ServiceAccounts to reconcile.
-    pub fn apply(&mut self, event: Event<Secret>) -> Vec<ObjectKey> {
+    pub(crate) fn apply(&mut self, event: Event<Secret>) -> Vec<ObjectKey> {
         match event {
             Event::ListStarted => {
                 self.relist.start();
@@ -191,7 +194,7 @@ impl Secrets {
 
     /// Puts a secret as this process wrote it (or a watch delivered it) into the cache, unless a newer
     /// version is already there. Returns the ServiceAccount to reconcile when something it reads changed.
-    pub fn upsert(&mut self, mut new: CachedSecret) -> Option<ObjectKey> {
+    pub(crate) fn upsert(&mut self, mut new: CachedSecret) -> Option<ObjectKey> {
         let namespace = new.namespace.clone();
         let unchanged = match self.entry(&namespace, &new.name) {
             Some(old)
@@ -219,7 +222,7 @@ impl Secrets {
     }
 
     /// Forgets secret `key`, which this process deleted (or found gone).
-    pub fn remove(&mut self, key: &ObjectKey) {
+    pub(crate) fn remove(&mut self, key: &ObjectKey) {
         self.take(key.namespace(), key.name());
     }
 

@@ -19,7 +19,7 @@ use crate::runtime::watcher::Event;
 
 /// The part of a ServiceAccount a reconcile needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedServiceAccount {
+pub(crate) struct CachedServiceAccount {
     pub uid: CompactStr,
     pub resource_version: CompactStr,
     /// The annotations the configuration is read from (ours and the Azure Workload Identity ones it falls back
@@ -30,7 +30,7 @@ pub struct CachedServiceAccount {
 }
 
 impl CachedServiceAccount {
-    pub fn from_object(sa: &ServiceAccount) -> Self {
+    pub(crate) fn from_object(sa: &ServiceAccount) -> Self {
         let meta = &sa.metadata;
         CachedServiceAccount {
             uid: CompactStr::new(&meta.uid),
@@ -52,20 +52,21 @@ impl CachedServiceAccount {
     }
 
     /// Someone meant to configure it: one of the configuration annotations is set.
-    pub fn is_configured(&self) -> bool {
+    pub(crate) fn is_configured(&self) -> bool {
         self.annotations
             .iter()
             .any(|(k, v)| keys::CONFIGURATION_KEYS.contains(&k.as_ref()) && !v.trim().is_empty())
     }
 
-    pub fn annotation_map(&self) -> BTreeMap<String, String> {
+    pub(crate) fn annotation_map(&self) -> BTreeMap<String, String> {
         self.annotations
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 
-    pub fn pull_secret_names(&self) -> Vec<String> {
+    #[cfg(test)]
+    pub(crate) fn pull_secret_names(&self) -> Vec<String> {
         self.image_pull_secrets
             .iter()
             .map(|n| n.to_string())
@@ -83,7 +84,7 @@ impl CachedServiceAccount {
 
 /// What the watch thread does after an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Reconcile this ServiceAccount.
     Reconcile(ObjectKey),
     /// It is gone (or no longer tracked): drop its queued work and what is kept about it elsewhere.
@@ -92,7 +93,7 @@ pub enum Action {
 
 /// The cache of configured ServiceAccounts, by namespace and name.
 #[derive(Debug, Default)]
-pub struct ServiceAccounts {
+pub(crate) struct ServiceAccounts {
     namespaces: HashMap<Box<str>, HashMap<Box<str>, CachedServiceAccount>>,
     annotation_sets: Interner<[(Box<str>, Box<str>)]>,
     relist: Relist,
@@ -103,7 +104,7 @@ impl ServiceAccounts {
         self.namespaces.get(namespace)?.get(name)
     }
 
-    pub fn get(&self, key: &ObjectKey) -> Option<CachedServiceAccount> {
+    pub(crate) fn get(&self, key: &ObjectKey) -> Option<CachedServiceAccount> {
         self.entry(key.namespace(), key.name()).cloned()
     }
 
@@ -111,11 +112,13 @@ impl ServiceAccounts {
         self.entry(key.namespace(), key.name()).is_some()
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.namespaces.values().map(HashMap::len).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.namespaces.is_empty()
     }
 
@@ -129,7 +132,7 @@ impl ServiceAccounts {
     }
 
     /// Turns one watch event into cache updates and the work it calls for.
-    pub fn apply(&mut self, event: Event<ServiceAccount>) -> Vec<Action> {
+    pub(crate) fn apply(&mut self, event: Event<ServiceAccount>) -> Vec<Action> {
         match event {
             Event::ListStarted => {
                 self.relist.start();
@@ -176,7 +179,11 @@ impl ServiceAccounts {
 
     /// Puts what this process just wrote (or read) into the cache, unless the cache already holds a newer
     /// version. Returns the work it calls for, as a watch event would.
-    pub fn upsert(&mut self, key: ObjectKey, mut new: CachedServiceAccount) -> Option<Action> {
+    pub(crate) fn upsert(
+        &mut self,
+        key: ObjectKey,
+        mut new: CachedServiceAccount,
+    ) -> Option<Action> {
         let configured = new.is_configured();
         let work = match self.entry(key.namespace(), key.name()) {
             Some(old)
@@ -201,7 +208,7 @@ impl ServiceAccounts {
 
     /// Drops an entry that is no longer configured, once its reconcile has removed everything it owned, unless
     /// the ServiceAccount changed since (`resource_version` is what the reconcile saw).
-    pub fn forget_if_unconfigured(&mut self, key: &ObjectKey, resource_version: &str) {
+    pub(crate) fn forget_if_unconfigured(&mut self, key: &ObjectKey, resource_version: &str) {
         if let Some(entry) = self.entry(key.namespace(), key.name()) {
             if !entry.is_configured() && entry.resource_version.is(resource_version) {
                 self.remove(key.namespace(), key.name());

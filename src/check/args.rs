@@ -32,7 +32,7 @@ fn is_shared(name: &str) -> bool {
 
 /// A validated `check` command line.
 #[derive(Debug)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     pub namespace: String,
     pub name: String,
     pub image: Option<String>,
@@ -44,13 +44,13 @@ pub struct CheckArgs {
 
 /// What the command line asks for.
 #[derive(Debug)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     Check(Box<CheckArgs>),
     Help,
 }
 
 /// The help text of `check`.
-pub fn help() -> String {
+pub(crate) fn help() -> String {
     let mut text = String::from(
         "Usage: image-pull-secrets-provisioner check NAMESPACE/NAME [--image IMAGE] [--output text|json] [FLAGS]\n\n\
          Explains one ServiceAccount's federation chain end to end: its configuration, a token's claims, the issuer's\n\
@@ -68,7 +68,7 @@ pub fn help() -> String {
 }
 
 /// Parses the arguments after `check`.
-pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
+pub(crate) fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     let mut target = None;
     let mut image = None;
     let mut output = Output::Text;

@@ -8,7 +8,7 @@ use crate::cloud::jwt::{self, SegmentError};
 
 /// What the cloud matches a token against: issuer, subject, audiences, expiry, and the signing key's id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claims {
+pub(crate) struct Claims {
     pub issuer: String,
     pub subject: String,
     pub audiences: Vec<String>,
@@ -18,7 +18,7 @@ pub struct Claims {
 }
 
 /// Reads the header and payload of a JWT. The error never quotes the token.
-pub fn decode(token: &str) -> Result<Claims, String> {
+pub(crate) fn decode(token: &str) -> Result<Claims, String> {
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -59,7 +59,7 @@ fn json_part(part: &str, what: &str) -> Result<Value, String> {
 }
 
 /// The subject Kubernetes puts in the tokens of ServiceAccount `namespace/name`.
-pub fn service_account_subject(namespace: &str, name: &str) -> String {
+pub(crate) fn service_account_subject(namespace: &str, name: &str) -> String {
     format!("system:serviceaccount:{namespace}:{name}")
 }
 

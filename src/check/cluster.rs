@@ -17,13 +17,13 @@ const RECENT_EVENTS: chrono::Duration = chrono::Duration::hours(1);
 const MAX_EVENTS: usize = 10;
 
 /// The secrets at the wanted names (`None`: no such secret) and the ones labelled for this ServiceAccount.
-pub struct Secrets {
+pub(crate) struct Secrets {
     pub wanted: Vec<(String, Option<SecretMetadata>)>,
     pub labelled: Vec<SecretMetadata>,
 }
 
 /// Reads the secrets at `wanted` names and those carrying this ServiceAccount's label (metadata only).
-pub fn fetch_secrets(
+pub(crate) fn fetch_secrets(
     client: &Client,
     service_account: &ServiceAccount,
     wanted: &[String],
@@ -56,7 +56,7 @@ pub fn fetch_secrets(
 }
 
 /// The secrets step. `wanted` is empty when the configuration is missing or invalid.
-pub fn evaluate_secrets(
+pub(crate) fn evaluate_secrets(
     service_account: &ServiceAccount,
     secrets: &Secrets,
     now: DateTime<Utc>,
@@ -138,7 +138,7 @@ pub fn evaluate_secrets(
 }
 
 /// The ServiceAccount's Warning events.
-pub fn fetch_warning_events(
+pub(crate) fn fetch_warning_events(
     client: &Client,
     service_account: &ServiceAccount,
 ) -> Result<Vec<Event>, String> {
@@ -177,7 +177,7 @@ fn last_seen(event: &Event) -> Option<DateTime<Utc>> {
 }
 
 /// The events step: recent warnings are shown and make it a warning, never a failure (they are history).
-pub fn evaluate_events(events: &[Event], now: DateTime<Utc>) -> Step {
+pub(crate) fn evaluate_events(events: &[Event], now: DateTime<Utc>) -> Step {
     let mut newest_first: Vec<&Event> = events.iter().collect();
     newest_first.sort_by_key(|e| std::cmp::Reverse(last_seen(e)));
     let recent: Vec<&Event> = newest_first
@@ -207,7 +207,7 @@ pub fn evaluate_events(events: &[Event], now: DateTime<Utc>) -> Step {
 }
 
 /// `2h05m`, `14m`, `40s`.
-pub fn human_duration(duration: chrono::Duration) -> String {
+pub(crate) fn human_duration(duration: chrono::Duration) -> String {
     let seconds = duration.num_seconds().max(0);
     match seconds {
         s if s >= 3600 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),

@@ -9,7 +9,7 @@ use crate::spec::{Configuration, Parsed};
 use super::report::{Status, Step};
 
 /// The configuration step for the parse result of `namespace/name`'s annotations.
-pub fn evaluate(namespace: &str, name: &str, parsed: &Parsed) -> Step {
+pub(crate) fn evaluate(namespace: &str, name: &str, parsed: &Parsed) -> Step {
     match parsed {
         Parsed::NotConfigured => Step::new("configuration", Status::Fail)
             .detail(format!(

@@ -13,7 +13,7 @@ use super::report::{Status, Step};
 use super::web::Web;
 
 /// `ISSUER/.well-known/openid-configuration`.
-pub fn discovery_url(issuer: &str) -> String {
+pub(crate) fn discovery_url(issuer: &str) -> String {
     format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
@@ -22,7 +22,7 @@ pub fn discovery_url(issuer: &str) -> String {
 
 /// What was fetched, for [`evaluate`].
 #[derive(Debug, Clone)]
-pub enum Fetched {
+pub(crate) enum Fetched {
     /// The discovery document could not be fetched: the error, or the HTTP status.
     DiscoveryUnavailable(String),
     Discovery {
@@ -33,7 +33,7 @@ pub enum Fetched {
 }
 
 /// Fetches discovery and, when it names one, the JWKS.
-pub fn fetch(web: &Web, issuer: &str) -> Fetched {
+pub(crate) fn fetch(web: &Web, issuer: &str) -> Fetched {
     let url = discovery_url(issuer);
     let document = match get_json(web, &url, "application/json") {
         Ok(document) => document,
@@ -60,7 +60,7 @@ fn get_json(web: &Web, url: &str, accept: &str) -> Result<Value, String> {
 }
 
 /// The issuer step, from the token's claims and what was fetched. Pure.
-pub fn evaluate(claims: &Claims, fetched: &Fetched) -> Step {
+pub(crate) fn evaluate(claims: &Claims, fetched: &Fetched) -> Step {
     let issuer = claims.issuer.as_str();
     let url = discovery_url(issuer);
     let mut step = Step::new("issuer", Status::Pass).detail(format!("discovery: {url}"));

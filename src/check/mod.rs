@@ -15,7 +15,7 @@ mod cluster;
 mod configuration;
 mod fix;
 mod issuer;
-pub mod registry;
+pub(crate) mod registry;
 mod report;
 mod web;
 
@@ -36,11 +36,11 @@ use args::{CheckArgs, Parsed as ParsedArgs};
 use report::{Report, Status, Step};
 
 /// Exit status: every step passed.
-pub const EXIT_PASSED: u8 = 0;
+pub(crate) const EXIT_PASSED: u8 = 0;
 /// Exit status: a step failed.
-pub const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_FAILED: u8 = 1;
 /// Exit status: the command line is wrong.
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 
 /// Runs `check` with the arguments after the word `check`; returns the exit status.
 pub fn main(args: Vec<OsString>) -> u8 {

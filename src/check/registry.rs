@@ -12,14 +12,14 @@ use super::web::{Web, WebResponse};
 use crate::cloud::RegistryCredentials;
 
 /// What a runtime asks for when it resolves a tag: every manifest and index format in use.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.list.v2+json, \
     application/vnd.docker.distribution.manifest.v2+json";
 
 /// An image reference split as Docker splits it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageRef {
+pub(crate) struct ImageRef {
     /// Host and optional port, e.g. `123456789012.dkr.ecr.us-east-1.amazonaws.com`.
     pub registry: String,
     /// Repository path, e.g. `team/app`.
@@ -29,7 +29,7 @@ pub struct ImageRef {
 }
 
 /// Parses `[HOST[:PORT]/]PATH[:TAG][@DIGEST]`; without a host, Docker Hub.
-pub fn parse_image(image: &str) -> Result<ImageRef, String> {
+pub(crate) fn parse_image(image: &str) -> Result<ImageRef, String> {
     let image = image.trim();
     if image.is_empty() || image.contains("://") || image.chars().any(char::is_whitespace) {
         return Err(format!(
@@ -70,7 +70,7 @@ pub fn parse_image(image: &str) -> Result<ImageRef, String> {
 
 /// How the registry asks to be authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Challenge {
+pub(crate) enum Challenge {
     Basic,
     Bearer {
         realm: String,
@@ -79,7 +79,7 @@ pub enum Challenge {
 }
 
 /// Parses a `WWW-Authenticate` header value.
-pub fn parse_challenge(header: &str) -> Option<Challenge> {
+pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
     let (scheme, params) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
     match scheme.to_ascii_lowercase().as_str() {
         "basic" => Some(Challenge::Basic),
@@ -128,7 +128,7 @@ fn auth_params(text: &str) -> Vec<(String, String)> {
 
 /// What the registry said about the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PullOutcome {
+pub(crate) enum PullOutcome {
     Pullable {
         digest: Option<String>,
         media_type: Option<String>,
@@ -144,7 +144,7 @@ pub enum PullOutcome {
 }
 
 /// Where a registry's v2 API is served: the host itself, except for Docker Hub, whose API lives elsewhere.
-pub fn api_base(registry: &str) -> String {
+pub(crate) fn api_base(registry: &str) -> String {
     match registry {
         "docker.io" | "index.docker.io" => "https://registry-1.docker.io".to_string(),
         host => format!("https://{host}"),
@@ -152,7 +152,11 @@ pub fn api_base(registry: &str) -> String {
 }
 
 /// Asks the registry whether `credentials` can pull `image`.
-pub fn pull_test(web: &Web, image: &ImageRef, credentials: &RegistryCredentials) -> PullOutcome {
+pub(crate) fn pull_test(
+    web: &Web,
+    image: &ImageRef,
+    credentials: &RegistryCredentials,
+) -> PullOutcome {
     let base = api_base(&image.registry);
     let ping = match web.call("GET", &format!("{base}/v2/"), &[]) {
         Ok(response) => response,
@@ -273,7 +277,7 @@ fn bearer_token(
 }
 
 /// `HTTP 404 MANIFEST_UNKNOWN: manifest unknown`, from the registry's error body when it has one.
-pub fn registry_answer(response: &WebResponse) -> String {
+pub(crate) fn registry_answer(response: &WebResponse) -> String {
     let errors: Vec<String> = serde_json::from_str::<Value>(&response.body)
         .ok()
         .and_then(|v| v.get("errors").and_then(Value::as_array).cloned())

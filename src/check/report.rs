@@ -12,7 +12,7 @@ use crate::cloud::redact::REDACTED;
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub(crate) enum Status {
     Pass,
     /// Passed, but something deserves attention (an unreachable issuer, credentials that already expired).
     Warn,
@@ -34,7 +34,7 @@ impl Status {
 
 /// One step: what was checked, what was found, and what to change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Step {
+pub(crate) struct Step {
     /// `configuration`, `token`, `issuer`, `exchange`, `pull` or `cluster`.
     pub name: &'static str,
     /// The principal a per-principal step is about.
@@ -49,7 +49,7 @@ pub struct Step {
 }
 
 impl Step {
-    pub fn new(name: &'static str, status: Status) -> Step {
+    pub(crate) fn new(name: &'static str, status: Status) -> Step {
         Step {
             name,
             principal: None,
@@ -60,23 +60,23 @@ impl Step {
         }
     }
 
-    pub fn for_principal(mut self, principal: &str) -> Step {
+    pub(crate) fn for_principal(mut self, principal: &str) -> Step {
         self.principal = Some(principal.to_string());
         self
     }
 
-    pub fn detail(mut self, line: impl Into<String>) -> Step {
+    pub(crate) fn detail(mut self, line: impl Into<String>) -> Step {
         self.detail.push(line.into());
         self
     }
 
-    pub fn fix(mut self, line: impl Into<String>) -> Step {
+    pub(crate) fn fix(mut self, line: impl Into<String>) -> Step {
         self.fix.push(line.into());
         self
     }
 
     /// Turns a passing step into a failing or warning one; a failure is never softened.
-    pub fn set_status(&mut self, status: Status) {
+    pub(crate) fn set_status(&mut self, status: Status) {
         if self.status != Status::Fail {
             self.status = status;
             self.ok = status != Status::Fail;
@@ -86,25 +86,25 @@ impl Step {
 
 /// Output format of `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     Text,
     Json,
 }
 
 /// Every step of one run, in order, and the values that must never be printed.
 #[derive(Default)]
-pub struct Report {
+pub(crate) struct Report {
     pub steps: Vec<Step>,
     forbidden: Vec<String>,
 }
 
 impl Report {
-    pub fn push(&mut self, step: Step) {
+    pub(crate) fn push(&mut self, step: Step) {
         self.steps.push(step);
     }
 
     /// Registers a value that must not appear in the output, whatever a peer echoes back.
-    pub fn forbid(&mut self, secret: &str) {
+    pub(crate) fn forbid(&mut self, secret: &str) {
         // Very short values would redact ordinary words; none of ours is that short.
         if secret.len() >= 8 && !self.forbidden.iter().any(|s| s == secret) {
             self.forbidden.push(secret.to_string());
@@ -112,12 +112,12 @@ impl Report {
     }
 
     /// Whether every step passed (warnings and skips after a pass count as passed).
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.steps.iter().all(|s| s.ok)
     }
 
     /// The report as text or as JSON lines, with forbidden values redacted.
-    pub fn render(&self, output: Output) -> String {
+    pub(crate) fn render(&self, output: Output) -> String {
         let text = match output {
             Output::Text => render_text(&self.steps),
             Output::Json => render_json(&self.steps),
@@ -180,7 +180,7 @@ fn render_json(steps: &[Step]) -> String {
 }
 
 /// Replaces every forbidden value, and its base64 and percent-encoded forms, by `<redacted>`.
-pub fn redact(mut text: String, forbidden: &[String]) -> String {
+pub(crate) fn redact(mut text: String, forbidden: &[String]) -> String {
     use base64::Engine as _;
     for secret in forbidden {
         let encodings = [

@@ -14,14 +14,14 @@ const MAX_BODY_BYTES: u64 = 4 << 20;
 
 /// A response: status, the headers `check` reads, and the body.
 #[derive(Debug, Clone)]
-pub struct WebResponse {
+pub(crate) struct WebResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl WebResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -30,7 +30,7 @@ impl WebResponse {
 }
 
 /// A blocking client with one timeout per call.
-pub struct Web {
+pub(crate) struct Web {
     agent: ureq::Agent,
 }
 
@@ -44,7 +44,7 @@ const KEPT_HEADERS: &[&str] = &[
 ];
 
 impl Web {
-    pub fn new(extra_ca_bundle: Option<&Path>, timeout: Duration) -> Result<Web, String> {
+    pub(crate) fn new(extra_ca_bundle: Option<&Path>, timeout: Duration) -> Result<Web, String> {
         let mut roots = transport::public_roots();
         if let Some(path) = extra_ca_bundle {
             roots.extend(transport::certificates_from_file(path)?);
@@ -59,7 +59,7 @@ impl Web {
     }
 
     /// Sends `method` to `url` with `headers`; any status is an answer, only transport failures are errors.
-    pub fn call(
+    pub(crate) fn call(
         &self,
         method: &str,
         url: &str,

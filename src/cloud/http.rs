@@ -73,7 +73,7 @@ impl Default for RetryPolicy {
 
 /// The overall limit on provider requests of this process, so that a backlog (a restart, the end of an
 /// outage) does not send thousands of exchanges to STS in the same second.
-pub use crate::rate::RateLimit;
+pub(crate) use crate::rate::RateLimit;
 
 /// The providers' limit: the defaults of `--provider-rate` and `--provider-burst`.
 impl Default for RateLimit {
@@ -122,7 +122,7 @@ impl ProviderHttp {
     }
 
     /// The same client under an overall request rate limit shared by every clone made from the result.
-    pub fn with_rate_limit(self, limit: RateLimit) -> Self {
+    pub(crate) fn with_rate_limit(self, limit: RateLimit) -> Self {
         ProviderHttp {
             limiter: Arc::new(TokenBucket::new(limit)),
             ..self
@@ -131,7 +131,7 @@ impl ProviderHttp {
 
     /// The same client, calling `progress` before each request (after waiting for the rate limit), e.g. a
     /// heartbeat of the calling thread.
-    pub fn with_progress(self, progress: impl Fn() + Send + Sync + 'static) -> Self {
+    pub(crate) fn with_progress(self, progress: impl Fn() + Send + Sync + 'static) -> Self {
         ProviderHttp {
             progress: Some(Arc::new(progress)),
             ..self
@@ -139,7 +139,7 @@ impl ProviderHttp {
     }
 
     /// The same client (pool and rate limit shared) whose requests are timed under `provider`'s label.
-    pub fn for_provider(&self, provider: &'static str) -> Self {
+    pub(crate) fn for_provider(&self, provider: &'static str) -> Self {
         ProviderHttp {
             provider,
             ..self.clone()
@@ -229,7 +229,7 @@ impl ProviderHttp {
     /// Runs `call` until it succeeds, fails permanently, or the retry policy is used up. A `Retry-After`
     /// longer than the backoff is waited for, up to [`RetryPolicy::max_retry_after`]; a longer one ends the
     /// exchange with the error, which carries it.
-    pub fn with_retries<T>(
+    pub(crate) fn with_retries<T>(
         &self,
         mut call: impl FnMut() -> Result<T, CloudError>,
     ) -> Result<T, CloudError> {
@@ -261,7 +261,7 @@ fn transport_error(step: &'static str, url: &str, error: &ureq::Error) -> CloudE
 }
 
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the only form servers may send.
-pub fn parse_http_date(value: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_http_date(value: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc2822(value.trim())
         .ok()
         .map(|d| d.with_timezone(&Utc))

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 /// The payload of a compact JWT (`header.payload.signature`) as a JSON object, or `None` if it is not one.
-pub fn unverified_claims(token: &str) -> Option<serde_json::Map<String, Value>> {
+pub(crate) fn unverified_claims(token: &str) -> Option<serde_json::Map<String, Value>> {
     let mut parts = token.split('.');
     let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -20,14 +20,14 @@ pub fn unverified_claims(token: &str) -> Option<serde_json::Map<String, Value>> 
 
 /// Why a segment of a compact JWT could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SegmentError {
+pub(crate) enum SegmentError {
     NotBase64url,
     NotJson,
 }
 
 /// One segment of a compact JWT (the header or the payload) decoded from base64url (padded or not) and parsed
 /// as JSON.
-pub fn decode_segment(segment: &str) -> Result<Value, SegmentError> {
+pub(crate) fn decode_segment(segment: &str) -> Result<Value, SegmentError> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD_INDIFFERENT
         .decode(segment)
         .map_err(|_| SegmentError::NotBase64url)?;
@@ -35,7 +35,7 @@ pub fn decode_segment(segment: &str) -> Result<Value, SegmentError> {
 }
 
 /// A numeric date claim (`exp`, `nbf`, `iat`) in seconds since the epoch.
-pub fn numeric_date(claims: &serde_json::Map<String, Value>, name: &str) -> Option<i64> {
+pub(crate) fn numeric_date(claims: &serde_json::Map<String, Value>, name: &str) -> Option<i64> {
     match claims.get(name)? {
         Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
         _ => None,

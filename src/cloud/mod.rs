@@ -7,10 +7,10 @@ pub mod aws;
 pub mod azure;
 pub mod google;
 pub mod http;
-pub mod jwt;
+pub(crate) mod jwt;
 pub mod redact;
 #[cfg(test)]
-pub(crate) mod scripted;
+pub mod scripted;
 pub mod sigv4;
 
 use std::fmt;
@@ -58,7 +58,7 @@ pub struct RegistryCredentials {
 
 /// Who the credentials are obtained for: one principal of a ServiceAccount's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
+pub(crate) enum Principal {
     Aws(aws::AwsTarget),
     Google(google::GoogleTarget),
     Azure(azure::AzureTarget),
@@ -66,7 +66,7 @@ pub enum Principal {
 
 impl Principal {
     /// The provider's name as used in metrics labels and log fields.
-    pub fn provider(&self) -> &'static str {
+    pub(crate) fn provider(&self) -> &'static str {
         match self {
             Principal::Aws(_) => "aws",
             Principal::Google(_) => "google",
@@ -92,7 +92,7 @@ pub struct CloudError {
 }
 
 impl CloudError {
-    pub fn permanent(step: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn permanent(step: &'static str, message: impl Into<String>) -> Self {
         CloudError {
             step,
             message: message.into(),
@@ -100,7 +100,7 @@ impl CloudError {
         }
     }
 
-    pub fn retryable(step: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn retryable(step: &'static str, message: impl Into<String>) -> Self {
         CloudError {
             step,
             message: message.into(),
@@ -110,7 +110,7 @@ impl CloudError {
 
     /// The error for a non-success answer, retryable by its status (408, 429, 5xx) and then carrying its
     /// `Retry-After`.
-    pub fn from_status(
+    pub(crate) fn from_status(
         step: &'static str,
         response: &HttpResponse,
         message: impl Into<String>,
@@ -124,7 +124,7 @@ impl CloudError {
 }
 
 /// Throttling and server-side failures may pass; another 4xx answer will be the same next time.
-pub fn is_retryable_status(status: u16) -> bool {
+pub(crate) fn is_retryable_status(status: u16) -> bool {
     matches!(status, 408 | 429) || (500..600).contains(&status)
 }
 
@@ -139,7 +139,7 @@ impl std::error::Error for CloudError {}
 /// Exchanges a ServiceAccount token for registry credentials.
 ///
 /// Implemented by [`Clouds`] for the real providers; tests may implement it with a stand-in.
-pub trait CredentialSource: Send + Sync {
+pub(crate) trait CredentialSource: Send + Sync {
     fn registry_credentials(
         &self,
         principal: &Principal,
@@ -148,7 +148,7 @@ pub trait CredentialSource: Send + Sync {
 }
 
 /// The real providers, each configured from flags.
-pub struct Clouds {
+pub(crate) struct Clouds {
     pub aws: aws::AwsClient,
     pub google: google::GoogleClient,
     pub azure: azure::AzureClient,

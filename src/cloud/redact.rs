@@ -3,15 +3,15 @@
 
 /// How much of a remote message or body an error quotes: enough for a provider's sentence, short enough for
 /// a Kubernetes event.
-pub const MAX_QUOTE: usize = 300;
+pub(crate) const MAX_QUOTE: usize = 300;
 
 /// The replacement of a secret in quoted text.
-pub const REDACTED: &str = "<redacted>";
+pub(crate) const REDACTED: &str = "<redacted>";
 
 /// `text` with every non-empty secret replaced by `<redacted>` (longest first, so a secret that contains
 /// another is replaced whole), whitespace folded to single spaces, control characters dropped, and cut to
 /// [`MAX_QUOTE`] characters with `…`. Empty when nothing is left.
-pub fn quote(text: &str, secrets: &[&str]) -> String {
+pub(crate) fn quote(text: &str, secrets: &[&str]) -> String {
     let mut secrets: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     let mut text = text.to_string();

@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl Reply {
-    pub fn new(status: u16, body: impl Into<String>) -> Self {
+    pub(crate) fn new(status: u16, body: impl Into<String>) -> Self {
         Reply {
             status,
             headers: Vec::new(),
@@ -27,7 +27,7 @@ impl Reply {
         }
     }
 
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_string(), value.to_string()));
         self
     }
@@ -47,7 +47,7 @@ impl From<(u16, &str)> for Reply {
 
 /// What the server received on one connection.
 #[derive(Debug)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     /// e.g. `POST /v1/token HTTP/1.1`
     pub request_line: String,
     pub method: String,
@@ -60,7 +60,7 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -69,7 +69,7 @@ impl Recorded {
 }
 
 /// The running server; [`ScriptedServer::finish`] stops it and returns what it received.
-pub struct ScriptedServer {
+pub(crate) struct ScriptedServer {
     /// `http://127.0.0.1:PORT`
     pub url: String,
     stop: Arc<AtomicBool>,
@@ -79,7 +79,7 @@ pub struct ScriptedServer {
 impl ScriptedServer {
     /// Serves `replies` in order, one per connection; requests beyond the script get a 500
     /// `unscripted request`, so a client that calls more often than expected fails its test.
-    pub fn start<R: Into<Reply>>(replies: Vec<R>) -> Self {
+    pub(crate) fn start<R: Into<Reply>>(replies: Vec<R>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let url = format!("http://{}", listener.local_addr().expect("local address"));
         listener
@@ -112,7 +112,7 @@ impl ScriptedServer {
         ScriptedServer { url, stop, thread }
     }
 
-    pub fn finish(self) -> Vec<Recorded> {
+    pub(crate) fn finish(self) -> Vec<Recorded> {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.join().expect("scripted server thread")
     }

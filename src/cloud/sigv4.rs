@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::Sensitive;
 
 /// The algorithm name that opens the string to sign and the `Authorization` header.
-pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
 /// Headers the signer writes itself; copies supplied by the caller are dropped so they cannot disagree.
 const SIGNER_OWNED_HEADERS: [&str; 4] = [
@@ -102,7 +102,7 @@ pub struct Params<'a> {
 
 /// The canonical form of a request (step 1 of the algorithm).
 #[derive(Clone, PartialEq, Eq)]
-pub struct CanonicalRequest {
+pub(crate) struct CanonicalRequest {
     /// The full text that is hashed into the string to sign. Holds the session token when it is signed.
     pub text: String,
     /// Lower-case names of the signed headers, sorted, joined with `;`.
@@ -210,7 +210,7 @@ pub fn sign(request: &Request<'_>, params: &Params<'_>) -> Signed {
 }
 
 /// Step 1: the canonical request — method, URI, query, headers, signed header names, payload hash.
-pub fn canonical_request(request: &Request<'_>, params: &Params<'_>) -> CanonicalRequest {
+pub(crate) fn canonical_request(request: &Request<'_>, params: &Params<'_>) -> CanonicalRequest {
     let headers = headers_to_sign(request, params);
     let (canonical_headers, signed_headers) = canonical_headers(&headers);
     let text = format!(
@@ -259,7 +259,7 @@ fn headers_to_sign<'a>(request: &Request<'a>, params: &Params<'a>) -> Vec<(Strin
 }
 
 /// The canonical URI: the path, normalised and encoded as `settings` say; `/` when empty.
-pub fn canonical_uri(path: &str, settings: Settings) -> String {
+pub(crate) fn canonical_uri(path: &str, settings: Settings) -> String {
     let path = if settings.normalize_path {
         normalize_path(path)
     } else if path.is_empty() {
@@ -275,7 +275,7 @@ pub fn canonical_uri(path: &str, settings: Settings) -> String {
 }
 
 /// Removes `.` and `..` segments (RFC 3986 section 5.2.4) and empty segments, keeping a trailing slash.
-pub fn normalize_path(path: &str) -> String {
+pub(crate) fn normalize_path(path: &str) -> String {
     let mut segments: Vec<&str> = Vec::new();
     for segment in path.split('/') {
         match segment {
@@ -296,7 +296,7 @@ pub fn normalize_path(path: &str) -> String {
 }
 
 /// The canonical query string: each key and value encoded, sorted by encoded key then encoded value.
-pub fn canonical_query(query: &[(&str, &str)]) -> String {
+pub(crate) fn canonical_query(query: &[(&str, &str)]) -> String {
     let mut pairs: Vec<(String, String)> = query
         .iter()
         .map(|(key, value)| (uri_encode(key, true), uri_encode(value, true)))
@@ -313,7 +313,7 @@ pub fn canonical_query(query: &[(&str, &str)]) -> String {
 ///
 /// Names are lower-cased and sorted; values trimmed with inner whitespace runs folded to one space
 /// (which also unfolds obsolete multi-line values); repeated names are joined with `,` in their original order.
-pub fn canonical_headers(headers: &[(String, String)]) -> (String, String) {
+pub(crate) fn canonical_headers(headers: &[(String, String)]) -> (String, String) {
     let mut grouped: Vec<(String, Vec<String>)> = Vec::new();
     for (name, value) in headers {
         let name = name.to_ascii_lowercase();
@@ -341,12 +341,12 @@ fn fold_whitespace(value: &str) -> String {
 }
 
 /// Hex SHA-256 of the body, the last line of the canonical request.
-pub fn payload_hash(body: &[u8]) -> String {
+pub(crate) fn payload_hash(body: &[u8]) -> String {
     hex(&Sha256::digest(body))
 }
 
 /// Step 2: the string to sign.
-pub fn string_to_sign(
+pub(crate) fn string_to_sign(
     time: DateTime<Utc>,
     region: &str,
     service: &str,
@@ -361,12 +361,12 @@ pub fn string_to_sign(
 }
 
 /// `DATE/REGION/SERVICE/aws4_request`: what the signature is valid for.
-pub fn credential_scope(time: DateTime<Utc>, region: &str, service: &str) -> String {
+pub(crate) fn credential_scope(time: DateTime<Utc>, region: &str, service: &str) -> String {
     format!("{}/{region}/{service}/aws4_request", date_stamp(time))
 }
 
 /// Step 3a: the signing key, derived from the secret through the date, region and service.
-pub fn signing_key(
+pub(crate) fn signing_key(
     secret_access_key: &Sensitive,
     time: DateTime<Utc>,
     region: &str,
@@ -380,7 +380,7 @@ pub fn signing_key(
 }
 
 /// Step 4: the `Authorization` header value.
-pub fn authorization_header(
+pub(crate) fn authorization_header(
     access_key_id: &str,
     credential_scope: &str,
     signed_headers: &str,
@@ -392,7 +392,7 @@ pub fn authorization_header(
 }
 
 /// The `X-Amz-Date` value: basic ISO 8601, UTC, second precision.
-pub fn amz_date(time: DateTime<Utc>) -> String {
+pub(crate) fn amz_date(time: DateTime<Utc>) -> String {
     time.format("%Y%m%dT%H%M%SZ").to_string()
 }
 

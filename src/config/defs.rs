@@ -16,7 +16,7 @@ use crate::cloud::aws;
 use crate::logger::LogFormat;
 
 /// What `--help` says about one flag.
-pub struct Flag {
+pub(crate) struct Flag {
     /// With its leading dashes, as typed.
     pub name: &'static str,
     /// The placeholder of its value; `None` for a boolean.
@@ -27,19 +27,19 @@ pub struct Flag {
 }
 
 /// One flag and the parser of its value into a `T`.
-pub struct Def<T> {
+pub(crate) struct Def<T> {
     pub flag: Flag,
     pub parse: fn(&str) -> Result<T, String>,
 }
 
 impl<T> Def<T> {
     /// Takes this flag out of `args` and parses its value, or its default when it is not given.
-    pub fn take(&self, args: &mut pico_args::Arguments) -> Result<T, String> {
+    pub(crate) fn take(&self, args: &mut pico_args::Arguments) -> Result<T, String> {
         self.take_noting(args).map(|(value, _)| value)
     }
 
     /// As [`Def::take`], and whether the flag was given.
-    pub fn take_noting(&self, args: &mut pico_args::Arguments) -> Result<(T, bool), String> {
+    pub(crate) fn take_noting(&self, args: &mut pico_args::Arguments) -> Result<(T, bool), String> {
         let name = self.flag.name;
         let given: Option<String> = match self.flag.value {
             Some(_) => args
@@ -54,7 +54,7 @@ impl<T> Def<T> {
 }
 
 /// Every flag, in the order `--help` lists them.
-pub const FLAGS: &[&Flag] = &[
+pub(crate) const FLAGS: &[&Flag] = &[
     &KUBECONFIG.flag,
     &NAMESPACE.flag,
     &WORKERS.flag,
@@ -118,7 +118,7 @@ fn duration(value: &str) -> Result<Duration, String> {
     parse_duration(value)
 }
 
-pub const KUBECONFIG: Def<Option<PathBuf>> = Def {
+pub(crate) const KUBECONFIG: Def<Option<PathBuf>> = Def {
     flag: Flag {
         name: "--kubeconfig",
         value: Some("PATH"),
@@ -129,7 +129,7 @@ pub const KUBECONFIG: Def<Option<PathBuf>> = Def {
     parse: optional_path,
 };
 
-pub const NAMESPACE: Def<Option<String>> = Def {
+pub(crate) const NAMESPACE: Def<Option<String>> = Def {
     flag: Flag {
         name: "--namespace",
         value: Some("NAME"),
@@ -140,7 +140,7 @@ pub const NAMESPACE: Def<Option<String>> = Def {
     parse: optional,
 };
 
-pub const WORKERS: Def<usize> = Def {
+pub(crate) const WORKERS: Def<usize> = Def {
     flag: Flag {
         name: "--workers",
         value: Some("N"),
@@ -177,7 +177,7 @@ fn workers_are_one_to_sixty_four() {
     );
 }
 
-pub const METRICS_BIND_ADDRESS: Def<String> = Def {
+pub(crate) const METRICS_BIND_ADDRESS: Def<String> = Def {
     flag: Flag {
         name: "--metrics-bind-address",
         value: Some("ADDR"),
@@ -187,7 +187,7 @@ pub const METRICS_BIND_ADDRESS: Def<String> = Def {
     parse: text,
 };
 
-pub const HEALTH_PROBE_BIND_ADDRESS: Def<String> = Def {
+pub(crate) const HEALTH_PROBE_BIND_ADDRESS: Def<String> = Def {
     flag: Flag {
         name: "--health-probe-bind-address",
         value: Some("ADDR"),
@@ -197,7 +197,7 @@ pub const HEALTH_PROBE_BIND_ADDRESS: Def<String> = Def {
     parse: text,
 };
 
-pub const LEADER_ELECT: Def<bool> = Def {
+pub(crate) const LEADER_ELECT: Def<bool> = Def {
     flag: Flag {
         name: "--leader-elect",
         value: None,
@@ -207,7 +207,7 @@ pub const LEADER_ELECT: Def<bool> = Def {
     parse: boolean,
 };
 
-pub const LEADER_ELECTION_NAMESPACE: Def<Option<String>> = Def {
+pub(crate) const LEADER_ELECTION_NAMESPACE: Def<Option<String>> = Def {
     flag: Flag {
         name: "--leader-election-namespace",
         value: Some("NAME"),
@@ -217,7 +217,7 @@ pub const LEADER_ELECTION_NAMESPACE: Def<Option<String>> = Def {
     parse: optional,
 };
 
-pub const LEADER_ELECTION_ID: Def<String> = Def {
+pub(crate) const LEADER_ELECTION_ID: Def<String> = Def {
     flag: Flag {
         name: "--leader-election-id",
         value: Some("NAME"),
@@ -228,7 +228,7 @@ pub const LEADER_ELECTION_ID: Def<String> = Def {
     parse: text,
 };
 
-pub const LEADER_ELECTION_LEASE_DURATION: Def<Duration> = Def {
+pub(crate) const LEADER_ELECTION_LEASE_DURATION: Def<Duration> = Def {
     flag: Flag {
         name: "--leader-election-lease-duration",
         value: Some("DURATION"),
@@ -238,7 +238,7 @@ pub const LEADER_ELECTION_LEASE_DURATION: Def<Duration> = Def {
     parse: duration,
 };
 
-pub const LEADER_ELECTION_RENEW_DEADLINE: Def<Duration> = Def {
+pub(crate) const LEADER_ELECTION_RENEW_DEADLINE: Def<Duration> = Def {
     flag: Flag {
         name: "--leader-election-renew-deadline",
         value: Some("DURATION"),
@@ -248,7 +248,7 @@ pub const LEADER_ELECTION_RENEW_DEADLINE: Def<Duration> = Def {
     parse: duration,
 };
 
-pub const LEADER_ELECTION_RETRY_PERIOD: Def<Duration> = Def {
+pub(crate) const LEADER_ELECTION_RETRY_PERIOD: Def<Duration> = Def {
     flag: Flag {
         name: "--leader-election-retry-period",
         value: Some("DURATION"),
@@ -258,7 +258,7 @@ pub const LEADER_ELECTION_RETRY_PERIOD: Def<Duration> = Def {
     parse: duration,
 };
 
-pub const DISABLE_POD_EVICTION: Def<bool> = Def {
+pub(crate) const DISABLE_POD_EVICTION: Def<bool> = Def {
     flag: Flag {
         name: "--disable-pod-eviction",
         value: None,
@@ -277,7 +277,7 @@ fn aws_endpoint(value: &str) -> Result<Option<String>, String> {
     Ok(url)
 }
 
-pub const AWS_STS_ENDPOINT: Def<Option<String>> = Def {
+pub(crate) const AWS_STS_ENDPOINT: Def<Option<String>> = Def {
     flag: Flag {
         name: "--aws-sts-endpoint",
         value: Some("URL"),
@@ -289,7 +289,7 @@ pub const AWS_STS_ENDPOINT: Def<Option<String>> = Def {
     parse: aws_endpoint,
 };
 
-pub const AWS_ECR_ENDPOINT: Def<Option<String>> = Def {
+pub(crate) const AWS_ECR_ENDPOINT: Def<Option<String>> = Def {
     flag: Flag {
         name: "--aws-ecr-endpoint",
         value: Some("URL"),
@@ -311,7 +311,7 @@ fn aws_endpoints_are_checked_and_empty_is_none() {
 }
 
 /// The STS session length in seconds, within AWS's limits.
-pub const AWS_SESSION_DURATION: Def<u32> = Def {
+pub(crate) const AWS_SESSION_DURATION: Def<u32> = Def {
     flag: Flag {
         name: "--aws-session-duration",
         value: Some("DURATION"),
@@ -348,7 +348,7 @@ fn google_endpoint(url: &str) -> Result<String, String> {
     Ok(url.to_string())
 }
 
-pub const GOOGLE_STS_ENDPOINT: Def<String> = Def {
+pub(crate) const GOOGLE_STS_ENDPOINT: Def<String> = Def {
     flag: Flag {
         name: "--google-sts-endpoint",
         value: Some("URL"),
@@ -358,7 +358,7 @@ pub const GOOGLE_STS_ENDPOINT: Def<String> = Def {
     parse: google_endpoint,
 };
 
-pub const GOOGLE_IAMCREDENTIALS_ENDPOINT: Def<String> = Def {
+pub(crate) const GOOGLE_IAMCREDENTIALS_ENDPOINT: Def<String> = Def {
     flag: Flag {
         name: "--google-iamcredentials-endpoint",
         value: Some("URL"),
@@ -383,7 +383,7 @@ fn google_endpoints_are_http_urls() {
     }
 }
 
-pub const GOOGLE_TOKEN_LIFETIME: Def<Option<Duration>> = Def {
+pub(crate) const GOOGLE_TOKEN_LIFETIME: Def<Option<Duration>> = Def {
     flag: Flag {
         name: "--google-token-lifetime",
         value: Some("DURATION"),
@@ -404,7 +404,7 @@ fn azure_endpoint(value: &str) -> Result<Option<String>, String> {
     Ok(url)
 }
 
-pub const AZURE_AUTHORITY_HOST: Def<Option<String>> = Def {
+pub(crate) const AZURE_AUTHORITY_HOST: Def<Option<String>> = Def {
     flag: Flag {
         name: "--azure-authority-host",
         value: Some("URL"),
@@ -415,7 +415,7 @@ pub const AZURE_AUTHORITY_HOST: Def<Option<String>> = Def {
     parse: azure_endpoint,
 };
 
-pub const AZURE_ACR_ENDPOINT: Def<Option<String>> = Def {
+pub(crate) const AZURE_ACR_ENDPOINT: Def<Option<String>> = Def {
     flag: Flag {
         name: "--azure-acr-endpoint",
         value: Some("URL"),
@@ -443,7 +443,7 @@ fn azure_endpoints_are_https_urls() {
 }
 
 /// Read at once, so that a bundle that is missing or holds no certificate stops the start.
-pub const PROVIDER_CA_BUNDLE: Def<Option<PathBuf>> = Def {
+pub(crate) const PROVIDER_CA_BUNDLE: Def<Option<PathBuf>> = Def {
     flag: Flag {
         name: "--provider-ca-bundle",
         value: Some("PATH"),
@@ -467,7 +467,7 @@ fn a_ca_bundle_is_read_at_once() {
     assert!((PROVIDER_CA_BUNDLE.parse)("/nonexistent.pem").is_err());
 }
 
-pub const PROVIDER_TIMEOUT: Def<Duration> = Def {
+pub(crate) const PROVIDER_TIMEOUT: Def<Duration> = Def {
     flag: Flag {
         name: "--provider-timeout",
         value: Some("DURATION"),
@@ -477,7 +477,7 @@ pub const PROVIDER_TIMEOUT: Def<Duration> = Def {
     parse: duration,
 };
 
-pub const PROVIDER_RATE: Def<f64> = Def {
+pub(crate) const PROVIDER_RATE: Def<f64> = Def {
     flag: Flag {
         name: "--provider-rate",
         value: Some("N"),
@@ -508,7 +508,7 @@ fn the_provider_rate_is_positive_and_finite() {
     }
 }
 
-pub const PROVIDER_BURST: Def<u32> = Def {
+pub(crate) const PROVIDER_BURST: Def<u32> = Def {
     flag: Flag {
         name: "--provider-burst",
         value: Some("N"),
@@ -536,7 +536,7 @@ fn the_provider_burst_is_a_positive_whole_number() {
     }
 }
 
-pub const SERVICE_ACCOUNT_TOKEN_EXPIRATION: Def<Duration> = Def {
+pub(crate) const SERVICE_ACCOUNT_TOKEN_EXPIRATION: Def<Duration> = Def {
     flag: Flag {
         name: "--service-account-token-expiration",
         value: Some("DURATION"),
@@ -565,7 +565,7 @@ fn token_expirations_start_at_the_apis_minimum() {
     );
 }
 
-pub const MIN_REFRESH_INTERVAL: Def<Duration> = Def {
+pub(crate) const MIN_REFRESH_INTERVAL: Def<Duration> = Def {
     flag: Flag {
         name: "--min-refresh-interval",
         value: Some("DURATION"),
@@ -577,7 +577,7 @@ pub const MIN_REFRESH_INTERVAL: Def<Duration> = Def {
     parse: duration,
 };
 
-pub const MAX_PRINCIPALS_PER_SERVICE_ACCOUNT: Def<usize> = Def {
+pub(crate) const MAX_PRINCIPALS_PER_SERVICE_ACCOUNT: Def<usize> = Def {
     flag: Flag {
         name: "--max-principals-per-service-account",
         value: Some("N"),
@@ -604,7 +604,7 @@ fn principals_per_service_account_are_at_least_one() {
     );
 }
 
-pub const LOG_LEVEL: Def<log::LevelFilter> = Def {
+pub(crate) const LOG_LEVEL: Def<log::LevelFilter> = Def {
     flag: Flag {
         name: "--log-level",
         value: Some("LEVEL"),
@@ -628,7 +628,7 @@ fn log_levels() {
     );
 }
 
-pub const LOG_FORMAT: Def<LogFormat> = Def {
+pub(crate) const LOG_FORMAT: Def<LogFormat> = Def {
     flag: Flag {
         name: "--log-format",
         value: Some("FORMAT"),
@@ -640,9 +640,9 @@ pub const LOG_FORMAT: Def<LogFormat> = Def {
 
 /// A value of one of the original's `--zap-*` flags: as typed (for the notice saying what became of it)
 /// and what it means here.
-pub type Zap<T> = Option<(String, T)>;
+pub(crate) type Zap<T> = Option<(String, T)>;
 
-pub const ZAP_LOG_LEVEL: Def<Zap<log::LevelFilter>> = Def {
+pub(crate) const ZAP_LOG_LEVEL: Def<Zap<log::LevelFilter>> = Def {
     flag: Flag {
         name: "--zap-log-level",
         value: Some("LEVEL"),
@@ -688,7 +688,7 @@ fn zap_levels_are_names_or_verbosities() {
     );
 }
 
-pub const ZAP_ENCODER: Def<Zap<LogFormat>> = Def {
+pub(crate) const ZAP_ENCODER: Def<Zap<LogFormat>> = Def {
     flag: Flag {
         name: "--zap-encoder",
         value: Some("ENCODER"),
@@ -722,7 +722,7 @@ fn zap_encoders_are_json_or_console() {
     );
 }
 
-pub const ZAP_DEVEL: Def<bool> = Def {
+pub(crate) const ZAP_DEVEL: Def<bool> = Def {
     flag: Flag {
         name: "--zap-devel",
         value: None,
@@ -732,7 +732,7 @@ pub const ZAP_DEVEL: Def<bool> = Def {
     parse: boolean,
 };
 
-pub const ZAP_STACKTRACE_LEVEL: Def<Option<String>> = Def {
+pub(crate) const ZAP_STACKTRACE_LEVEL: Def<Option<String>> = Def {
     flag: Flag {
         name: "--zap-stacktrace-level",
         value: Some("LEVEL"),
@@ -749,7 +749,7 @@ pub const ZAP_STACKTRACE_LEVEL: Def<Option<String>> = Def {
     },
 };
 
-pub const ZAP_TIME_ENCODING: Def<Option<String>> = Def {
+pub(crate) const ZAP_TIME_ENCODING: Def<Option<String>> = Def {
     flag: Flag {
         name: "--zap-time-encoding",
         value: Some("ENCODING"),
@@ -788,7 +788,7 @@ fn ignored_zap_flags_still_refuse_what_the_original_refuses() {
     assert!((ZAP_TIME_ENCODING.parse)("unix").is_err());
 }
 
-pub const HELP: Def<bool> = Def {
+pub(crate) const HELP: Def<bool> = Def {
     flag: Flag {
         name: "--help",
         value: None,
@@ -798,7 +798,7 @@ pub const HELP: Def<bool> = Def {
     parse: boolean,
 };
 
-pub const VERSION: Def<bool> = Def {
+pub(crate) const VERSION: Def<bool> = Def {
     flag: Flag {
         name: "--version",
         value: None,

@@ -4,7 +4,7 @@
 //! Flag names follow the original controller (Go style: `--name value` or `--name=value`; booleans also as
 //! `--name=true|false`). Durations are Go durations (`90s`, `1m30s`, `500ms`, `12h`).
 
-pub mod defs;
+pub(crate) mod defs;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -15,8 +15,8 @@ use crate::cloud::azure::AzureConfig;
 use crate::cloud::google::GoogleConfig;
 use crate::cloud::http::RateLimit;
 use crate::logger::LogFormat;
+pub(crate) use defs::FLAGS;
 use defs::*;
-pub use defs::{Flag, FLAGS};
 
 /// The validated configuration of a run.
 #[derive(Debug, Clone)]
@@ -274,7 +274,7 @@ fn normalize_booleans(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
 }
 
 /// Parses a Go duration: a sequence of number+unit (`h`, `m`, `s`, `ms`), e.g. `1m30s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let invalid = || format!("{text:?} is not a duration such as 30s, 5m or 1h30m");
     if text.is_empty() {
         return Err(invalid());

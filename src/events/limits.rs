@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 use crate::rate::{self, RateLimit, TokenBucket};
 
 /// Writes about one object in a burst (client-go's spam filter: 25).
-pub const OBJECT_BURST: f64 = 25.0;
+pub(crate) const OBJECT_BURST: f64 = 25.0;
 /// One more write about an object per this long (client-go's spam filter: 1 per 5 minutes).
-pub const OBJECT_REFILL: Duration = Duration::from_secs(300);
+pub(crate) const OBJECT_REFILL: Duration = Duration::from_secs(300);
 /// Event writes of the whole process in a burst: room for a wave of first failures after an outage.
-pub const GLOBAL_BURST: u32 = 100;
+pub(crate) const GLOBAL_BURST: u32 = 100;
 /// Event writes of the whole process per second in the long run: an outage over 10,000 ServiceAccounts
 /// costs the API server at most this, whatever the retry rate.
-pub const GLOBAL_PER_SECOND: f64 = 50.0;
+pub(crate) const GLOBAL_PER_SECOND: f64 = 50.0;
 
 /// The global pace, full at `now`.
 pub(super) fn global_pace(now: Instant) -> TokenBucket {

@@ -44,9 +44,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 pub use build::{build_event, event_name, reference};
-pub use limits::{GLOBAL_BURST, GLOBAL_PER_SECOND, OBJECT_BURST, OBJECT_REFILL};
-pub use recorder::{EventRecorder, QUEUE_CAPACITY};
-pub use series::SERIES_UPDATE_INTERVAL;
+pub(crate) use recorder::EventRecorder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 /// What the consumer gets from [`EventQueue::next`].
 #[derive(Debug, PartialEq, Eq)]
-pub enum Next<T> {
+pub(crate) enum Next<T> {
     Item(T),
     /// Woken by [`EventQueue::poke`] or the timeout: nothing queued, look for other work.
     Idle,
@@ -32,7 +32,7 @@ struct State<T> {
     finished: bool,
 }
 
-pub struct EventQueue<T> {
+pub(crate) struct EventQueue<T> {
     state: Mutex<State<T>>,
     /// Wakes the consumer: an item, a poke, or closing.
     ready: Condvar,
@@ -41,7 +41,7 @@ pub struct EventQueue<T> {
 }
 
 impl<T> EventQueue<T> {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         EventQueue {
             state: Mutex::new(State {
                 items: VecDeque::new(),
@@ -56,7 +56,7 @@ impl<T> EventQueue<T> {
     }
 
     /// Queues `item` for the consumer; false (the item dropped) when full or closed.
-    pub fn push(&self, item: T) -> bool {
+    pub(crate) fn push(&self, item: T) -> bool {
         let mut state = lock(&self.state);
         if state.closed || state.items.len() >= state.capacity {
             return false;
@@ -68,13 +68,13 @@ impl<T> EventQueue<T> {
     }
 
     /// Wakes the consumer without an item (it has other work to look at).
-    pub fn poke(&self) {
+    pub(crate) fn poke(&self) {
         lock(&self.state).poked = true;
         self.ready.notify_one();
     }
 
     /// The next item; blocks until there is one, a poke, closing, or `timeout` (forever when `None`).
-    pub fn next(&self, timeout: Option<Duration>) -> Next<T> {
+    pub(crate) fn next(&self, timeout: Option<Duration>) -> Next<T> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut state = lock(&self.state);
         loop {
@@ -103,7 +103,7 @@ impl<T> EventQueue<T> {
     }
 
     /// Marks the consumer gone (it could not start), so closing does not wait for it.
-    pub fn abandon(&self) {
+    pub(crate) fn abandon(&self) {
         let mut state = lock(&self.state);
         state.finished = true;
         state.closed = true;
@@ -113,7 +113,7 @@ impl<T> EventQueue<T> {
 
     /// Refuses new items and lets the consumer take what is queued; waits up to `deadline` for it to finish.
     /// Returns how many items were still queued when the wait ended (0 when drained).
-    pub fn close(&self, deadline: Duration) -> usize {
+    pub(crate) fn close(&self, deadline: Duration) -> usize {
         let until = Instant::now() + deadline;
         let mut state = lock(&self.state);
         state.closed = true;
@@ -128,7 +128,7 @@ impl<T> EventQueue<T> {
         state.items.len()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         lock(&self.state).items.len()
     }
 }

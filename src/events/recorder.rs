@@ -24,7 +24,7 @@ use crate::rate::TokenBucket;
 use crate::sync::lock;
 
 /// Event writes waiting for the `events` thread (client-go's recorder queues 1000 too).
-pub const QUEUE_CAPACITY: usize = 1000;
+pub(crate) const QUEUE_CAPACITY: usize = 1000;
 
 /// A write queued for the `events` thread.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ enum Job {
 /// A thread (`events`) writes what [`EventRecorder::publish`] queued, and the repeats that were counted but
 /// not yet written once their update is due, so a series that stops still shows its full count. It ends
 /// after [`EventRecorder::shut_down`] (or when the recorder is dropped) once the queue is empty.
-pub struct EventRecorder {
+pub(crate) struct EventRecorder {
     inner: Arc<Inner>,
 }
 
@@ -64,7 +64,7 @@ impl Drop for EventRecorder {
 impl EventRecorder {
     /// `instance` identifies this process (`reportingInstance`); a repeat within `window` of the previous
     /// occurrence joins its series; nothing is written while `may_act` says no.
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         instance: &str,
         window: Duration,
@@ -93,7 +93,7 @@ impl EventRecorder {
     /// Publishes an event about `regarding` (kind and apiVersion as given): queues a new Event or a series
     /// update of the one it repeats, or nothing when rate-limited or the queue is full. Never waits for
     /// the API server.
-    pub fn publish(
+    pub(crate) fn publish(
         &self,
         regarding: ObjectReference,
         type_: EventType,
@@ -106,7 +106,7 @@ impl EventRecorder {
 
     /// Stops taking events and waits up to `deadline` for the `events` thread to write what is queued
     /// (owed series counts not yet due are not written).
-    pub fn shut_down(&self, deadline: Duration) {
+    pub(crate) fn shut_down(&self, deadline: Duration) {
         let left = self.inner.queue.close(deadline);
         if left > 0 {
             log::warn!(

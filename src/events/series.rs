@@ -19,7 +19,7 @@ use super::limits::SpamFilter;
 use super::EventType;
 
 /// After the first repeat, a series is written at most this often (its count keeps growing in memory).
-pub const SERIES_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const SERIES_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
 /// Past this many remembered series or buckets, stale ones are pruned.
 const PRUNE_AT: usize = 4096;
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// Heartbeats of the registered threads and the readiness flag. Shared as `Arc<Health>`.
 #[derive(Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     threads: Mutex<BTreeMap<String, Heartbeat>>,
     ready: AtomicBool,
 }
@@ -26,7 +26,7 @@ struct Heartbeat {
 
 /// A thread that has been silent for longer than it is allowed to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stuck {
+pub(crate) struct Stuck {
     pub thread: String,
     pub silent_for: Duration,
     pub max_silence: Duration,
@@ -34,13 +34,13 @@ pub struct Stuck {
 
 impl Health {
     /// Not ready, no threads registered.
-    pub fn new() -> Arc<Health> {
+    pub(crate) fn new() -> Arc<Health> {
         Arc::new(Health::default())
     }
 
     /// Starts watching `thread`: it counts as having just beaten, and must beat at least every `max_silence`.
     /// Registering again replaces the allowance.
-    pub fn register(&self, thread: &str, max_silence: Duration) {
+    pub(crate) fn register(&self, thread: &str, max_silence: Duration) {
         self.threads().insert(
             thread.to_string(),
             Heartbeat {
@@ -51,12 +51,13 @@ impl Health {
     }
 
     /// Stops watching `thread`, for a thread that ends on purpose.
-    pub fn unregister(&self, thread: &str) {
+    #[cfg(test)]
+    pub(crate) fn unregister(&self, thread: &str) {
         self.threads().remove(thread);
     }
 
     /// Records that `thread` is making progress. Beats of unregistered threads are ignored.
-    pub fn beat(&self, thread: &str) {
+    pub(crate) fn beat(&self, thread: &str) {
         if let Some(heartbeat) = self.threads().get_mut(thread) {
             heartbeat.last = Instant::now();
         }
@@ -64,22 +65,22 @@ impl Health {
 
     /// [`Health::beat`] for the calling thread, by its name: for code deep inside a long task (a reconcile
     /// whose provider calls each take up to their timeout) that does not know which registered thread runs it.
-    pub fn beat_current_thread(&self) {
+    pub(crate) fn beat_current_thread(&self) {
         if let Some(name) = std::thread::current().name() {
             self.beat(name);
         }
     }
 
-    pub fn set_ready(&self, ready: bool) {
+    pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
 
     /// The threads silent for longer than allowed at `now`, in name order.
-    pub fn stuck_at(&self, now: Instant) -> Vec<Stuck> {
+    pub(crate) fn stuck_at(&self, now: Instant) -> Vec<Stuck> {
         self.threads()
             .iter()
             .filter_map(|(thread, heartbeat)| {
@@ -94,7 +95,7 @@ impl Health {
     }
 
     /// `Ok` when every registered thread beat in time, else a line per stuck thread.
-    pub fn check_alive(&self) -> Result<(), String> {
+    pub(crate) fn check_alive(&self) -> Result<(), String> {
         let stuck = self.stuck_at(Instant::now());
         if stuck.is_empty() {
             return Ok(());

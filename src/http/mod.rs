@@ -19,7 +19,7 @@
 //! Addresses are written as the Go flags write them: `:8080` is every interface, `127.0.0.1:0` lets the
 //! system pick a port, `0` turns the server off.
 
-pub mod health;
+pub(crate) mod health;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -31,21 +31,21 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use health::Health;
+pub(crate) use health::Health;
 
 use crate::metrics::metrics;
 use crate::shutdown::Shutdown;
 use crate::sync::lock;
 
 /// Request line and headers together may not be longer than this.
-pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Connections open at the same time; a new one beyond this closes the oldest.
-pub const MAX_CONNECTIONS: usize = 256;
+pub(crate) const MAX_CONNECTIONS: usize = 256;
 /// Reading the request head and writing the answer, together, may take this long.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// The request head must have arrived this long after the connection was accepted; the rest of
 /// [`REQUEST_DEADLINE`] is left for the answer (a 400 to a client that was too slow included).
-pub const HEAD_DEADLINE: Duration = Duration::from_secs(3);
+pub(crate) const HEAD_DEADLINE: Duration = Duration::from_secs(3);
 /// Stack of each connection thread: the handler keeps its buffers on the heap.
 const CONNECTION_STACK: usize = 128 * 1024;
 /// How long to wait before accepting again after `accept` failed (out of file descriptors and the like).
@@ -53,7 +53,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Which routes a server answers; the others are 404.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoints {
+pub(crate) enum Endpoints {
     /// `/metrics`, for `--metrics-bind-address`.
     Metrics,
     /// `/healthz` and `/readyz`, for `--health-probe-bind-address`.
@@ -81,7 +81,7 @@ impl Endpoints {
 }
 
 /// A running server: where it listens and its accept thread.
-pub struct Server {
+pub(crate) struct Server {
     address: SocketAddr,
     handle: JoinHandle<()>,
     shutdown: Shutdown,
@@ -97,13 +97,14 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// The bound address, with the real port when port 0 was asked for.
-    pub fn address(&self) -> SocketAddr {
+    #[cfg(test)]
+    pub(crate) fn address(&self) -> SocketAddr {
         self.address
     }
 
     /// Ends the accept thread once shutdown is triggered (waiting for that) and waits for it. Connection
     /// threads are not joined: each ends within [`REQUEST_DEADLINE`].
-    pub fn join(self) {
+    pub(crate) fn join(self) {
         while !self.shutdown.sleep(Duration::from_secs(3600)) {}
         // The accept thread is blocked in accept: a connection wakes it to see the flag. If none can be
         // made, the thread is left to end with the process rather than hang the shutdown.
@@ -128,7 +129,7 @@ fn wake_address(bound: SocketAddr) -> SocketAddr {
 
 /// Listens on `address` and answers `endpoints` on a thread until `shutdown`; `Ok(None)` when `address` is
 /// `0` (disabled).
-pub fn serve(
+pub(crate) fn serve(
     address: &str,
     endpoints: Endpoints,
     health: Arc<Health>,

@@ -49,7 +49,7 @@ pub const WATCH_BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A watch that received no byte for this long is treated as dead: the bookmark interval plus a margin for
 /// a loaded API server. A connection silenced without FIN or RST is noticed this long after its last byte.
-pub const WATCH_IDLE_DEADLINE: Duration = Duration::from_secs(75);
+pub(crate) const WATCH_IDLE_DEADLINE: Duration = Duration::from_secs(75);
 
 /// How long one call may take: in all, and between two reads (watches only).
 #[derive(Debug, Clone, Copy)]
@@ -104,7 +104,7 @@ impl Client {
     }
 
     /// The same client (sharing connections) with another per-call timeout.
-    pub fn with_timeout(&self, timeout: Duration) -> Client {
+    pub(crate) fn with_timeout(&self, timeout: Duration) -> Client {
         Client {
             timeout,
             ..self.clone()
@@ -112,7 +112,7 @@ impl Client {
     }
 
     /// The per-call timeout.
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.timeout
     }
 
@@ -145,7 +145,7 @@ impl Client {
         }
     }
 
-    pub fn server(&self) -> &str {
+    pub(crate) fn server(&self) -> &str {
         &self.server
     }
 
@@ -156,7 +156,7 @@ impl Client {
 
     /// Reads one object at `resource_version` or newer: `"0"` is any version the apiserver's watch cache
     /// holds, a version read before is that one or newer — both answered without a quorum read from etcd.
-    pub fn get_at<K: Resource>(
+    pub(crate) fn get_at<K: Resource>(
         &self,
         namespace: Option<&str>,
         name: &str,
@@ -342,7 +342,7 @@ impl Client {
     }
 
     /// Evicts a pod through the Eviction API, which honours PodDisruptionBudgets (429 when one forbids it).
-    pub fn evict(&self, namespace: &str, pod: &str) -> Result<(), Error> {
+    pub(crate) fn evict(&self, namespace: &str, pod: &str) -> Result<(), Error> {
         let eviction = serde_json::json!({
             "apiVersion": "policy/v1",
             "kind": "Eviction",
@@ -496,7 +496,7 @@ fn selector_query(params: &ListParams) -> Vec<(&'static str, String)> {
 }
 
 /// `/api/v1/namespaces/NS/secrets` or `/api/v1/secrets` for all namespaces.
-pub fn collection_path<K: Resource>(namespace: Option<&str>) -> String {
+pub(crate) fn collection_path<K: Resource>(namespace: Option<&str>) -> String {
     match namespace {
         Some(ns) => format!(
             "{}/namespaces/{}/{}",
@@ -508,7 +508,7 @@ pub fn collection_path<K: Resource>(namespace: Option<&str>) -> String {
     }
 }
 
-pub fn object_path<K: Resource>(namespace: Option<&str>, name: &str) -> String {
+pub(crate) fn object_path<K: Resource>(namespace: Option<&str>, name: &str) -> String {
     format!(
         "{}/{}",
         collection_path::<K>(namespace),
@@ -533,7 +533,7 @@ fn encode_query(query: &[(&str, String)]) -> String {
 }
 
 /// RFC 3986 percent-encoding of everything but unreserved characters.
-pub fn percent_encode(value: &str) -> String {
+pub(crate) fn percent_encode(value: &str) -> String {
     crate::percent::encode(value, b"")
 }
 

@@ -24,7 +24,7 @@ use crate::proxy::{ProxyConfig, ProxyUrl};
 use crate::transport;
 
 /// The ServiceAccount mount every pod gets.
-pub const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+pub(crate) const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// How long an exec credential plugin may run before it is stopped.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 /// The cluster extension whose content client-go hands to exec plugins as `spec.cluster.config`.
@@ -79,7 +79,7 @@ pub enum Auth {
 
 impl Connection {
     /// The configuration of a controller running in a pod.
-    pub fn in_cluster() -> Result<Connection, String> {
+    pub(crate) fn in_cluster() -> Result<Connection, String> {
         let mut connection =
             Self::in_cluster_from(Path::new(IN_CLUSTER_DIR), |name| std::env::var(name).ok())?;
         connection.proxy = ProxyConfig::from_env()?
@@ -90,7 +90,7 @@ impl Connection {
 
     /// In a pod, [`Connection::in_cluster`]; elsewhere `~/.kube/config` when it exists — the order of
     /// controller-runtime's `GetConfig`, which the original controller uses.
-    pub fn in_cluster_or_home() -> Result<Connection, String> {
+    pub(crate) fn in_cluster_or_home() -> Result<Connection, String> {
         let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty());
         let home = std::env::var_os("HOME")
             .filter(|h| !h.is_empty())
@@ -163,7 +163,7 @@ impl Connection {
 
     /// Like [`Connection::from_kubeconfig`] for the files of `KUBECONFIG`, of which kubectl skips those that
     /// do not exist.
-    pub fn from_kubeconfig_list(paths: &[PathBuf]) -> Result<Connection, String> {
+    pub(crate) fn from_kubeconfig_list(paths: &[PathBuf]) -> Result<Connection, String> {
         let existing: Vec<PathBuf> = paths.iter().filter(|p| p.exists()).cloned().collect();
         if existing.is_empty() {
             return Err(format!(

@@ -114,7 +114,7 @@ impl Error {
         }
     }
 
-    pub fn reason(&self) -> Option<Reason> {
+    pub(crate) fn reason(&self) -> Option<Reason> {
         match self {
             Error::Api { reason, .. } => Some(*reason),
             _ => None,
@@ -126,7 +126,7 @@ impl Error {
     }
 
     /// Whether the same call may succeed later without anyone changing anything.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             Error::Transport(_) => true,
             Error::Decode(_) => false,
@@ -140,7 +140,7 @@ impl Error {
 impl Error {
     /// How the worker should retry after this error: as the server asked (`Retry-After`), soon for what
     /// may pass by itself, long for what a person must fix (forbidden, invalid, undecodable).
-    pub fn retry(&self) -> Retry {
+    pub(crate) fn retry(&self) -> Retry {
         match self {
             Error::Api {
                 retry_after: Some(delay),

@@ -21,12 +21,12 @@ use serde::Deserialize;
 use crate::cloud::Sensitive;
 
 /// The two `client.authentication.k8s.io` versions client-go still accepts.
-pub const API_VERSIONS: [&str; 2] = [
+pub(crate) const API_VERSIONS: [&str; 2] = [
     "client.authentication.k8s.io/v1",
     "client.authentication.k8s.io/v1beta1",
 ];
 /// The variable through which the plugin learns what is asked of it.
-pub const EXEC_INFO_ENV: &str = "KUBERNETES_EXEC_INFO";
+pub(crate) const EXEC_INFO_ENV: &str = "KUBERNETES_EXEC_INFO";
 /// A plugin's answer larger than this is refused; a credential is a few KiB.
 const MAX_OUTPUT_BYTES: u64 = 1 << 20;
 
@@ -59,7 +59,7 @@ impl std::fmt::Debug for ExecPlugin {
 
 /// What a plugin returned.
 #[derive(Clone, Debug)]
-pub struct ExecCredential {
+pub(crate) struct ExecCredential {
     pub token: Option<Sensitive>,
     /// PEM certificate chain and key, both or neither.
     pub client_cert: Option<(Vec<u8>, Sensitive)>,
@@ -69,7 +69,7 @@ pub struct ExecCredential {
 
 impl ExecPlugin {
     /// Runs the plugin once and reads its credential.
-    pub fn run(&self) -> Result<ExecCredential, String> {
+    pub(crate) fn run(&self) -> Result<ExecCredential, String> {
         let what = format!(
             "exec plugin {} of kubeconfig user {:?}",
             self.command.display(),
@@ -150,7 +150,7 @@ impl ExecPlugin {
 }
 
 /// Reads the `ExecCredential` a plugin printed; `api_version` is the one the kubeconfig asked for.
-pub fn parse_credential(output: &[u8], api_version: &str) -> Result<ExecCredential, String> {
+pub(crate) fn parse_credential(output: &[u8], api_version: &str) -> Result<ExecCredential, String> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Credential {

@@ -308,7 +308,7 @@ pub struct PartialObject {
 
 /// A Secret read for its metadata only: `data` is skipped while decoding and never held in memory.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SecretMetadata {
+pub(crate) struct SecretMetadata {
     #[serde(default)]
     pub metadata: ObjectMeta,
 }
@@ -317,7 +317,7 @@ resource!(SecretMetadata, "v1", "Secret", "secrets");
 
 impl ObjectMeta {
     /// The controller ownerReference, if any.
-    pub fn controller(&self) -> Option<&OwnerReference> {
+    pub(crate) fn controller(&self) -> Option<&OwnerReference> {
         self.owner_references
             .iter()
             .find(|r| r.controller == Some(true))

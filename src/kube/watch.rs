@@ -29,7 +29,7 @@ pub enum WatchEvent<K> {
 }
 
 /// Decodes one line of a watch stream.
-pub fn decode_event<K: DeserializeOwned>(line: &[u8]) -> Result<WatchEvent<K>, Error> {
+pub(crate) fn decode_event<K: DeserializeOwned>(line: &[u8]) -> Result<WatchEvent<K>, Error> {
     #[derive(Deserialize)]
     struct Raw {
         #[serde(rename = "type")]
@@ -70,7 +70,7 @@ pub struct WatchStream<K> {
 }
 
 impl<K: DeserializeOwned> WatchStream<K> {
-    pub fn new(reader: Box<dyn Read + Send>) -> Self {
+    pub(crate) fn new(reader: Box<dyn Read + Send>) -> Self {
         WatchStream {
             reader: BufReader::with_capacity(64 * 1024, reader),
             line: Vec::new(),

@@ -16,7 +16,7 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 use serde_json::{Map, Value};
 
 /// Parses a kubeconfig document (YAML or JSON) into a JSON value; errors name the line.
-pub fn parse(input: &str) -> Result<Value, String> {
+pub(crate) fn parse(input: &str) -> Result<Value, String> {
     let mut builder = Builder::default();
     for next in Parser::new_from_str(input) {
         let (event, span) = next.map_err(|e| {

@@ -22,19 +22,19 @@ use process::{render_process, ProcessStats};
 const PREFIX: &str = "image_pull_secrets_provisioner";
 
 /// Upper bounds of the provider request duration histogram, in seconds.
-pub const REQUEST_BUCKETS: [f64; 11] = [
+pub(crate) const REQUEST_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// The process-wide registry.
-pub fn metrics() -> &'static Metrics {
+pub(crate) fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
 }
 
 /// All metrics of the controller. Every method is cheap and safe to call from any thread.
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     provisioning: Counters,
     evictions: Counters,
     watch_restarts: Counters,
@@ -50,18 +50,18 @@ pub struct Metrics {
 
 impl Metrics {
     /// An empty registry; the controller uses the global [`metrics()`], tests make their own.
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         Metrics::default()
     }
 
     /// Counts one provisioning of a secret: `outcome` is `success` or the step that failed (`token`,
     /// `exchange`, `secret`, `attach`, `config`).
-    pub fn provisioning(&self, provider: &str, outcome: &str) {
+    pub(crate) fn provisioning(&self, provider: &str, outcome: &str) {
         self.provisioning.inc(&[provider, outcome]);
     }
 
     /// Records how long one request to a cloud provider took.
-    pub fn observe_provider_request(&self, provider: &str, seconds: f64) {
+    pub(crate) fn observe_provider_request(&self, provider: &str, seconds: f64) {
         lock(&self.provider_requests)
             .entry(provider.to_string())
             .or_insert_with(|| Histogram::new(&REQUEST_BUCKETS))
@@ -69,7 +69,7 @@ impl Metrics {
     }
 
     /// Remembers when a provisioned secret expires; the gauge shows the seconds left at scrape time.
-    pub fn set_secret_expiry(
+    pub(crate) fn set_secret_expiry(
         &self,
         namespace: &str,
         service_account: &str,
@@ -86,7 +86,7 @@ impl Metrics {
     }
 
     /// Drops the expiry series of a secret that was deleted or is no longer managed.
-    pub fn forget_secret(&self, namespace: &str, secret: &str) {
+    pub(crate) fn forget_secret(&self, namespace: &str, secret: &str) {
         let mut expiries = lock(&self.secret_expiry);
         if let Some(secrets) = expiries.get_mut(namespace) {
             secrets.remove(secret);
@@ -98,7 +98,7 @@ impl Metrics {
 
     /// Keeps only the expiry series of secrets for which `keep(namespace, secret)` holds, after a relist
     /// showed which still exist.
-    pub fn retain_secrets(&self, keep: impl Fn(&str, &str) -> bool) {
+    pub(crate) fn retain_secrets(&self, keep: impl Fn(&str, &str) -> bool) {
         lock(&self.secret_expiry).retain(|namespace, secrets| {
             secrets.retain(|secret, _| keep(namespace, secret));
             !secrets.is_empty()
@@ -106,7 +106,7 @@ impl Metrics {
     }
 
     /// Drops the expiry series of every secret of a ServiceAccount that was deleted or is no longer configured.
-    pub fn forget_service_account(&self, namespace: &str, service_account: &str) {
+    pub(crate) fn forget_service_account(&self, namespace: &str, service_account: &str) {
         let mut expiries = lock(&self.secret_expiry);
         if let Some(secrets) = expiries.get_mut(namespace) {
             secrets.retain(|_, (sa, _)| &**sa != service_account);
@@ -117,40 +117,40 @@ impl Metrics {
     }
 
     /// Counts one eviction decision: `evicted`, `failed` or `skipped_no_controller`.
-    pub fn eviction(&self, result: &str) {
+    pub(crate) fn eviction(&self, result: &str) {
         self.evictions.inc(&[result]);
     }
 
-    pub fn set_queue_depth(&self, n: usize) {
+    pub(crate) fn set_queue_depth(&self, n: usize) {
         self.queue_depth.store(n, Ordering::Relaxed);
     }
 
     /// Counts one key put back on the queue after a failure.
-    pub fn queue_retry(&self) {
+    pub(crate) fn queue_retry(&self) {
         self.queue_retries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many events wait to be written.
-    pub fn set_events_queued(&self, n: usize) {
+    pub(crate) fn set_events_queued(&self, n: usize) {
         self.events_queued.store(n, Ordering::Relaxed);
     }
 
     /// Counts one event dropped because too many were waiting to be written.
-    pub fn event_dropped(&self) {
+    pub(crate) fn event_dropped(&self) {
         self.events_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one watch that had to be re-established, and why (`gone`, `error`, ...).
-    pub fn watch_restart(&self, resource: &str, reason: &str) {
+    pub(crate) fn watch_restart(&self, resource: &str, reason: &str) {
         self.watch_restarts.inc(&[resource, reason]);
     }
 
-    pub fn set_leader(&self, is_leader: bool) {
+    pub(crate) fn set_leader(&self, is_leader: bool) {
         self.leader.store(is_leader, Ordering::Relaxed);
     }
 
     /// Everything in text exposition format 0.0.4.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = self.render_at(Utc::now());
         render_process(&mut out, &ProcessStats::read());
         out

@@ -18,7 +18,7 @@ use crate::spec::{self, Parsed};
 
 /// What to do with one pending pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// It has every secret, or is not failing on our registry: nothing to do.
     Leave,
     /// Not failing yet, but it lacks a secret and may still fail: look again shortly.
@@ -31,7 +31,7 @@ pub enum Verdict {
 
 /// Decides what to do with `pod`, which uses a ServiceAccount whose provisioned secrets are `secret_names`
 /// for `registry`.
-pub fn assess(pod: &PendingPod, secret_names: &[String], registry: &str) -> Verdict {
+pub(crate) fn assess(pod: &PendingPod, secret_names: &[String], registry: &str) -> Verdict {
     if !pod.pending {
         return Verdict::Leave;
     }
@@ -74,7 +74,7 @@ pub fn assess(pod: &PendingPod, secret_names: &[String], registry: &str) -> Verd
 /// Looks at the pending pods of ServiceAccount `key` (as the pod watch delivered them) and evicts those stuck
 /// without its secrets. Returns whether some pod may still fail (its next status change, which the watch
 /// brings, is looked at again).
-pub fn check_pods(ctx: &Context, key: &ObjectKey) -> Result<bool, ReconcileError> {
+pub(crate) fn check_pods(ctx: &Context, key: &ObjectKey) -> Result<bool, ReconcileError> {
     let (namespace, name) = (key.namespace(), key.name());
     let Some(service_account) = ctx.caches.service_account(key) else {
         return Ok(false);

@@ -2,9 +2,9 @@
 //! caches the watches keep (the API server only when a cache cannot know) and moves it toward what the
 //! annotations ask for.
 
-pub mod evictor;
-pub mod plan;
-pub mod service_account;
+pub(crate) mod evictor;
+pub(crate) mod plan;
+pub(crate) mod service_account;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,7 @@ use crate::sync::lock;
 
 /// Settings of reconciliation, from flags.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// Lifetime of the ServiceAccount tokens minted for each exchange (the API's minimum, 600 s, by default).
     pub token_expiration: Duration,
     /// No ServiceAccount is processed again sooner than this after a success, whatever its credentials say.
@@ -57,7 +57,7 @@ impl Default for Options {
 }
 
 /// Everything a reconcile needs; shared by all workers.
-pub struct Context {
+pub(crate) struct Context {
     pub client: Client,
     pub clouds: Arc<dyn CredentialSource>,
     pub events: EventRecorder,
@@ -76,13 +76,13 @@ pub struct Context {
 /// Why a reconcile did not complete, and how soon to try again; the worker retries with the backoff of
 /// its class and logs it once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReconcileError {
+pub(crate) struct ReconcileError {
     pub message: String,
     pub retry: Retry,
 }
 
 impl ReconcileError {
-    pub fn new(message: impl Into<String>, retry: Retry) -> Self {
+    pub(crate) fn new(message: impl Into<String>, retry: Retry) -> Self {
         ReconcileError {
             message: message.into(),
             retry,
@@ -90,12 +90,12 @@ impl ReconcileError {
     }
 
     /// A failure that may pass by itself.
-    pub fn transient(message: impl Into<String>) -> Self {
+    pub(crate) fn transient(message: impl Into<String>) -> Self {
         Self::new(message, Retry::Transient)
     }
 
     /// A failed Kubernetes call while `doing` something: "doing: why", classed by the error.
-    pub fn kube(doing: &str, error: &crate::kube::Error) -> Self {
+    pub(crate) fn kube(doing: &str, error: &crate::kube::Error) -> Self {
         Self::new(format!("{doing}: {error}"), error.retry())
     }
 }
@@ -115,7 +115,7 @@ impl From<crate::kube::Error> for ReconcileError {
 impl Context {
     /// The least time between two exchanges for this ServiceAccount (longer while its provider returns
     /// expired credentials).
-    pub fn expired_floor(&self, service_account: &ObjectKey) -> Duration {
+    pub(crate) fn expired_floor(&self, service_account: &ObjectKey) -> Duration {
         let count = lock(&self.expired)
             .get(service_account)
             .copied()
@@ -124,7 +124,7 @@ impl Context {
     }
 
     /// Counts an exchange that returned expired credentials (`true`) or ends the count; returns the count.
-    pub fn set_expired(&self, service_account: &ObjectKey, expired: bool) -> u32 {
+    pub(crate) fn set_expired(&self, service_account: &ObjectKey, expired: bool) -> u32 {
         let mut counts = lock(&self.expired);
         if !expired {
             counts.remove(service_account);
@@ -135,11 +135,11 @@ impl Context {
         *count
     }
 
-    pub fn is_known_foreign(&self, secret: &ObjectKey) -> bool {
+    pub(crate) fn is_known_foreign(&self, secret: &ObjectKey) -> bool {
         lock(&self.foreign).contains(secret)
     }
 
-    pub fn set_known_foreign(&self, secret: &ObjectKey, foreign: bool) {
+    pub(crate) fn set_known_foreign(&self, secret: &ObjectKey, foreign: bool) {
         let mut names = lock(&self.foreign);
         if foreign {
             names.insert(secret.clone());
@@ -149,12 +149,12 @@ impl Context {
     }
 
     /// Drops what is kept per ServiceAccount once it is gone or no longer configured.
-    pub fn forget(&self, service_account: &ObjectKey) {
+    pub(crate) fn forget(&self, service_account: &ObjectKey) {
         lock(&self.expired).remove(service_account);
     }
 
     /// Fails with "not the leader" when this process must not write.
-    pub fn check_may_act(&self) -> Result<(), ReconcileError> {
+    pub(crate) fn check_may_act(&self) -> Result<(), ReconcileError> {
         if (self.may_act)() {
             Ok(())
         } else {

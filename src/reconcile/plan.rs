@@ -35,7 +35,7 @@ use crate::secret::{self, Content, Freshness, RefreshPolicy};
 use crate::spec::{self, Configuration, Parsed};
 
 /// What the caches say about one ServiceAccount and the secrets that claim it.
-pub struct Observed<'a, 'f> {
+pub(crate) struct Observed<'a, 'f> {
     /// The ServiceAccount's name (its secrets' label value comes from it).
     pub name: &'a str,
     /// Its UID: the secrets with a controller ownerReference to it are owned, the others foreign.
@@ -50,7 +50,7 @@ pub struct Observed<'a, 'f> {
 
 /// What a reconcile does.
 #[derive(Debug)]
-pub enum Plan<'a> {
+pub(crate) enum Plan<'a> {
     /// Not configured: warn about each foreign secret, detach every owned secret, then delete it.
     Decommission {
         foreign: Vec<&'a CachedSecret>,
@@ -66,7 +66,7 @@ pub enum Plan<'a> {
 
 /// Provisioning a usable configuration.
 #[derive(Debug)]
-pub struct Provision<'a> {
+pub(crate) struct Provision<'a> {
     pub configuration: &'a Configuration,
     /// Secrets that claim this ServiceAccount without being owned by it and whose name no principal wants:
     /// one Warning each, nothing else.
@@ -82,7 +82,7 @@ pub struct Provision<'a> {
 
 /// What the plan says for one principal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step<'a> {
+pub(crate) enum Step<'a> {
     /// Decided from what the cache holds.
     Decided(Action<'a>),
     /// The cache does not hold its secret, yet the name is attached or was found foreign before: read it,
@@ -94,7 +94,7 @@ pub enum Step<'a> {
 
 /// What one principal's secret needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action<'a> {
+pub(crate) enum Action<'a> {
     /// Nothing until this refresh time.
     Fresh(DateTime<Utc>),
     /// Put back the label it lost; then fresh until the time given.
@@ -111,7 +111,7 @@ pub enum Action<'a> {
 
 /// Decides what reconciling a ServiceAccount does, given what the caches hold (`observed`), what its
 /// annotations say (`parsed`), the principal limit, the refresh policy and the time.
-pub fn plan<'a>(
+pub(crate) fn plan<'a>(
     observed: &Observed<'a, '_>,
     parsed: &'a Parsed,
     max_principals: usize,
@@ -183,7 +183,7 @@ pub fn plan<'a>(
 impl Provision<'_> {
     /// What `principal`'s secret needs, given the owned secret of its name (`None`: there is none). The plan
     /// asks it of what the cache holds; the executor asks it again of what a [`Step::LookUp`] read found.
-    pub fn decide<'b>(
+    pub(crate) fn decide<'b>(
         &self,
         principal: &Principal,
         existing: Option<&'b CachedSecret>,
@@ -219,7 +219,7 @@ impl Provision<'_> {
 
 /// The new `.imagePullSecrets` with every name in `add` and none in `remove`, every other entry kept in its
 /// place; `None` when nothing changes (then nothing is sent).
-pub fn updated_pull_secrets(
+pub(crate) fn updated_pull_secrets(
     current: &[LocalObjectReference],
     add: &[String],
     remove: &[String],

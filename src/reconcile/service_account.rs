@@ -34,7 +34,7 @@ const ATTACH_ATTEMPTS: u32 = 8;
 
 /// What the worker does after a successful reconcile.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Run again after this long (the next refresh).
     pub requeue_after: Option<Duration>,
     /// Look at the ServiceAccount's pending pods (its secrets are in place).
@@ -73,7 +73,7 @@ impl Subject {
 }
 
 /// Reconciles ServiceAccount `key`.
-pub fn reconcile(ctx: &Context, key: &ObjectKey) -> Result<Outcome, ReconcileError> {
+pub(crate) fn reconcile(ctx: &Context, key: &ObjectKey) -> Result<Outcome, ReconcileError> {
     let (namespace, name) = (key.namespace(), key.name());
     let secrets = ctx.caches.secrets_of(key);
     let cached = match ctx.caches.service_account(key) {
@@ -787,7 +787,7 @@ fn delete_secrets(
 }
 
 /// The Warning when a Secret of a wanted name belongs to someone else; `check` reports the same words.
-pub fn foreign_secret_message(name: &str) -> String {
+pub(crate) fn foreign_secret_message(name: &str) -> String {
     format!(
         "a secret named {name} already exists and is not managed by this controller for this serviceaccount \
          (it has no controller ownerReference to it); it was left untouched: delete or rename it, or choose \

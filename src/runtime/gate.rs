@@ -13,29 +13,29 @@ struct State {
 
 /// Open, closed, or closed for good (shutdown): every change wakes every waiter.
 #[derive(Debug, Default)]
-pub struct Gate {
+pub(crate) struct Gate {
     state: Mutex<State>,
     changed: Condvar,
 }
 
 impl Gate {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    pub fn set_open(&self, open: bool) {
+    pub(crate) fn set_open(&self, open: bool) {
         lock(&self.state).open = open;
         self.changed.notify_all();
     }
 
     /// Wakes every waiter for good: [`Gate::wait_open`] returns false from now on.
-    pub fn close_for_good(&self) {
+    pub(crate) fn close_for_good(&self) {
         lock(&self.state).closed_for_good = true;
         self.changed.notify_all();
     }
 
     /// Blocks until the gate is open (true), closed for good, or `timeout` passed (false).
-    pub fn wait_open(&self, timeout: Duration) -> bool {
+    pub(crate) fn wait_open(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut state = lock(&self.state);
         loop {

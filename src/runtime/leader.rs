@@ -67,7 +67,7 @@ impl LeaderConfig {
     }
 
     /// The same checks as client-go: the timings must leave a leader time to notice it is late.
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if self.namespace.is_empty() || self.name.is_empty() {
             return Err("leader election needs a lease namespace and name".into());
         }
@@ -266,7 +266,7 @@ fn request_timeout(renew_deadline: Duration) -> Duration {
 }
 
 /// `<hostname>_<random hex>`, unique per process like client-go's `<hostname>_<uuid>`.
-pub fn default_identity() -> String {
+pub(crate) fn default_identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
@@ -333,7 +333,7 @@ impl LeaderElector {
 
     /// Campaigns until `shutdown`, calling `on_change(true)` when leadership is gained and `on_change(false)`
     /// when it is lost or given up. Returns after releasing the lease (if configured).
-    pub fn run(mut self, shutdown: &Shutdown, mut on_change: impl FnMut(bool)) {
+    pub(crate) fn run(mut self, shutdown: &Shutdown, mut on_change: impl FnMut(bool)) {
         log::info!(
             "campaigning for lease {}/{} as {}",
             self.config.namespace,

@@ -10,8 +10,8 @@
 //! - The queue carries keys, never objects; the watcher keeps no copy of what it streams.
 //! - A lock is held only for a map operation or to copy a value in or out, never across a request.
 
-pub mod gate;
+pub(crate) mod gate;
 pub mod leader;
-pub mod queue;
+pub(crate) mod queue;
 pub mod store;
 pub mod watcher;

@@ -19,7 +19,7 @@ use crate::sync::{lock, wait, wait_timeout};
 /// jitter. Permanent failures (only a person can fix them) start and end much later than transient ones; a
 /// server's `Retry-After` is a floor on the transient backoff.
 #[derive(Debug, Clone, Copy)]
-pub struct BackoffPolicy {
+pub(crate) struct BackoffPolicy {
     pub transient: Backoff,
     pub permanent: Backoff,
 }
@@ -40,7 +40,7 @@ impl Default for BackoffPolicy {
 
 impl BackoffPolicy {
     /// The queue's policy over these two backoffs, each spread by the queue's jitter.
-    pub fn new(transient: Backoff, permanent: Backoff) -> Self {
+    pub(crate) fn new(transient: Backoff, permanent: Backoff) -> Self {
         BackoffPolicy {
             transient: transient.with_jitter(JITTER),
             permanent: permanent.with_jitter(JITTER),
@@ -48,7 +48,7 @@ impl BackoffPolicy {
     }
 
     /// The backoff after `failures` failures, the last of class `retry`.
-    pub fn delay_for(&self, failures: u32, retry: Retry) -> Duration {
+    pub(crate) fn delay_for(&self, failures: u32, retry: Retry) -> Duration {
         match retry {
             Retry::Transient => self.transient.delay(failures),
             Retry::Permanent => self.permanent.delay(failures),
@@ -78,7 +78,7 @@ struct State<K> {
 type DepthObserver = Box<dyn Fn(usize) + Send + Sync>;
 
 /// A deduplicating, delaying, rate-limiting queue of keys.
-pub struct Queue<K> {
+pub(crate) struct Queue<K> {
     state: Mutex<State<K>>,
     wake: Condvar,
     backoff: BackoffPolicy,
@@ -86,7 +86,7 @@ pub struct Queue<K> {
 }
 
 impl<K: Clone + Eq + Hash + Ord> Queue<K> {
-    pub fn new(backoff: BackoffPolicy) -> Self {
+    pub(crate) fn new(backoff: BackoffPolicy) -> Self {
         Queue {
             state: Mutex::new(State {
                 ready: VecDeque::new(),
@@ -106,7 +106,10 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
 
     /// Reports the backlog (ready keys) to `observer` at every change, so a gauge is current on every
     /// replica, the standby's included, and under load.
-    pub fn with_depth_observer(mut self, observer: impl Fn(usize) + Send + Sync + 'static) -> Self {
+    pub(crate) fn with_depth_observer(
+        mut self,
+        observer: impl Fn(usize) + Send + Sync + 'static,
+    ) -> Self {
         self.on_depth = Some(Box::new(observer));
         self
     }
@@ -118,7 +121,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     }
 
     /// Marks `key` for processing as soon as a worker is free.
-    pub fn add(&self, key: K) {
+    pub(crate) fn add(&self, key: K) {
         let mut state = lock(&self.state);
         Self::add_locked(&mut state, key);
         self.report_depth(&state);
@@ -136,7 +139,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     }
 
     /// Marks `key` for processing after `delay`; an earlier pending time for the same key wins.
-    pub fn add_after(&self, key: K, delay: Duration) {
+    pub(crate) fn add_after(&self, key: K, delay: Duration) {
         if delay.is_zero() {
             return self.add(key);
         }
@@ -161,13 +164,14 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     }
 
     /// Adds `key` after its transient failure backoff and counts the failure. Returns the delay chosen.
-    pub fn add_rate_limited(&self, key: K) -> Duration {
+    #[cfg(test)]
+    pub(crate) fn add_rate_limited(&self, key: K) -> Duration {
         self.add_after_failure(key, Retry::Transient)
     }
 
     /// Adds `key` after the backoff of a failure of class `retry` and counts the failure. Returns the delay
     /// chosen.
-    pub fn add_after_failure(&self, key: K, retry: Retry) -> Duration {
+    pub(crate) fn add_after_failure(&self, key: K, retry: Retry) -> Duration {
         let failures = {
             let mut state = lock(&self.state);
             let failures = state.failures.entry(key.clone()).or_insert(0);
@@ -180,12 +184,12 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     }
 
     /// Forgets `key`'s failures, after a success.
-    pub fn forget(&self, key: &K) {
+    pub(crate) fn forget(&self, key: &K) {
         lock(&self.state).failures.remove(key);
     }
 
     /// Drops every pending add of `key` and its failures (its object is gone).
-    pub fn remove(&self, key: &K) {
+    pub(crate) fn remove(&self, key: &K) {
         let mut state = lock(&self.state);
         state.failures.remove(key);
         if let Some((at, sequence)) = state.due.remove(key) {
@@ -197,17 +201,18 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
         self.report_depth(&state);
     }
 
-    pub fn failures(&self, key: &K) -> u32 {
+    pub(crate) fn failures(&self, key: &K) -> u32 {
         lock(&self.state).failures.get(key).copied().unwrap_or(0)
     }
 
     /// Blocks until a key is ready (or `None` once shut down). The caller must call [`Queue::done`] with it.
-    pub fn get(&self) -> Option<K> {
+    #[cfg(test)]
+    pub(crate) fn get(&self) -> Option<K> {
         self.get_timeout(None)
     }
 
     /// As [`Queue::get`], but gives up after `timeout` (returns `None`) so the caller can do other things.
-    pub fn get_timeout(&self, timeout: Option<Duration>) -> Option<K> {
+    pub(crate) fn get_timeout(&self, timeout: Option<Duration>) -> Option<K> {
         let give_up = timeout.map(|t| Instant::now() + t);
         let mut state = lock(&self.state);
         loop {
@@ -275,7 +280,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     }
 
     /// Ends processing of `key`; if it was added meanwhile, it becomes ready again.
-    pub fn done(&self, key: &K) {
+    pub(crate) fn done(&self, key: &K) {
         let mut state = lock(&self.state);
         state.processing.remove(key);
         if state.dirty.contains(key) {
@@ -287,26 +292,23 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     }
 
     /// Keys ready now plus keys waiting for a delay.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         let state = lock(&self.state);
         state.ready.len() + state.due.len()
     }
 
-    /// Keys ready to be processed now (not counting delayed ones): the backlog.
-    pub fn ready_len(&self) -> usize {
-        lock(&self.state).ready.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    pub fn is_shut_down(&self) -> bool {
+    pub(crate) fn is_shut_down(&self) -> bool {
         lock(&self.state).shutting_down
     }
 
     /// Wakes every waiting worker with `None`; later adds are ignored.
-    pub fn shut_down(&self) {
+    pub(crate) fn shut_down(&self) {
         let mut state = lock(&self.state);
         state.shutting_down = true;
         state.ready.clear();

@@ -23,14 +23,14 @@ pub fn is_older(candidate: &str, held: &str) -> bool {
 /// on the heap. Anything else is kept as it is; the text always comes back exactly as it was. The UUID is kept
 /// as bytes, not a `u128`, whose 16-byte alignment would make every `CompactStr` 32 bytes instead of 24.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub enum CompactStr {
+pub(crate) enum CompactStr {
     Number(u64),
     Uuid([u8; 16]),
     Text(Box<str>),
 }
 
 impl CompactStr {
-    pub fn new(text: &str) -> Self {
+    pub(crate) fn new(text: &str) -> Self {
         let canonical_number = !text.is_empty()
             && text.len() <= 19
             && text.bytes().all(|b| b.is_ascii_digit())
@@ -56,7 +56,7 @@ impl CompactStr {
     }
 
     /// Whether this is `text`.
-    pub fn is(&self, text: &str) -> bool {
+    pub(crate) fn is(&self, text: &str) -> bool {
         *self == CompactStr::new(text)
     }
 }
@@ -89,7 +89,7 @@ impl std::fmt::Debug for CompactStr {
 }
 
 /// Whether version `candidate` is older than `held` (see [`is_older`]).
-pub fn is_older_version(candidate: &CompactStr, held: &CompactStr) -> bool {
+pub(crate) fn is_older_version(candidate: &CompactStr, held: &CompactStr) -> bool {
     match (candidate, held) {
         (CompactStr::Number(c), CompactStr::Number(h)) => c < h,
         _ => false,
@@ -99,16 +99,16 @@ pub fn is_older_version(candidate: &CompactStr, held: &CompactStr) -> bool {
 /// The keys seen since a list started, to find what disappeared while no watch was open. Only a 64-bit hash
 /// of each key is kept: a list of 50,000 pods must not cost 50,000 copies of their names.
 #[derive(Debug, Default)]
-pub struct Relist {
+pub(crate) struct Relist {
     listed: Option<Listed>,
 }
 
 /// The keys one list delivered.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Listed(HashSet<u64>);
+pub(crate) struct Listed(HashSet<u64>);
 
 impl Listed {
-    pub fn contains(&self, namespace: &str, name: &str) -> bool {
+    pub(crate) fn contains(&self, namespace: &str, name: &str) -> bool {
         self.0.contains(&key_hash(namespace, name))
     }
 }
@@ -121,18 +121,18 @@ pub(crate) fn key_hash(namespace: &str, name: &str) -> u64 {
 }
 
 impl Relist {
-    pub fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         self.listed = Some(Listed::default());
     }
 
-    pub fn saw(&mut self, namespace: &str, name: &str) {
+    pub(crate) fn saw(&mut self, namespace: &str, name: &str) {
         if let Some(listed) = self.listed.as_mut() {
             listed.0.insert(key_hash(namespace, name));
         }
     }
 
     /// Ends the list; returns the keys seen, or `None` when no list was running.
-    pub fn finish(&mut self) -> Option<Listed> {
+    pub(crate) fn finish(&mut self) -> Option<Listed> {
         self.listed.take()
     }
 }

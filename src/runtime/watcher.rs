@@ -89,7 +89,7 @@ impl Watcher {
     }
 
     /// Called with a short reason each time a watch has to be re-established after an error or a 410.
-    pub fn on_restart(mut self, callback: impl Fn(&str) + Send + 'static) -> Self {
+    pub(crate) fn on_restart(mut self, callback: impl Fn(&str) + Send + 'static) -> Self {
         self.restarts = Some(Box::new(callback));
         self
     }

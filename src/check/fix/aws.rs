@@ -32,7 +32,7 @@ fn oidc_provider_arn(target: &AwsTarget, subject: &Subject) -> String {
 }
 
 /// The trust policy the role needs, pretty-printed.
-pub fn trust_policy(target: &AwsTarget, subject: &Subject) -> String {
+pub(crate) fn trust_policy(target: &AwsTarget, subject: &Subject) -> String {
     let host = provider_host_path(subject.issuer);
     let policy = json!({
         "Version": "2012-10-17",
@@ -68,7 +68,11 @@ fn trust_policy_fix(target: &AwsTarget, subject: &Subject) -> String {
     )
 }
 
-pub fn exchange_fix(target: &AwsTarget, subject: &Subject, error: &CloudError) -> Vec<String> {
+pub(crate) fn exchange_fix(
+    target: &AwsTarget,
+    subject: &Subject,
+    error: &CloudError,
+) -> Vec<String> {
     if let Some(fix) = unreachable_fix(error) {
         return vec![fix];
     }
@@ -129,7 +133,7 @@ pub fn exchange_fix(target: &AwsTarget, subject: &Subject, error: &CloudError) -
     }
 }
 
-pub fn pull_refused_fix(target: &AwsTarget, registry: &str) -> String {
+pub(crate) fn pull_refused_fix(target: &AwsTarget, registry: &str) -> String {
     format!(
         "{registry} did not accept the ECR token of {}: an ECR token is valid only for registries of the account and \
          region it was obtained in ({}); check the registry annotation",
@@ -137,7 +141,7 @@ pub fn pull_refused_fix(target: &AwsTarget, registry: &str) -> String {
     )
 }
 
-pub fn pull_denied_fix(target: &AwsTarget, repository: &str) -> String {
+pub(crate) fn pull_denied_fix(target: &AwsTarget, repository: &str) -> String {
     format!(
         "allow ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on repository {repository} to {} \
          (in the role's permissions, and in the repository policy when the repository is in another account)",
@@ -145,7 +149,7 @@ pub fn pull_denied_fix(target: &AwsTarget, repository: &str) -> String {
     )
 }
 
-pub fn trusted_as(target: &AwsTarget, subject: &Subject) -> String {
+pub(crate) fn trusted_as(target: &AwsTarget, subject: &Subject) -> String {
     format!(
         "role {} trusts {} via {}",
         target.role_arn,

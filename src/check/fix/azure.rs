@@ -41,7 +41,11 @@ fn role_fix(target: &AzureTarget) -> String {
     )
 }
 
-pub fn exchange_fix(target: &AzureTarget, subject: &Subject, error: &CloudError) -> Vec<String> {
+pub(crate) fn exchange_fix(
+    target: &AzureTarget,
+    subject: &Subject,
+    error: &CloudError,
+) -> Vec<String> {
     if let Some(fix) = unreachable_fix(error) {
         return vec![fix];
     }
@@ -66,7 +70,7 @@ pub fn exchange_fix(target: &AzureTarget, subject: &Subject, error: &CloudError)
     }
 }
 
-pub fn pull_refused_fix(target: &AzureTarget, registry: &str) -> String {
+pub(crate) fn pull_refused_fix(target: &AzureTarget, registry: &str) -> String {
     format!(
         "{registry} did not accept the refresh token of application {}: check that the registry annotation names the \
          registry's login server and that the registry belongs to tenant {}",
@@ -74,14 +78,14 @@ pub fn pull_refused_fix(target: &AzureTarget, registry: &str) -> String {
     )
 }
 
-pub fn pull_denied_fix(target: &AzureTarget, repository: &str) -> String {
+pub(crate) fn pull_denied_fix(target: &AzureTarget, repository: &str) -> String {
     format!(
         "{} (repository {repository}; a repository-scoped token or a custom role may deny it)",
         role_fix(target)
     )
 }
 
-pub fn trusted_as(target: &AzureTarget, subject: &Subject) -> String {
+pub(crate) fn trusted_as(target: &AzureTarget, subject: &Subject) -> String {
     format!(
         "application {} in tenant {} federates {} from {} for audience {}",
         target.client_id,

@@ -26,7 +26,7 @@ fn provider_name(provider: &str) -> ProviderName<'_> {
 }
 
 /// The IAM member Google derives from the token's subject (with `google.subject = assertion.sub`).
-pub fn member(target: &GoogleTarget, subject: &Subject) -> String {
+pub(crate) fn member(target: &GoogleTarget, subject: &Subject) -> String {
     let name = provider_name(&target.provider);
     format!(
         "principal://iam.googleapis.com/projects/{}/locations/global/workloadIdentityPools/{}/subject/{}",
@@ -45,7 +45,11 @@ fn grant_fix(target: &GoogleTarget, subject: &Subject) -> String {
     )
 }
 
-pub fn exchange_fix(target: &GoogleTarget, subject: &Subject, error: &CloudError) -> Vec<String> {
+pub(crate) fn exchange_fix(
+    target: &GoogleTarget,
+    subject: &Subject,
+    error: &CloudError,
+) -> Vec<String> {
     if let Some(fix) = unreachable_fix(error) {
         return vec![fix];
     }
@@ -96,7 +100,7 @@ pub fn exchange_fix(target: &GoogleTarget, subject: &Subject, error: &CloudError
     }
 }
 
-pub fn pull_refused_fix(target: &GoogleTarget, registry: &str) -> String {
+pub(crate) fn pull_refused_fix(target: &GoogleTarget, registry: &str) -> String {
     format!(
         "{registry} did not accept the access token of {}: check that the registry annotation names the Artifact Registry \
          host of the image, and that the token was obtained for the right project",
@@ -104,14 +108,14 @@ pub fn pull_refused_fix(target: &GoogleTarget, registry: &str) -> String {
     )
 }
 
-pub fn pull_denied_fix(target: &GoogleTarget, repository: &str) -> String {
+pub(crate) fn pull_denied_fix(target: &GoogleTarget, repository: &str) -> String {
     format!(
         "grant roles/artifactregistry.reader on repository {repository} to serviceAccount:{}",
         target.service_account_email
     )
 }
 
-pub fn trusted_as(target: &GoogleTarget, subject: &Subject) -> String {
+pub(crate) fn trusted_as(target: &GoogleTarget, subject: &Subject) -> String {
     format!(
         "{} may impersonate {} through {}",
         member(target, subject),

@@ -11,7 +11,7 @@ use crate::cloud::{CloudError, Principal};
 
 /// Who asks: the values a cloud matches a ServiceAccount token against.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subject<'a> {
+pub(crate) struct Subject<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     /// The audience annotation, which the token carries as `aud`.
@@ -22,13 +22,17 @@ pub struct Subject<'a> {
 
 impl Subject<'_> {
     /// The token's `sub`.
-    pub fn subject(&self) -> String {
+    pub(crate) fn subject(&self) -> String {
         super::claims::service_account_subject(self.namespace, self.name)
     }
 }
 
 /// The instructions that fix `error` for `principal`.
-pub fn exchange_fix(principal: &Principal, subject: &Subject, error: &CloudError) -> Vec<String> {
+pub(crate) fn exchange_fix(
+    principal: &Principal,
+    subject: &Subject,
+    error: &CloudError,
+) -> Vec<String> {
     match principal {
         Principal::Aws(target) => aws::exchange_fix(target, subject, error),
         Principal::Google(target) => google::exchange_fix(target, subject, error),
@@ -37,7 +41,7 @@ pub fn exchange_fix(principal: &Principal, subject: &Subject, error: &CloudError
 }
 
 /// One line saying what the cloud trusts for this principal, shown when the exchange succeeded.
-pub fn trusted_as(principal: &Principal, subject: &Subject) -> String {
+pub(crate) fn trusted_as(principal: &Principal, subject: &Subject) -> String {
     match principal {
         Principal::Aws(target) => aws::trusted_as(target, subject),
         Principal::Google(target) => google::trusted_as(target, subject),
@@ -61,7 +65,7 @@ fn provider_words(error: &CloudError) -> &str {
 }
 
 /// What to change when the registry does not accept `principal`'s credentials at all (401).
-pub fn pull_refused_fix(principal: &Principal, registry: &str) -> String {
+pub(crate) fn pull_refused_fix(principal: &Principal, registry: &str) -> String {
     match principal {
         Principal::Aws(target) => aws::pull_refused_fix(target, registry),
         Principal::Google(target) => google::pull_refused_fix(target, registry),
@@ -70,7 +74,7 @@ pub fn pull_refused_fix(principal: &Principal, registry: &str) -> String {
 }
 
 /// What to change when the registry accepts the credentials but denies the repository (403).
-pub fn pull_denied_fix(principal: &Principal, repository: &str) -> String {
+pub(crate) fn pull_denied_fix(principal: &Principal, repository: &str) -> String {
     match principal {
         Principal::Aws(target) => aws::pull_denied_fix(target, repository),
         Principal::Google(target) => google::pull_denied_fix(target, repository),

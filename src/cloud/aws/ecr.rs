@@ -12,13 +12,13 @@ use super::sts::parse_timestamp;
 use crate::cloud::{RegistryCredentials, Sensitive};
 
 /// The JSON 1.1 protocol's content type.
-pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+pub(crate) const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// The operation, named in the `X-Amz-Target` header.
-pub const TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
+pub(crate) const TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
 
 /// The request body: no registry IDs, so the token is for the caller's own registry.
-pub const BODY: &[u8] = b"{}";
+pub(crate) const BODY: &[u8] = b"{}";
 
 #[derive(Deserialize)]
 struct Answer {
@@ -35,7 +35,7 @@ struct AuthorizationData {
 }
 
 /// Reads the registry credentials out of a successful answer.
-pub fn parse_response(body: &str) -> Result<RegistryCredentials, String> {
+pub(crate) fn parse_response(body: &str) -> Result<RegistryCredentials, String> {
     // serde_json's error text can quote input; report only where it failed.
     let answer: Answer = serde_json::from_str(body).map_err(|e| {
         format!(

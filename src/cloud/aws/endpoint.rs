@@ -7,10 +7,10 @@
 use super::host::{EcrRegistry, Partition};
 
 /// Placeholder in endpoint overrides, replaced by the registry's region.
-pub const REGION_PLACEHOLDER: &str = "{region}";
+pub(crate) const REGION_PLACEHOLDER: &str = "{region}";
 
 /// The STS endpoint for `registry`: the override with `{region}` filled in, or the regional default.
-pub fn sts_endpoint_url(override_template: Option<&str>, registry: &EcrRegistry) -> String {
+pub(crate) fn sts_endpoint_url(override_template: Option<&str>, registry: &EcrRegistry) -> String {
     if let Some(template) = override_template {
         return fill_region(template, &registry.region);
     }
@@ -25,7 +25,7 @@ pub fn sts_endpoint_url(override_template: Option<&str>, registry: &EcrRegistry)
 }
 
 /// The ECR API endpoint for `registry`: the override with `{region}` filled in, or the regional default.
-pub fn ecr_endpoint_url(override_template: Option<&str>, registry: &EcrRegistry) -> String {
+pub(crate) fn ecr_endpoint_url(override_template: Option<&str>, registry: &EcrRegistry) -> String {
     if let Some(template) = override_template {
         return fill_region(template, &registry.region);
     }
@@ -53,7 +53,7 @@ pub fn validate_endpoint_override(template: &str) -> Result<(), String> {
 
 /// A parsed endpoint URL: what to POST to, and what to sign.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// The URL as given, used for the request.
     pub url: String,
     /// The `Host` header the HTTP client will send: host, plus `:port` when not the scheme's default.
@@ -63,7 +63,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn parse(url: &str) -> Result<Endpoint, String> {
+    pub(crate) fn parse(url: &str) -> Result<Endpoint, String> {
         let (rest, default_port) = if let Some(rest) = url.strip_prefix("https://") {
             (rest, 443)
         } else if let Some(rest) = url.strip_prefix("http://") {

@@ -14,14 +14,14 @@ use super::xml;
 
 /// The two AWS calls of an exchange; each has its own advice for the same error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
+pub(crate) enum Call {
     AssumeRoleWithWebIdentity,
     GetAuthorizationToken,
 }
 
 impl Call {
     /// The step name in [`CloudError`].
-    pub fn step(self) -> &'static str {
+    pub(crate) fn step(self) -> &'static str {
         match self {
             Call::AssumeRoleWithWebIdentity => "sts AssumeRoleWithWebIdentity",
             Call::GetAuthorizationToken => "ecr GetAuthorizationToken",
@@ -31,14 +31,14 @@ impl Call {
 
 /// The code and message of an AWS error answer, as far as they could be read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RemoteError {
+pub(crate) struct RemoteError {
     pub code: Option<String>,
     pub message: Option<String>,
 }
 
 /// Reads an error body: JSON (`{"__type": "...#Code", "message": "..."}`) or XML (`<ErrorResponse><Error>`
 /// from AWS query APIs, `<Response><Errors><Error>` from EC2-style APIs and moto).
-pub fn parse_error_body(body: &str) -> RemoteError {
+pub(crate) fn parse_error_body(body: &str) -> RemoteError {
     let trimmed = body.trim_start();
     if trimmed.starts_with('{') {
         parse_json_error(trimmed)
@@ -81,7 +81,7 @@ fn parse_xml_error(body: &str) -> RemoteError {
 
 /// `com.amazonaws.ecr#AccessDeniedException` and `AccessDeniedException:http://…` become
 /// `AccessDeniedException`, as AWS SDKs read them.
-pub fn normalize_code(code: &str) -> String {
+pub(crate) fn normalize_code(code: &str) -> String {
     let code = code.rsplit_once('#').map_or(code, |(_, c)| c);
     let code = code.split_once(':').map_or(code, |(c, _)| c);
     code.trim().to_string()
@@ -121,14 +121,14 @@ const TRANSIENT_CODES: [&str; 11] = [
 
 /// Whether the same call may succeed if simply tried again: throttling, timeouts and server-side failures.
 /// Everything else (bad token, missing permission, bad signature) needs a person and is not retried here.
-pub fn is_retryable(status: u16, code: Option<&str>) -> bool {
+pub(crate) fn is_retryable(status: u16, code: Option<&str>) -> bool {
     let code_says =
         code.is_some_and(|c| THROTTLING_CODES.contains(&c) || TRANSIENT_CODES.contains(&c));
     code_says || status == 408 || status == 429 || status >= 500
 }
 
 /// What the operator should check for a non-retryable error, where we know.
-pub fn hint(call: Call, code: &str) -> Option<&'static str> {
+pub(crate) fn hint(call: Call, code: &str) -> Option<&'static str> {
     const CLOCK: &str =
         "check the clock of the controller's node: signatures and session tokens are only \
                          valid for a few minutes around the time they were made";
@@ -183,7 +183,7 @@ pub fn hint(call: Call, code: &str) -> Option<&'static str> {
 ///
 /// `secrets` are the values of this exchange that must never appear in an error (token, keys, signature);
 /// they are replaced wherever a remote message or body happens to contain them.
-pub fn from_response(
+pub(crate) fn from_response(
     call: Call,
     role_arn: &str,
     response: &HttpResponse,
@@ -220,7 +220,7 @@ pub fn from_response(
 }
 
 /// Remote text made safe to put in an error (see [`redact::quote`]); an empty body says so.
-pub fn quote(text: &str, secrets: &[&str]) -> String {
+pub(crate) fn quote(text: &str, secrets: &[&str]) -> String {
     let quoted = redact::quote(text, secrets);
     if quoted.is_empty() {
         "(empty body)".to_string()

@@ -24,7 +24,7 @@ pub enum Partition {
 }
 
 impl Partition {
-    pub const ALL: [Partition; 8] = [
+    pub(crate) const ALL: [Partition; 8] = [
         Partition::Aws,
         Partition::AwsCn,
         Partition::AwsUsGov,
@@ -36,7 +36,7 @@ impl Partition {
     ];
 
     /// The name used in ARNs (`arn:aws-cn:…`).
-    pub fn id(self) -> &'static str {
+    pub(crate) fn id(self) -> &'static str {
         match self {
             Partition::Aws => "aws",
             Partition::AwsCn => "aws-cn",
@@ -49,12 +49,12 @@ impl Partition {
         }
     }
 
-    pub fn from_id(id: &str) -> Option<Partition> {
+    pub(crate) fn from_id(id: &str) -> Option<Partition> {
         Partition::ALL.into_iter().find(|p| p.id() == id)
     }
 
     /// The partition a region belongs to, from the region's prefix (AWS's own partition rules).
-    pub fn of_region(region: &str) -> Partition {
+    pub(crate) fn of_region(region: &str) -> Partition {
         // Longer prefixes first: `us-isob-` and `us-isof-` also start with `us-iso`.
         const PREFIXES: [(&str, Partition); 7] = [
             ("cn-", Partition::AwsCn),
@@ -72,7 +72,7 @@ impl Partition {
     }
 
     /// The DNS suffix of the partition's regional endpoints (`sts.REGION.SUFFIX`).
-    pub fn dns_suffix(self) -> &'static str {
+    pub(crate) fn dns_suffix(self) -> &'static str {
         match self {
             Partition::Aws | Partition::AwsUsGov => "amazonaws.com",
             Partition::AwsCn => "amazonaws.com.cn",
@@ -85,7 +85,7 @@ impl Partition {
     }
 
     /// The DNS suffix of dual-stack (IPv4 and IPv6) API endpoints, where the partition has them.
-    pub fn dual_stack_dns_suffix(self) -> Option<&'static str> {
+    pub(crate) fn dual_stack_dns_suffix(self) -> Option<&'static str> {
         match self {
             Partition::Aws | Partition::AwsUsGov => Some("api.aws"),
             Partition::AwsCn => Some("api.amazonwebservices.com.cn"),
@@ -124,7 +124,7 @@ pub struct EcrRegistry {
 
 impl EcrRegistry {
     /// The DNS suffix of the region's regular endpoints.
-    pub fn dns_suffix(&self) -> &'static str {
+    pub(crate) fn dns_suffix(&self) -> &'static str {
         self.partition.dns_suffix()
     }
 }
@@ -353,7 +353,7 @@ fn is_dns_name(name: &str) -> bool {
 }
 
 /// Checks that `region` has the shape of an AWS region name: `us-east-1`, `us-gov-west-1`, `eusc-de-east-1`.
-pub fn validate_region(region: &str) -> Result<(), String> {
+pub(crate) fn validate_region(region: &str) -> Result<(), String> {
     let parts: Vec<&str> = region.split('-').collect();
     let well_formed = region.len() <= 32
         && parts.len() >= 3

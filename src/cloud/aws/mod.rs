@@ -30,8 +30,8 @@ use endpoint::Endpoint;
 use error::Call;
 use sts::TemporaryCredentials;
 
-pub use endpoint::{validate_endpoint_override, REGION_PLACEHOLDER};
-pub use host::{parse_registry_host, validate_region, EcrRegistry, Partition, REGION_ANNOTATION};
+pub use endpoint::validate_endpoint_override;
+pub use host::{parse_registry_host, EcrRegistry, REGION_ANNOTATION};
 pub use role::{check_role_partition, role_session_name, validate_role_arn};
 
 /// STS's shortest session, and this controller's default: each session signs one ECR call, at once.
@@ -68,7 +68,7 @@ impl Default for AwsConfig {
 }
 
 /// This node's clock, as the signer reads it.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+pub(crate) type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// Exchanges ServiceAccount tokens for ECR credentials.
 pub struct AwsClient {

@@ -18,7 +18,7 @@ pub fn validate_role_arn(arn: &str) -> Result<(), String> {
 }
 
 /// The partition of a valid role ARN.
-pub fn role_arn_partition(arn: &str) -> Result<Partition, String> {
+pub(crate) fn role_arn_partition(arn: &str) -> Result<Partition, String> {
     if arn.is_empty() {
         return Err("role ARN is empty".to_string());
     }

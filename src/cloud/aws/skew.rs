@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 /// Differences smaller than this are not skew: AWS accepts five minutes, and a refusal for another reason
 /// must not move the clock.
-pub const MIN_SKEW: chrono::Duration = chrono::Duration::minutes(4);
+pub(crate) const MIN_SKEW: chrono::Duration = chrono::Duration::minutes(4);
 
 /// Codes with which AWS refuses a signature whose time is off (and, for some, other faults: the `Date`
 /// decides).
@@ -21,7 +21,7 @@ const SKEW_CODES: [&str; 6] = [
 
 /// How far the signing time was from AWS's (`signed_at - server_time`), when the refusal is a skew error and
 /// the server's `Date` shows a skew of at least [`MIN_SKEW`].
-pub fn detect(
+pub(crate) fn detect(
     code: Option<&str>,
     server_time: Option<DateTime<Utc>>,
     signed_at: DateTime<Utc>,

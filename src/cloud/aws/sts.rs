@@ -10,20 +10,20 @@ use crate::cloud::sigv4::{self, Credentials};
 use crate::cloud::Sensitive;
 
 /// The form content type STS expects.
-pub const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
 /// The STS API version this request format belongs to.
 const VERSION: &str = "2011-06-15";
 
 /// Temporary credentials for the role.
 #[derive(Debug, Clone)]
-pub struct TemporaryCredentials {
+pub(crate) struct TemporaryCredentials {
     pub credentials: Credentials,
     pub expires_at: DateTime<Utc>,
 }
 
 /// The form body. It contains the ServiceAccount token: never log it.
-pub fn request_body(
+pub(crate) fn request_body(
     role_arn: &str,
     session_name: &str,
     web_identity_token: &Sensitive,
@@ -47,7 +47,7 @@ pub fn request_body(
 }
 
 /// Reads the credentials out of a successful answer. Errors never quote the answer: it holds secrets.
-pub fn parse_response(body: &str) -> Result<TemporaryCredentials, String> {
+pub(crate) fn parse_response(body: &str) -> Result<TemporaryCredentials, String> {
     let root = xml::parse(body).map_err(|why| format!("the answer is not XML: {why}"))?;
     if root.name != "AssumeRoleWithWebIdentityResponse" {
         return Err(format!(
@@ -74,7 +74,7 @@ pub fn parse_response(body: &str) -> Result<TemporaryCredentials, String> {
 }
 
 /// RFC 3339 with or without fractional seconds; a missing offset is read as UTC (some stand-ins omit it).
-pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .or_else(|_| {

@@ -8,11 +8,11 @@
 //! nesting deeper than [`MAX_DEPTH`].
 
 /// Deeper documents are refused: AWS answers nest four or five levels, and the limit bounds recursion.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// An element: its local name (namespace prefix removed), child elements in order, and its own text.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Element {
+pub(crate) struct Element {
     pub name: String,
     pub children: Vec<Element>,
     /// Character data directly inside this element (text and CDATA), unescaped, untrimmed.
@@ -21,26 +21,26 @@ pub struct Element {
 
 impl Element {
     /// The first child with this local name.
-    pub fn child(&self, name: &str) -> Option<&Element> {
+    pub(crate) fn child(&self, name: &str) -> Option<&Element> {
         self.children.iter().find(|c| c.name == name)
     }
 
     /// The element reached by following child names from this one.
-    pub fn path(&self, names: &[&str]) -> Option<&Element> {
+    pub(crate) fn path(&self, names: &[&str]) -> Option<&Element> {
         names
             .iter()
             .try_fold(self, |element, name| element.child(name))
     }
 
     /// The trimmed text of the element at `names`, if present and not empty.
-    pub fn text_at(&self, names: &[&str]) -> Option<&str> {
+    pub(crate) fn text_at(&self, names: &[&str]) -> Option<&str> {
         self.path(names)
             .map(|e| e.text.trim())
             .filter(|t| !t.is_empty())
     }
 
     /// The first element, depth first, that satisfies `predicate` (this one included).
-    pub fn find(&self, predicate: &dyn Fn(&Element) -> bool) -> Option<&Element> {
+    pub(crate) fn find(&self, predicate: &dyn Fn(&Element) -> bool) -> Option<&Element> {
         if predicate(self) {
             return Some(self);
         }
@@ -49,7 +49,7 @@ impl Element {
 }
 
 /// Parses a whole document and returns its root element.
-pub fn parse(input: &str) -> Result<Element, String> {
+pub(crate) fn parse(input: &str) -> Result<Element, String> {
     let mut reader = Reader { rest: input };
     reader.skip_misc()?;
     if !reader.rest.starts_with('<') {

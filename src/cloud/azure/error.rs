@@ -12,7 +12,7 @@ use crate::cloud::CloudError;
 use crate::retry::Retry;
 
 /// What an error about one principal may name.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     pub client_id: &'a str,
     pub tenant: &'a str,
     pub registry: &'a str,
@@ -23,14 +23,14 @@ pub struct Context<'a> {
 
 /// An Entra error answer: `{"error":"invalid_client","error_description":"AADSTS70021: ...","error_codes":[70021],...}`.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct EntraError {
+pub(crate) struct EntraError {
     pub error: Option<String>,
     pub code: Option<u64>,
     pub description: String,
 }
 
 impl EntraError {
-    pub fn parse(body: &str) -> Self {
+    pub(crate) fn parse(body: &str) -> Self {
         let Ok(Value::Object(object)) = serde_json::from_str::<Value>(body) else {
             return EntraError {
                 description: body.to_string(),
@@ -73,7 +73,11 @@ fn aadsts_code(description: &str) -> Option<u64> {
 }
 
 /// The error of a failed Entra token request, with what to fix.
-pub fn entra_error(response: &HttpResponse, context: &Context<'_>, secrets: &[&str]) -> CloudError {
+pub(crate) fn entra_error(
+    response: &HttpResponse,
+    context: &Context<'_>,
+    secrets: &[&str],
+) -> CloudError {
     let remote = EntraError::parse(&response.body);
     let mut message = format!(
         "application {} in tenant {}: HTTP {}",
@@ -136,7 +140,11 @@ fn entra_hint(code: Option<u64>, status: u16, context: &Context<'_>) -> Option<S
 }
 
 /// The error of a refused ACR exchange, with what to fix.
-pub fn acr_error(response: &HttpResponse, context: &Context<'_>, secrets: &[&str]) -> CloudError {
+pub(crate) fn acr_error(
+    response: &HttpResponse,
+    context: &Context<'_>,
+    secrets: &[&str],
+) -> CloudError {
     let parsed: Option<Value> = serde_json::from_str(&response.body).ok();
     let first = parsed
         .as_ref()

@@ -12,7 +12,7 @@
 //! line or a `Debug` output.
 
 mod error;
-mod names;
+pub(crate) mod names;
 mod wire;
 
 use super::http::{HttpResponse, ProviderHttp};
@@ -21,25 +21,24 @@ use crate::percent;
 use error::{acr_error, entra_error, Context};
 use wire::Presented;
 
-pub use names::{
-    parse_registry, validate_client_id, validate_tenant_id, AcrRegistry, AzureCloud,
-    CLOUD_ANNOTATION,
+pub(crate) use names::{
+    parse_registry, validate_client_id, validate_tenant_id, AcrRegistry, CLOUD_ANNOTATION,
 };
-pub use wire::DOCKER_USERNAME;
+pub(crate) use wire::DOCKER_USERNAME;
 
 /// The failing call named in errors about the Entra token request.
-pub const STEP_ENTRA: &str = "entra token request";
+pub(crate) const STEP_ENTRA: &str = "entra token request";
 /// The failing call named in errors about ACR's token exchange.
 pub const STEP_ACR: &str = "acr token exchange";
 /// The audience Entra expects of federated tokens, and the one to put in the audience annotation.
 pub const DOCUMENTED_AUDIENCE: &str = "api://AzureADTokenExchange";
 /// The placeholder of [`AzureConfig::acr_endpoint`] replaced by the registry host.
-pub const REGISTRY_PLACEHOLDER: &str = "{registry}";
+pub(crate) const REGISTRY_PLACEHOLDER: &str = "{registry}";
 
 /// One Azure principal of a ServiceAccount: the application (or managed identity) that trusts the cluster, its
 /// tenant, and the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AzureTarget {
+pub(crate) struct AzureTarget {
     pub client_id: String,
     pub tenant_id: String,
     pub registry: AcrRegistry,
@@ -56,7 +55,7 @@ pub struct AzureConfig {
 }
 
 /// Obtains ACR credentials from Entra and the registry.
-pub struct AzureClient {
+pub(crate) struct AzureClient {
     config: AzureConfig,
     http: ProviderHttp,
 }
@@ -70,12 +69,12 @@ impl std::fmt::Debug for AzureClient {
 }
 
 impl AzureClient {
-    pub fn new(config: AzureConfig, http: ProviderHttp) -> Self {
+    pub(crate) fn new(config: AzureConfig, http: ProviderHttp) -> Self {
         AzureClient { config, http }
     }
 
     /// The authority that issues tokens for `target`: the override, or its registry's cloud's.
-    pub fn authority(&self, target: &AzureTarget) -> String {
+    pub(crate) fn authority(&self, target: &AzureTarget) -> String {
         match &self.config.authority_host {
             Some(host) => host.trim_end_matches('/').to_string(),
             None => format!("https://{}", target.registry.cloud.authority_host()),
@@ -85,7 +84,7 @@ impl AzureClient {
     /// Exchanges a ServiceAccount token for ACR credentials of `target`'s application.
     ///
     /// Throttling, 5xx answers and transport failures are retried briefly per call; anything else fails at once.
-    pub fn registry_credentials(
+    pub(crate) fn registry_credentials(
         &self,
         target: &AzureTarget,
         subject_token: &Sensitive,

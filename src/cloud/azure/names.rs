@@ -6,27 +6,27 @@ use std::fmt;
 
 /// The annotation that names the cloud of a registry host that is not `NAME.azurecr.*` (a private DNS name, a
 /// mirror, a test host).
-pub const CLOUD_ANNOTATION: &str = "imagepullsecrets.preferred.jp/azure-cloud";
+pub(crate) const CLOUD_ANNOTATION: &str = "imagepullsecrets.preferred.jp/azure-cloud";
 
 const CLIENT_ID_SHAPE: &str = "a GUID such as 00000000-0000-0000-0000-000000000000";
 
 /// An Azure cloud: its own Entra authority and registry domain, and credentials that do not cross to another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AzureCloud {
+pub(crate) enum AzureCloud {
     Public,
     UsGovernment,
     China,
 }
 
 impl AzureCloud {
-    pub const ALL: [AzureCloud; 3] = [
+    pub(crate) const ALL: [AzureCloud; 3] = [
         AzureCloud::Public,
         AzureCloud::UsGovernment,
         AzureCloud::China,
     ];
 
     /// The name Azure CLI and the SDKs use for the cloud.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             AzureCloud::Public => "AzureCloud",
             AzureCloud::UsGovernment => "AzureUSGovernment",
@@ -35,7 +35,7 @@ impl AzureCloud {
     }
 
     /// The Microsoft Entra authority host that issues tokens for this cloud.
-    pub fn authority_host(self) -> &'static str {
+    pub(crate) fn authority_host(self) -> &'static str {
         match self {
             AzureCloud::Public => "login.microsoftonline.com",
             AzureCloud::UsGovernment => "login.microsoftonline.us",
@@ -44,7 +44,7 @@ impl AzureCloud {
     }
 
     /// The DNS suffix of the cloud's registries (`NAME.SUFFIX`).
-    pub fn registry_suffix(self) -> &'static str {
+    pub(crate) fn registry_suffix(self) -> &'static str {
         match self {
             AzureCloud::Public => "azurecr.io",
             AzureCloud::UsGovernment => "azurecr.us",
@@ -54,7 +54,7 @@ impl AzureCloud {
 
     /// Reads an `azure-cloud` value: the CLI's names (`AzureCloud`, `AzureUSGovernment`, `AzureChinaCloud`),
     /// the SDKs' (`AzurePublicCloud`, `AzureUSGovernmentCloud`), case-insensitively.
-    pub fn parse(value: &str) -> Result<AzureCloud, String> {
+    pub(crate) fn parse(value: &str) -> Result<AzureCloud, String> {
         match value.to_ascii_lowercase().as_str() {
             "azurecloud" | "azurepubliccloud" | "public" => Ok(AzureCloud::Public),
             "azureusgovernment" | "azureusgovernmentcloud" | "usgovernment" => {
@@ -77,7 +77,7 @@ impl fmt::Display for AzureCloud {
 
 /// An Azure Container Registry: the host that is the Docker key and the exchange's `service`, and its cloud.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcrRegistry {
+pub(crate) struct AcrRegistry {
     pub host: String,
     pub cloud: AzureCloud,
 }
@@ -85,7 +85,7 @@ pub struct AcrRegistry {
 /// Reads a registry host (already checked to be a valid host by the caller) for Azure: `NAME.azurecr.io`,
 /// `.azurecr.us` or `.azurecr.cn` tell their cloud; any other host needs `cloud` (the `azure-cloud`
 /// annotation), and an `azurecr` host must agree with it.
-pub fn parse_registry(host: &str, cloud: Option<&str>) -> Result<AcrRegistry, String> {
+pub(crate) fn parse_registry(host: &str, cloud: Option<&str>) -> Result<AcrRegistry, String> {
     let explicit = cloud.map(AzureCloud::parse).transpose()?;
     let from_host = AzureCloud::ALL.into_iter().find_map(|c| {
         host.strip_suffix(c.registry_suffix())
@@ -138,7 +138,7 @@ fn check_registry_name(host: &str, name: &str) -> Result<(), String> {
 }
 
 /// Checks an application (client) ID: Entra names applications and managed identities by GUID.
-pub fn validate_client_id(value: &str) -> Result<(), String> {
+pub(crate) fn validate_client_id(value: &str) -> Result<(), String> {
     if is_guid(value) {
         Ok(())
     } else {
@@ -151,7 +151,7 @@ pub fn validate_client_id(value: &str) -> Result<(), String> {
 
 /// Checks a tenant: its ID (a GUID) or one of its verified domain names (`contoso.onmicrosoft.com`), both of
 /// which Entra accepts in the token endpoint's path.
-pub fn validate_tenant_id(value: &str) -> Result<(), String> {
+pub(crate) fn validate_tenant_id(value: &str) -> Result<(), String> {
     if is_guid(value) {
         return Ok(());
     }

@@ -9,16 +9,17 @@ use serde_json::Value;
 use crate::cloud::{jwt, Sensitive};
 use crate::percent;
 
-pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const CLIENT_ASSERTION_TYPE: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// ACR's own audience: registries may refuse tokens for Azure Resource Manager.
-pub const ACR_SCOPE: &str = "https://containerregistry.azure.net/.default";
+pub(crate) const ACR_SCOPE: &str = "https://containerregistry.azure.net/.default";
 /// The Docker user name ACR expects with a refresh token as password.
-pub const DOCKER_USERNAME: &str = "00000000-0000-0000-0000-000000000000";
+pub(crate) const DOCKER_USERNAME: &str = "00000000-0000-0000-0000-000000000000";
 /// The ACR exchange API version azure-containerregistry sends.
-pub const EXCHANGE_API_VERSION: &str = "2021-07-01";
+pub(crate) const EXCHANGE_API_VERSION: &str = "2021-07-01";
 
 /// The Entra token request: client credentials, the ServiceAccount token as client assertion.
-pub fn build_token_body(client_id: &str, assertion: &Sensitive) -> Sensitive {
+pub(crate) fn build_token_body(client_id: &str, assertion: &Sensitive) -> Sensitive {
     Sensitive::new(percent::form(&[
         ("client_assertion", assertion.expose()),
         ("client_assertion_type", CLIENT_ASSERTION_TYPE),
@@ -30,7 +31,11 @@ pub fn build_token_body(client_id: &str, assertion: &Sensitive) -> Sensitive {
 
 /// The ACR exchange: Entra access token in, ACR refresh token out. `tenant` is sent, unlike the SDK does, so a
 /// registry in another tenant refuses at once with a clear answer.
-pub fn build_exchange_body(registry: &str, tenant: &str, access_token: &Sensitive) -> Sensitive {
+pub(crate) fn build_exchange_body(
+    registry: &str,
+    tenant: &str,
+    access_token: &Sensitive,
+) -> Sensitive {
     Sensitive::new(percent::form(&[
         ("grant_type", "access_token"),
         ("service", registry),
@@ -40,7 +45,7 @@ pub fn build_exchange_body(registry: &str, tenant: &str, access_token: &Sensitiv
 }
 
 /// Reads Entra's token answer: the access token (`expires_in` is not needed: the token is used at once).
-pub fn parse_token_response(body: &str) -> Result<Sensitive, String> {
+pub(crate) fn parse_token_response(body: &str) -> Result<Sensitive, String> {
     let body: Value = serde_json::from_str(body).map_err(|_| "the body is not JSON".to_string())?;
     if let Some(token_type) = body.get("token_type") {
         if !token_type
@@ -58,7 +63,7 @@ pub fn parse_token_response(body: &str) -> Result<Sensitive, String> {
 
 /// Reads ACR's exchange answer: the refresh token and when it expires (its `exp` claim, read without
 /// verifying the signature: it came over TLS from the registry, and only schedules the next refresh).
-pub fn parse_exchange_response(body: &str) -> Result<(Sensitive, DateTime<Utc>), String> {
+pub(crate) fn parse_exchange_response(body: &str) -> Result<(Sensitive, DateTime<Utc>), String> {
     let body: Value = serde_json::from_str(body).map_err(|_| "the body is not JSON".to_string())?;
     let token = match body.get("refresh_token") {
         Some(Value::String(token)) if !token.is_empty() => token.clone(),
@@ -78,7 +83,7 @@ pub fn parse_exchange_response(body: &str) -> Result<(Sensitive, DateTime<Utc>),
 /// What a ServiceAccount token presents to Entra's federation check: issuer, subject and audience, read
 /// from the token itself so that an error can name exactly what a federated identity credential must match.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Presented {
+pub(crate) struct Presented {
     pub issuer: Option<String>,
     pub subject: Option<String>,
     pub audience: Option<String>,
@@ -86,7 +91,7 @@ pub struct Presented {
 
 impl Presented {
     /// Only claims of a sane shape are kept, so nothing else of the token can reach a message.
-    pub fn of(assertion: &Sensitive) -> Self {
+    pub(crate) fn of(assertion: &Sensitive) -> Self {
         let Some(claims) = jwt::unverified_claims(assertion.expose()) else {
             return Presented::default();
         };
