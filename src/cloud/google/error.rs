@@ -1,13 +1,22 @@
 //! Google's error answers turned into errors that say what failed and what the operator should check.
 //! Errors quote only Google's own text, redacted and capped (see [`crate::cloud::redact`]).
 
+use std::time::Duration;
+
 use serde_json::Value;
 
-use super::wire::IamHints;
 use super::{STEP_IAM, STEP_STS};
 use crate::cloud::http::HttpResponse;
 use crate::cloud::redact::quote;
 use crate::cloud::{CloudError, Sensitive};
+
+/// What the operator may need to know to understand a generateAccessToken failure.
+pub(super) struct IamHints<'a> {
+    pub(super) provider: &'a str,
+    /// The `sub` claim of the ServiceAccount token, e.g. `system:serviceaccount:NS:NAME`.
+    pub(super) subject: Option<String>,
+    pub(super) token_lifetime: Option<Duration>,
+}
 
 /// The error of a failed token exchange, with what to check.
 pub(super) fn sts_error(

@@ -22,10 +22,11 @@ mod wire;
 use super::http::ProviderHttp;
 use super::{CloudError, RegistryCredentials, Sensitive};
 use crate::percent;
+use error::IamHints;
 use error::{email_context, provider_context, with_context};
 use wire::{
     build_generate_access_token_body, build_token_exchange_body, jwt_subject,
-    parse_generate_access_token_response, parse_token_exchange_response, FederatedToken, IamHints,
+    parse_generate_access_token_response, parse_token_exchange_response, FederatedToken,
 };
 
 pub use names::{parse_workload_identity_provider, validate_service_account_email};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::error::{email_context, iam_error, provider_context, sts_error};
+use super::error::{email_context, iam_error, provider_context, sts_error, IamHints};
 use super::names::IAM_NAME_PREFIX;
 use super::STEP_IAM;
 use super::STEP_STS;
@@ -110,14 +110,6 @@ fn parse_seconds(value: &Value) -> Option<Duration> {
         _ => return None,
     };
     Duration::try_from_secs_f64(seconds).ok()
-}
-
-/// What the operator may need to know to understand a generateAccessToken failure.
-pub(super) struct IamHints<'a> {
-    pub(super) provider: &'a str,
-    /// The `sub` claim of the ServiceAccount token, e.g. `system:serviceaccount:NS:NAME`.
-    pub(super) subject: Option<String>,
-    pub(super) token_lifetime: Option<Duration>,
 }
 
 /// Reads generateAccessToken's answer into registry credentials.
