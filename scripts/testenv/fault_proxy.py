@@ -23,7 +23,7 @@ Control: HTTP on 127.0.0.1 (`--control-port`), `POST /freeze` (and the others ab
 `GET /stats` answers the counts (accepted, open, frozen, blackholed, reset, split_writes, bytes up and down).
 One log line per control request and per connection on stderr.
 
-Prints `READY port=N control=M` on stdout once both accept connections; exits on SIGTERM or SIGINT, and with
+Prints `CONTROL port=M`, then `READY port=N` (the proxy's own port) on stdout once both accept connections; exits on SIGTERM or SIGINT, and with
 `--watch-pid PID` once process PID is gone (serving.py's life cycle). Only the Python standard library.
 """
 
@@ -298,7 +298,7 @@ def main(argv=None):
     )
     stop = threading.Event()
     threading.Thread(target=proxy.serve, args=(listener, stop), daemon=True, name="accept").start()
-    ready = [f"READY port={listener.getsockname()[1]} control={control.server_address[1]}"]
+    ready = [f"CONTROL port={control.server_address[1]}", f"READY port={listener.getsockname()[1]}"]
     try:
         return serving.run("fault-proxy", [control], ready, watch_pid=args.watch_pid)
     finally:

@@ -63,10 +63,12 @@ class FaultProxyTest(unittest.TestCase):
              "--watch-pid", str(os.getpid())],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
-        line = self.process.stdout.readline()
-        self.assertTrue(line.startswith("READY "), line)
-        fields = dict(item.split("=") for item in line.split()[1:])
-        self.port, self.control_port = int(fields["port"]), int(fields["control"])
+        control = self.process.stdout.readline()
+        ready = self.process.stdout.readline()
+        self.assertTrue(control.startswith("CONTROL port="), control)
+        self.assertTrue(ready.startswith("READY port="), ready)
+        self.control_port = int(control.split("=")[1])
+        self.port = int(ready.split("=")[1])
         self.sockets = []
 
     def tearDown(self):

@@ -50,6 +50,9 @@ pub enum Error {
     },
     /// The server could not be reached, or the connection broke or timed out.
     Transport(String),
+    /// A watch received no byte, not even a bookmark, within its idle deadline: its connection went silent
+    /// without FIN or RST.
+    Silent(Duration),
     /// The server answered something this client could not decode.
     Decode(String),
 }
@@ -128,7 +131,7 @@ impl Error {
     /// Whether the same call may succeed later without anyone changing anything.
     pub(crate) fn is_transient(&self) -> bool {
         match self {
-            Error::Transport(_) => true,
+            Error::Transport(_) | Error::Silent(_) => true,
             Error::Decode(_) => false,
             Error::Api { reason, code, .. } => {
                 matches!(reason, Reason::TooManyRequests | Reason::Conflict) || *code >= 500
@@ -162,6 +165,11 @@ impl fmt::Display for Error {
         match self {
             Error::Api { message, .. } => f.write_str(message),
             Error::Transport(message) => write!(f, "cannot reach the Kubernetes API: {message}"),
+            Error::Silent(deadline) => write!(
+                f,
+                "no byte from the Kubernetes API for {}s, not even a bookmark: the connection went silent",
+                deadline.as_secs()
+            ),
             Error::Decode(message) => {
                 write!(f, "unexpected answer from the Kubernetes API: {message}")
             }

@@ -85,7 +85,14 @@ impl<K: DeserializeOwned> WatchStream<K> {
             let read = (&mut self.reader)
                 .take(MAX_EVENT_BYTES as u64 + 1)
                 .read_until(b'\n', &mut self.line)
-                .map_err(|e| Error::Transport(format!("watch stream: {e}")))?;
+                .map_err(
+                    |e| match e.get_ref().and_then(|e| e.downcast_ref::<ureq::Error>()) {
+                        Some(ureq::Error::Timeout(ureq::Timeout::PerRead)) => {
+                            Error::Silent(super::client::WATCH_IDLE_DEADLINE)
+                        }
+                        _ => Error::Transport(format!("watch stream: {e}")),
+                    },
+                )?;
             if read == 0 {
                 return Ok(None);
             }
@@ -157,6 +164,29 @@ mod tests {
     fn a_cut_stream_is_a_transport_error_not_a_silent_end() {
         let mut s = stream(r#"{"type":"ADDED","object":{"metadata":{"na"#);
         assert!(matches!(s.next_event(), Err(Error::Transport(_))));
+    }
+
+    #[test]
+    fn a_read_past_the_idle_deadline_is_a_silent_connection_and_other_failures_are_transport() {
+        struct Failing(Option<std::io::Error>);
+        impl std::io::Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(self.0.take().expect("read once"))
+            }
+        }
+        let failing = |error| WatchStream::<PartialObject>::new(Box::new(Failing(Some(error))));
+        let timeout = std::io::Error::other(ureq::Error::Timeout(ureq::Timeout::PerRead));
+        let error = failing(timeout).next_event().unwrap_err();
+        assert_eq!(
+            error,
+            Error::Silent(crate::kube::client::WATCH_IDLE_DEADLINE)
+        );
+        assert!(error.to_string().contains("not even a bookmark"), "{error}");
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(matches!(
+            failing(reset).next_event(),
+            Err(Error::Transport(_))
+        ));
     }
 
     #[test]

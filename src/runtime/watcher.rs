@@ -201,7 +201,8 @@ impl Watcher {
                         "{}: watch stream broke: {error}; resuming in {delay:?}",
                         self.name
                     );
-                    self.restarted("stream_error");
+                    let silent = matches!(error, crate::kube::Error::Silent(_));
+                    self.restarted(if silent { "silent" } else { "stream_error" });
                     return State::Watching { resource_version };
                 }
             }

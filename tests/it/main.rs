@@ -13,6 +13,7 @@ mod bench;
 mod check;
 mod compat;
 mod eviction;
+mod faults;
 mod image;
 mod kube_client;
 mod kubeconfig;

@@ -16,6 +16,7 @@
 
 pub mod azure;
 pub mod controller;
+pub mod fault_proxy;
 pub mod google;
 pub mod moto;
 pub mod objects;
