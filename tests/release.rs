@@ -531,14 +531,14 @@ fn the_chart_from_oci_is_signed_pins_the_released_image_and_installs() {
     let shown = helm(&["show", "all", &chart, "--version", version, "--plain-http"]);
     assert!(shown.status.success(), "{}", text(&shown));
     let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
-    assert!(
-        shown.contains(&format!("\nversion: {version}\n")),
-        "{shown}"
-    );
-    assert!(
-        shown.contains(&format!("appVersion: {version}\n")),
-        "{shown}"
-    );
+    let field = |name: &str| {
+        shown
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    assert_eq!(field("version").as_deref(), Some(version), "{shown}");
+    assert_eq!(field("appVersion").as_deref(), Some(version), "{shown}");
     assert!(
         shown.contains(&format!("digest: \"{}\"", release.field("index_digest"))),
         "{shown}"
