@@ -54,6 +54,8 @@ fn text(output: &Output) -> String {
 /// stops it when the process is gone (a static's Drop never runs).
 struct Registry {
     address: String,
+    /// The shell that runs the registry and stops it; it ends by itself after this process.
+    _runner: std::process::Child,
 }
 
 impl Registry {
@@ -77,20 +79,25 @@ impl Registry {
             ),
         )
         .unwrap();
-        Command::new("sh")
+        let runner = Command::new("sh")
             .arg("-c")
-            .arg(r#""$1" serve "$2" 2>"$3" & r=$!; while kill -0 "$4" 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 1; done; kill $r 2>/dev/null; rm -rf "$5""#)
+            .arg(r#""$1" serve "$2" 2>"$3" & r=$!; while kill -0 "$4" 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 1; done; kill $r 2>/dev/null; rm -rf "$5" "$6""#)
             .arg("sh")
             .arg(&binary)
             .arg(dir.join("config.yml"))
             .arg(dir.join("registry.log"))
             .arg(std::process::id().to_string())
             .arg(&dir)
+            // The release's work directory (two clones with their target directories) goes too.
+            .arg(release_work())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
             .expect("registry starts");
-        let registry = Registry { address };
+        let registry = Registry {
+            address,
+            _runner: runner,
+        };
         eventually(
             Duration::from_secs(30),
             "the registry to answer /v2/",
@@ -136,12 +143,16 @@ impl Release {
     }
 }
 
+fn release_work() -> PathBuf {
+    std::env::temp_dir().join(format!("ipsp-release-{}", std::process::id()))
+}
+
 /// `scripts/release --registry 127.0.0.1:PORT/ipsp`, once for all the tests here.
 fn release() -> &'static Release {
     static RELEASE: OnceLock<Release> = OnceLock::new();
     RELEASE.get_or_init(|| {
         let registry = Registry::start();
-        let work = std::env::temp_dir().join(format!("ipsp-release-{}", std::process::id()));
+        let work = release_work();
         let output = Command::new(project_root().join("scripts/release"))
             .args(["--registry", &format!("{}/ipsp", registry.address)])
             .arg("--work")
