@@ -138,6 +138,13 @@ impl Release {
             self.info["platforms"][arch].as_str().unwrap()
         )
     }
+    /// The `arch` binary that the clean clone `run` ("a" or "b") built.
+    fn binary(&self, run: &str, arch: &str) -> Vec<u8> {
+        std::fs::read(self.work.join(format!(
+            "{run}/target/image/image-pull-secrets-provisioner-{arch}"
+        )))
+        .unwrap()
+    }
     fn public_key(&self) -> PathBuf {
         self.field("public_key").into()
     }
@@ -200,14 +207,7 @@ fn verify(key: &Path, reference: &str) -> Output {
 fn two_clean_clones_give_identical_binaries_and_the_same_index_digest() {
     let release = release();
     for (arch, _) in ARCHES {
-        let a = std::fs::read(release.work.join(format!(
-            "a/target/image/image-pull-secrets-provisioner-{arch}"
-        )))
-        .unwrap();
-        let b = std::fs::read(release.work.join(format!(
-            "b/target/image/image-pull-secrets-provisioner-{arch}"
-        )))
-        .unwrap();
+        let (a, b) = (release.binary("a", arch), release.binary("b", arch));
         assert!(a == b, "the two {arch} binaries differ");
         // Neither clone's path, nor cargo's home, is in the binary.
         for leak in [
@@ -637,10 +637,7 @@ fn elf_section(file: &[u8], wanted: &str) -> Option<Vec<u8>> {
 fn each_binary_embeds_its_dependency_list_for_scanners() {
     let release = release();
     for (arch, target) in ARCHES {
-        let binary = std::fs::read(release.work.join(format!(
-            "a/target/image/image-pull-secrets-provisioner-{arch}"
-        )))
-        .unwrap();
+        let binary = release.binary("a", arch);
         let compressed = elf_section(&binary, ".dep-v0")
             .unwrap_or_else(|| panic!("the {arch} binary has no .dep-v0 section"));
         // zlib, as cargo-auditable writes it; Python's zlib inflates it (no decompressor in this crate).
