@@ -18,6 +18,7 @@ use crate::support::controller::{
 use crate::support::google::EMAIL;
 use crate::support::google::PROVIDER;
 use crate::support::google::{member, GoogleFake};
+use crate::support::registry::Registry;
 use crate::support::{cluster, eventually, project_root, unique};
 use image_pull_secrets_provisioner::kube::types::ServiceAccount;
 
@@ -326,90 +327,6 @@ fn scratch_image_provisions(arch: &str) {
     let _ = std::fs::remove_dir_all(&root);
     assert!(attached.is_ok(), "controller log:\n{log}");
     assert!(log.contains("initial lists complete"), "{log}");
-}
-
-/// A distribution registry on a free loopback port, stopped when dropped.
-struct Registry {
-    child: std::process::Child,
-    address: String,
-    dir: PathBuf,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let output = Command::new(project_root().join("scripts/testenv/build-tools"))
-            .arg("registry")
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("build-tools runs");
-        assert!(output.status.success(), "build-tools registry failed");
-        let binary =
-            PathBuf::from(String::from_utf8(output.stdout).unwrap().trim()).join("registry");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let dir =
-            std::env::temp_dir().join(format!("ipsp-registry-{}-{}", std::process::id(), unique()));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        std::fs::write(
-            dir.join("config.yml"),
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(dir.join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("registry.log")).unwrap())
-            .spawn()
-            .expect("registry starts");
-        let registry = Registry {
-            child,
-            address,
-            dir,
-        };
-        eventually(
-            Duration::from_secs(30),
-            "the registry to answer /v2/",
-            || registry.get("/v2/", "application/json").ok(),
-        );
-        registry
-    }
-
-    /// GET a path: the body, or the status as an error.
-    fn get(&self, path: &str, accept: &str) -> Result<(String, Vec<u8>), String> {
-        let mut response = ureq::get(&format!("http://{}{path}", self.address))
-            .header("Accept", accept)
-            .call()
-            .map_err(|e| e.to_string())?;
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024 * 1024)
-            .read_to_vec()
-            .map_err(|e| e.to_string())?;
-        Ok((content_type, body))
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn sha256_digest(bytes: &[u8]) -> String {

@@ -30,6 +30,7 @@ mod proxy;
 mod rbac;
 mod readme;
 mod refresh;
+mod release;
 mod repair;
 mod sigv4;
 mod watches;

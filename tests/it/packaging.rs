@@ -6,7 +6,7 @@
 //! helm comes from `scripts/testenv/build-tools` (built from the Go module proxy and cached); YAML is read with
 //! the test venv's PyYAML.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -14,22 +14,11 @@ use crate::support::controller::{service_account_token, Controller};
 use crate::support::google::GoogleFake;
 use crate::support::google::EMAIL;
 use crate::support::google::PROVIDER;
-use crate::support::{cluster, eventually, project_root, unique};
+use crate::support::{cluster, eventually, project_root, tool, unique};
 use image_pull_secrets_provisioner::kube::types::ServiceAccount;
 use serde_json::{json, Value};
 
 const CHART: &str = "manifests/helm/image-pull-secrets-provisioner";
-
-/// A tool built by scripts/testenv/build-tools.
-fn tool(name: &str) -> PathBuf {
-    let output = Command::new(project_root().join("scripts/testenv/build-tools"))
-        .arg(name)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("build-tools runs");
-    assert!(output.status.success(), "build-tools {name} failed");
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim()).join(name)
-}
 
 fn helm(args: &[&str]) -> Output {
     Command::new(tool("helm"))

@@ -20,6 +20,7 @@ pub mod fault_proxy;
 pub mod google;
 pub mod moto;
 pub mod objects;
+pub mod registry;
 pub mod tinyproxy;
 
 use std::path::{Path, PathBuf};
@@ -239,6 +240,18 @@ pub fn provider_http() -> image_pull_secrets_provisioner::cloud::http::ProviderH
         ..RetryPolicy::default()
     };
     ProviderHttp::new(None, Duration::from_secs(10), retry).expect("provider HTTP")
+}
+
+/// A tool built by scripts/testenv/build-tools (built once, cached): helm, promtool, registry, cosign,
+/// cargo-auditable, cargo-cyclonedx, cargo-deny.
+pub fn tool(name: &str) -> PathBuf {
+    let output = Command::new(project_root().join("scripts/testenv/build-tools"))
+        .arg(name)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("build-tools runs");
+    assert!(output.status.success(), "build-tools {name} failed");
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()).join(name)
 }
 
 /// A number unique within this process.
