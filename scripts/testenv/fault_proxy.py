@@ -29,7 +29,6 @@ Prints `CONTROL port=M`, then `READY port=N` (the proxy's own port) on stdout on
 
 import argparse
 import http.server
-import json
 import socket
 import struct
 import sys
@@ -263,12 +262,7 @@ def control_handler(proxy):
             self._send(200, {"ok": True})
 
         def _send(self, status, payload):
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            serving.send_json(self, status, payload)
 
     return Handler
 

@@ -127,12 +127,7 @@ def start_token_service(directory, users, context):
             self._send(200, {"token": token, "access_token": token, "expires_in": 300})
 
         def _send(self, status, payload):
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            serving.send_json(self, status, payload)
 
         def log_message(self, format, *args):
             sys.stderr.write("token-service: %s\n" % (format % args))

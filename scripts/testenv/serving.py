@@ -9,6 +9,7 @@ by the tests or the scripts as a child process that:
   leaves nothing behind; then shuts its servers down and returns its exit status.
 """
 
+import json
 import os
 import signal
 import ssl
@@ -35,6 +36,16 @@ def wrap_tls(server, context):
     """Makes `server` (a socketserver, before it serves) speak TLS with `context`."""
     server.socket = context.wrap_socket(server.socket, server_side=True)
     return server
+
+
+def send_json(handler, status, payload):
+    """Answers an http.server request handler's request with `payload` as JSON."""
+    body = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 def serve_in_background(server):

@@ -73,12 +73,7 @@ def handler_for(state):
             })
 
         def _send(self, status, payload):
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            serving.send_json(self, status, payload)
 
     return Handler
 
