@@ -4,7 +4,7 @@
 //!
 //! What must stay true:
 //! - It knows no domain: nothing here imports `cache`, `reconcile`, `events`, `cloud`, `secret`, `spec`,
-//!   `annotations` or `metrics`; it builds on `kube`, `key`, `retry`, `jitter` and `shutdown` only. What
+//!   `annotations` or `metrics`; it builds on `kube`, `key`, `retry`, `jitter`, `sync` and `shutdown` only. What
 //!   the controller wants to hear about (leadership changes, queue depth, watch restarts) reaches it through
 //!   callbacks.
 //! - The queue carries keys, never objects; the watcher keeps no copy of what it streams.
