@@ -105,6 +105,23 @@ pub(crate) fn principal_id(principal: &Principal) -> &str {
     }
 }
 
+/// The longest lifetime a credential is taken to have, whatever its provider says: registry credentials
+/// live hours (ECR 12 h, Google 1 h, ACR about 3 h), so a later expiry is a provider's or a clock's error.
+/// Kept this way the expires-at annotation always reads back (a year past 9999 would be written `+10000-…`,
+/// which RFC 3339 cannot parse, and every reconcile would exchange again).
+pub(crate) const MAX_CREDENTIAL_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `expires_at`, but no later than [`MAX_CREDENTIAL_LIFETIME`] after `obtained_at`. An expiry in the past
+/// stays as it is: the expired-credentials backoff handles it.
+pub(crate) fn clamp_expiry(expires_at: DateTime<Utc>, obtained_at: DateTime<Utc>) -> DateTime<Utc> {
+    let longest =
+        chrono::Duration::from_std(MAX_CREDENTIAL_LIFETIME).unwrap_or(chrono::Duration::MAX);
+    match obtained_at.checked_add_signed(longest) {
+        Some(latest) if expires_at > latest => latest,
+        _ => expires_at,
+    }
+}
+
 /// RFC 3339 UTC with second precision, as the expires-at annotation has always been written.
 pub(crate) fn format_time(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -420,6 +437,26 @@ mod tests {
     use super::*;
     use crate::cloud::aws::{parse_registry_host, AwsTarget};
     use crate::cloud::google::GoogleTarget;
+
+    #[test]
+    fn expiries_past_the_longest_lifetime_are_clamped_so_the_annotation_reads_back() {
+        let obtained: DateTime<Utc> = "2026-12-08T00:00:00Z".parse().unwrap();
+        let far = DateTime::<Utc>::from_timestamp(253_402_300_800 + 86_400, 0).unwrap(); // year 10000
+        assert!(
+            parse_time(&format_time(far)).is_none(),
+            "{}",
+            format_time(far)
+        );
+        let clamped = clamp_expiry(far, obtained);
+        assert_eq!(format_time(clamped), "2027-01-07T00:00:00Z");
+        assert_eq!(parse_time(&format_time(clamped)), Some(clamped));
+        // Ordinary and already-expired expiries are left as the provider said.
+        let ecr: DateTime<Utc> = "2026-12-08T12:00:00Z".parse().unwrap();
+        assert_eq!(clamp_expiry(ecr, obtained), ecr);
+        let epoch = DateTime::<Utc>::from_timestamp(0, 0).unwrap();
+        assert_eq!(clamp_expiry(epoch, obtained), epoch);
+        assert_eq!(parse_time(&format_time(epoch)), Some(epoch));
+    }
 
     /// What a freshness check must answer.
     enum Expect {

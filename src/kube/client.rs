@@ -341,12 +341,15 @@ impl Client {
         })
     }
 
-    /// Evicts a pod through the Eviction API, which honours PodDisruptionBudgets (429 when one forbids it).
-    pub(crate) fn evict(&self, namespace: &str, pod: &str) -> Result<(), Error> {
+    /// Evicts pod `namespace/pod` through the Eviction API, which honours PodDisruptionBudgets (429 when one
+    /// forbids it), and only while it is still the pod with `uid`: one recreated under the same name meanwhile
+    /// is refused with 409 Conflict, never evicted unseen.
+    pub fn evict(&self, namespace: &str, pod: &str, uid: &str) -> Result<(), Error> {
         let eviction = serde_json::json!({
             "apiVersion": "policy/v1",
             "kind": "Eviction",
             "metadata": {"name": pod, "namespace": namespace},
+            "deleteOptions": {"preconditions": {"uid": uid}},
         });
         let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}/eviction");
         let _: serde_json::Value =

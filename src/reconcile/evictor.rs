@@ -159,7 +159,7 @@ pub(crate) fn check_pods(ctx: &Context, key: &ObjectKey) -> Result<bool, Reconci
             }
             Verdict::Evict { container } => {
                 ctx.check_may_act()?;
-                match ctx.client.evict(namespace, &pod.name) {
+                match ctx.client.evict(namespace, &pod.name, &pod.uid) {
                     Ok(()) => {
                         metrics().eviction("evicted");
                         log::info!(namespace = namespace, pod = pod.name.as_str(), serviceaccount = name; "evicted pod stuck pulling images");

@@ -448,13 +448,14 @@ fn provision_one(
         })?;
     let obtained_at = Utc::now();
     let credentials = ctx.clouds.registry_credentials(principal, &token.token);
-    let credentials = credentials.map_err(|e| {
+    let mut credentials = credentials.map_err(|e| {
         fail(
             "exchange",
             format!("obtaining registry credentials for {principal_id}: {e}"),
             e.retry,
         )
     })?;
+    credentials.expires_at = secret::clamp_expiry(credentials.expires_at, obtained_at);
 
     ctx.check_may_act().map_err(quiet)?;
     let desired = secret::build_secret(

@@ -568,3 +568,30 @@ fn a_refused_eviction_gets_a_warning_and_is_retried_until_it_is_allowed() {
     );
     s.wait_pod_event(&pod.metadata.name, "Normal", EVICTED);
 }
+
+/// An eviction names the pod it decided on by UID: a pod recreated under the same name in between is refused
+/// by the API server (409 Conflict) and stays, and the pod it decided on is evicted (issue 22).
+#[test]
+fn an_eviction_only_removes_the_pod_with_the_uid_it_was_decided_for() {
+    let cluster = cluster();
+    let admin = cluster.admin();
+    let ns = cluster.namespace("evict-uid");
+    cluster.apply(&format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"app","namespace":"{ns}"}},
+          "spec":{{"automountServiceAccountToken":false,
+            "containers":[{{"name":"app","image":"{REGISTRY}/proj/repo/app:1"}}]}}}}"#
+    ));
+    let pod: Pod = admin.get(Some(&ns), "app").expect("the pod exists");
+    let refused = admin
+        .evict(&ns, "app", "00000000-0000-0000-0000-000000000000")
+        .expect_err("another UID is refused");
+    assert!(refused.is(Reason::Conflict), "{refused}");
+    let still: Pod = admin.get(Some(&ns), "app").expect("the pod is still there");
+    assert_eq!(still.metadata.uid, pod.metadata.uid);
+    admin
+        .evict(&ns, "app", &pod.metadata.uid)
+        .expect("the pod's own UID is evicted");
+    eventually(Duration::from_secs(30), "the evicted pod gone", || {
+        admin.get::<Pod>(Some(&ns), "app").is_err().then_some(())
+    });
+}
