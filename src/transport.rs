@@ -5,15 +5,17 @@
 //! verification always on; each pooled connection gets small buffers, because ureq's defaults (128 KiB each
 //! way) would make idle connections the largest thing in the process.
 //!
-//! What must stay true: once a request on a connection has timed out, no connection of that agent opened
-//! before it is taken from the pool again ([`RetireOnTimeout`]). A network that silences flows without FIN or
-//! RST (a load balancer or NAT that forgot them) silences every flow of that path at once, and the pool's own
-//! probe cannot tell a silent connection from an idle one, so a retry on a pooled connection would wait out
-//! its whole timeout again.
+//! What must stay true: once a request to a host has timed out, no connection to that host opened before it
+//! is taken from the pool again ([`RetireOnTimeout`]). A network that silences flows without FIN or RST (a
+//! load balancer or NAT that forgot them) silences every flow of that path at once, and the pool's own probe
+//! cannot tell a silent connection from an idle one, so a retry on a pooled connection would wait out its
+//! whole timeout again. Connections to other hosts are not touched: a host that never answers (a registry a
+//! tenant named) costs the other hosts' connections nothing.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ureq::config::ConfigBuilder;
 use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig};
@@ -105,19 +107,34 @@ pub(crate) fn agent(config: ureq::config::Config) -> ureq::Agent {
     )
 }
 
-/// The last link of every connector chain: marks each new connection with the agent's timeout count, and
-/// retires from the pool every connection opened before the latest timeout of any request of that agent.
-/// After a timeout the next request opens a new connection (new flows pass where old ones went silent);
+/// The last link of every connector chain: marks each new connection with its host's timeout count, and
+/// retires from the pool every connection to a host opened before that host's latest timeout. After a
+/// timeout the next request to that host opens a new connection (new flows pass where old ones went silent);
 /// the cost is one handshake per connection that was in fact still good.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RetireOnTimeout {
-    timeouts: Arc<AtomicU64>,
+    /// Timeouts so far by `host:port`; past [`MAX_TRACKED_HOSTS`] further hosts share one count.
+    hosts: Arc<Mutex<HashMap<Box<str>, Arc<AtomicU64>>>>,
+    shared: Arc<AtomicU64>,
 }
 
+/// Hosts counted apart: far more than the API server and the provider endpoints, so only a flood of names
+/// shares a count (and then only costs handshakes).
+const MAX_TRACKED_HOSTS: usize = 1024;
+
 impl RetireOnTimeout {
-    /// How many requests of this agent have timed out so far.
-    pub(crate) fn timeouts(&self) -> u64 {
-        self.timeouts.load(Ordering::Relaxed)
+    /// The timeout count of `authority` (`host:port`).
+    fn counter(&self, authority: &str) -> Arc<AtomicU64> {
+        let mut hosts = crate::sync::lock(&self.hosts);
+        if let Some(counter) = hosts.get(authority) {
+            return counter.clone();
+        }
+        if hosts.len() >= MAX_TRACKED_HOSTS {
+            return self.shared.clone();
+        }
+        let counter = Arc::new(AtomicU64::new(0));
+        hosts.insert(authority.into(), counter.clone());
+        counter
     }
 }
 
@@ -126,19 +143,21 @@ impl<In: Transport> Connector<In> for RetireOnTimeout {
 
     fn connect(
         &self,
-        _details: &ConnectionDetails,
+        details: &ConnectionDetails,
         chained: Option<In>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
+        let authority = details.uri.authority().map_or("", |a| a.as_str());
+        let timeouts = self.counter(authority);
         Ok(chained.map(|inner| Retiring {
             inner,
-            opened_after: self.timeouts(),
-            timeouts: self.timeouts.clone(),
+            opened_after: timeouts.load(Ordering::Relaxed),
+            timeouts,
         }))
     }
 }
 
-/// A connection that counts its timeouts into its agent's and is no longer open once any connection of the
-/// agent timed out after it was opened.
+/// A connection that counts its timeouts into its host's and is no longer open once any connection to that
+/// host timed out after it was opened.
 #[derive(Debug)]
 pub(crate) struct Retiring<T> {
     inner: T,
@@ -235,13 +254,30 @@ mod tests {
         agent.get(url).call()?.body_mut().read_to_string()
     }
 
+    /// Answers "ok" to every request; counts its connections.
+    fn healthy_server() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("address"));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || serve(stream, false));
+            }
+        });
+        (url, accepted)
+    }
+
     #[test]
-    fn after_a_timeout_no_connection_opened_before_it_is_reused() {
+    fn after_a_timeout_no_connection_to_that_host_opened_before_it_is_reused() {
         let (url, accepted) = server_whose_first_connections_go_silent();
+        let (other, other_accepted) = healthy_server();
         let config = agent_config(&[], None)
             .timeout_global(Some(Duration::from_millis(700)))
             .build();
         let agent = agent(config);
+        assert_eq!(get(&agent, &other).expect("another host"), "ok");
         // Two requests at once: two connections, both pooled afterwards.
         let (first, second) = std::thread::scope(|scope| {
             let first = scope.spawn(|| get(&agent, &url));
@@ -265,6 +301,9 @@ mod tests {
             "ok"
         );
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        // Another host's pooled connection was not retired by this host's timeout.
+        assert_eq!(get(&agent, &other).expect("another host"), "ok");
+        assert_eq!(other_accepted.load(Ordering::SeqCst), 1);
     }
 
     #[test]
