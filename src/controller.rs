@@ -150,6 +150,7 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), String> {
             min_requeue: config.min_refresh_interval,
             pod_eviction: config.pod_eviction,
             max_principals: config.max_principals_per_service_account,
+            azure_registry_suffixes: config.azure_registry_suffixes.clone(),
             ..Options::default()
         },
         may_act: is_leader.clone(),

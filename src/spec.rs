@@ -335,6 +335,40 @@ fn split_list<'a>(value: &'a str, key: &str) -> Result<Vec<&'a str>, String> {
 /// fewer than would let one ServiceAccount monopolise token requests, provider calls and events.
 pub(crate) const DEFAULT_MAX_PRINCIPALS: usize = 20;
 
+/// Refuses an Azure configuration whose registry is neither an ACR login server of its cloud
+/// (`NAME.azurecr.io`, `.us`, `.cn`) nor a host the operator allows (`allowed`: hosts or DNS suffixes, from
+/// `--azure-registry-suffixes`). The ACR exchange is sent to the registry host with an Entra access token, so
+/// a host a tenant chose would make the controller connect wherever the tenant points it (an IP, a port,
+/// `localhost`) and tell the tenant what it found there. Refused here, nothing is requested for it.
+pub(crate) fn refuse_unlisted_azure_registry(parsed: Parsed, allowed: &[String]) -> Parsed {
+    let Parsed::Configured(configuration) = &parsed else {
+        return parsed;
+    };
+    let Some(Principal::Azure(target)) = configuration.principals.first() else {
+        return parsed;
+    };
+    let host = target.registry.host.to_ascii_lowercase();
+    let under = |suffix: &str| {
+        host == suffix
+            || host
+                .strip_suffix(suffix)
+                .is_some_and(|name| name.ends_with('.') && name.len() > 1)
+    };
+    let is_acr = azure::names::AzureCloud::ALL
+        .iter()
+        .any(|cloud| under(cloud.registry_suffix()));
+    if is_acr || allowed.iter().any(|suffix| under(suffix)) {
+        return parsed;
+    }
+    Parsed::Invalid(format!(
+        "annotation {}: registry host {:?} is not an Azure Container Registry login server \
+         (NAME.azurecr.io, NAME.azurecr.us or NAME.azurecr.cn) nor a host the operator allows \
+         (flag --azure-registry-suffixes); it was refused before any request was made",
+        keys::REGISTRY,
+        target.registry.host
+    ))
+}
+
 /// Refuses a configuration with more principals than `limit`: every principal costs a TokenRequest, provider
 /// calls and a secret at each refresh, so one ServiceAccount listing a thousand would crowd out the others.
 /// The message is the one Warning the ServiceAccount gets; nothing is written for it.
@@ -539,6 +573,86 @@ mod tests {
             Parsed::Configured(c) => c,
             other => panic!("{pairs:?}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn azure_registries_beyond_acr_and_the_operators_hosts_are_refused() {
+        let azure_at = |registry: &str| {
+            parse(
+                "ns",
+                "sa",
+                &annotations(&[
+                    (keys::REGISTRY, registry),
+                    (keys::AUDIENCE, "aud"),
+                    (keys::AZURE_CLIENT_ID, CLIENT),
+                    (keys::AZURE_TENANT_ID, TENANT),
+                    (keys::AZURE_CLOUD, "AzureCloud"),
+                ]),
+            )
+        };
+        let allowed = [
+            "registry.internal".to_string(),
+            "mirror.example.com:5000".to_string(),
+        ];
+        for registry in [
+            ACR,
+            "registry.internal",
+            "team-a.registry.internal",
+            "mirror.example.com:5000",
+        ] {
+            assert!(
+                matches!(
+                    refuse_unlisted_azure_registry(azure_at(registry), &allowed),
+                    Parsed::Configured(_)
+                ),
+                "{registry}"
+            );
+        }
+        for registry in [
+            "127.0.0.1:39313",
+            "localhost",
+            "10.0.0.4",
+            "registry.example.com",
+            "evilregistry.internal",
+            "mirror.example.com:6000",
+            "registry.internal.evil.com",
+        ] {
+            match refuse_unlisted_azure_registry(azure_at(registry), &allowed) {
+                Parsed::Invalid(message) => assert_eq!(
+                    message,
+                    format!(
+                        "annotation imagepullsecrets.preferred.jp/registry: registry host {registry:?} is not an \
+                         Azure Container Registry login server (NAME.azurecr.io, NAME.azurecr.us or \
+                         NAME.azurecr.cn) nor a host the operator allows (flag --azure-registry-suffixes); it \
+                         was refused before any request was made"
+                    )
+                ),
+                other => panic!("{registry}: {other:?}"),
+            }
+        }
+        // Without the flag, only ACR's own hosts; other providers are not concerned.
+        assert!(matches!(
+            refuse_unlisted_azure_registry(azure_at(ACR), &[]),
+            Parsed::Configured(_)
+        ));
+        assert!(matches!(
+            refuse_unlisted_azure_registry(azure_at("registry.internal"), &[]),
+            Parsed::Invalid(_)
+        ));
+        let google = parse(
+            "ns",
+            "sa",
+            &annotations(&[
+                (keys::REGISTRY, "127.0.0.1:5000"),
+                (keys::AUDIENCE, "aud"),
+                (keys::GOOGLE_WORKLOAD_IDENTITY_PROVIDER, PROVIDER),
+                (keys::GOOGLE_SERVICE_ACCOUNT_EMAIL, EMAIL),
+            ]),
+        );
+        assert!(matches!(
+            refuse_unlisted_azure_registry(google, &[]),
+            Parsed::Configured(_)
+        ));
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub(crate) const FLAGS: &[&Flag] = &[
     &GOOGLE_TOKEN_LIFETIME.flag,
     &AZURE_AUTHORITY_HOST.flag,
     &AZURE_ACR_ENDPOINT.flag,
+    &AZURE_REGISTRY_SUFFIXES.flag,
     &PROVIDER_CA_BUNDLE.flag,
     &PROVIDER_TIMEOUT.flag,
     &PROVIDER_RATE.flag,
@@ -425,6 +426,67 @@ pub(crate) const AZURE_ACR_ENDPOINT: Def<Option<String>> = Def {
     },
     parse: azure_endpoint,
 };
+
+pub(crate) const AZURE_REGISTRY_SUFFIXES: Def<Vec<String>> = Def {
+    flag: Flag {
+        name: "--azure-registry-suffixes",
+        value: Some("LIST"),
+        default: "",
+        help: "comma-separated hosts or DNS suffixes Azure principals may name besides NAME.azurecr.io, .us \
+               and .cn (private DNS names, mirrors; each with the azure-cloud annotation); any other host \
+               is refused before a request is made",
+    },
+    parse: registry_suffixes,
+};
+
+/// A list of registry hosts or DNS suffixes (`registry.internal`, `mirror.example.com:5000`).
+fn registry_suffixes(value: &str) -> Result<Vec<String>, String> {
+    if value.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    value
+        .split(',')
+        .map(|item| {
+            let item = item.trim().trim_start_matches('.').to_ascii_lowercase();
+            let bad = item.is_empty()
+                || item.contains("://")
+                || item.contains('/')
+                || item.chars().any(char::is_whitespace);
+            if bad {
+                Err(format!(
+                    "{item:?} is not a host or DNS suffix (such as registry.internal)"
+                ))
+            } else {
+                Ok(item)
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[test]
+fn azure_registry_suffixes_are_hosts_or_dns_suffixes() {
+    assert_eq!((AZURE_REGISTRY_SUFFIXES.parse)(""), Ok(vec![]));
+    assert_eq!(
+        (AZURE_REGISTRY_SUFFIXES.parse)(" .Registry.Internal, mirror.example.com:5000"),
+        Ok(vec![
+            "registry.internal".to_string(),
+            "mirror.example.com:5000".to_string()
+        ])
+    );
+    for bad in [
+        "https://registry.internal",
+        "a,,b",
+        "registry.internal/path",
+    ] {
+        assert!(
+            (AZURE_REGISTRY_SUFFIXES.parse)(bad)
+                .unwrap_err()
+                .contains("is not a host or DNS suffix"),
+            "{bad}"
+        );
+    }
+}
 
 #[cfg(test)]
 #[test]

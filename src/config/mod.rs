@@ -36,6 +36,8 @@ pub struct Config {
     pub aws: AwsConfig,
     pub google: GoogleConfig,
     pub azure: AzureConfig,
+    /// Hosts or DNS suffixes Azure registries may have besides the clouds' own (`--azure-registry-suffixes`).
+    pub azure_registry_suffixes: Vec<String>,
     pub provider_ca_bundle: Option<PathBuf>,
     pub provider_timeout: Duration,
     pub provider_rate: RateLimit,
@@ -113,6 +115,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         authority_host: AZURE_AUTHORITY_HOST.take(&mut args)?,
         acr_endpoint: AZURE_ACR_ENDPOINT.take(&mut args)?,
     };
+    let azure_registry_suffixes = AZURE_REGISTRY_SUFFIXES.take(&mut args)?;
     let provider_ca_bundle = PROVIDER_CA_BUNDLE.take(&mut args)?;
     let provider_timeout = PROVIDER_TIMEOUT.take(&mut args)?;
     let provider_rate = RateLimit {
@@ -167,6 +170,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         aws,
         google,
         azure,
+        azure_registry_suffixes,
         provider_ca_bundle,
         provider_timeout,
         provider_rate,

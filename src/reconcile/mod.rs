@@ -34,6 +34,9 @@ pub(crate) struct Options {
     pub pod_eviction: bool,
     /// ServiceAccounts listing more principals than this get one Warning and nothing else.
     pub max_principals: usize,
+    /// Hosts or DNS suffixes an Azure registry may have besides `NAME.azurecr.{io,us,cn}`; any other host a
+    /// ServiceAccount names is refused before a request is made.
+    pub azure_registry_suffixes: Vec<String>,
     /// The longest wait between attempts for a ServiceAccount whose provider keeps returning credentials that
     /// are already expired (the wait starts at `min_requeue` and doubles).
     pub expired_backoff_max: Duration,
@@ -51,6 +54,7 @@ impl Default for Options {
             assumed_lifetime_azure: Duration::from_secs(3 * 3600),
             pod_eviction: true,
             max_principals: crate::spec::DEFAULT_MAX_PRINCIPALS,
+            azure_registry_suffixes: Vec::new(),
             expired_backoff_max: Duration::from_secs(4 * 3600),
         }
     }

@@ -94,7 +94,10 @@ pub(crate) fn reconcile(ctx: &Context, key: &ObjectKey) -> Result<Outcome, Recon
         return Ok(Outcome::default());
     }
     let subject = Subject::new(key, cached);
-    let parsed = spec::parse(namespace, name, &subject.cached.annotation_map());
+    let parsed = spec::refuse_unlisted_azure_registry(
+        spec::parse(namespace, name, &subject.cached.annotation_map()),
+        &ctx.options.azure_registry_suffixes,
+    );
     let known_foreign = |secret: &str| ctx.is_known_foreign(&key.sibling(secret));
     let observed = Observed {
         name,

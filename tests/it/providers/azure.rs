@@ -619,3 +619,67 @@ fn provider_requests_stay_within_the_configured_rate() {
         }
     }
 }
+
+/// A tenant cannot aim the controller (issue 22): an Azure registry that is neither an ACR login server nor a
+/// host the operator allows is refused from the annotations alone — one Warning naming the rule, no secret,
+/// and a listener on that address sees no connection (no ACR exchange, which would carry an Entra token and
+/// report what it found there).
+#[test]
+fn a_registry_host_that_is_not_acr_nor_allowed_by_the_operator_is_refused_without_a_connection() {
+    let cluster = cluster();
+    let admin = cluster.admin();
+    let ns = cluster.namespace("azaim");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let host = format!(
+        "127.0.0.1:{}",
+        listener.local_addr().expect("address").port()
+    );
+    let fake = AzureFake::builder()
+        .app(CLIENT)
+        .federate(CLIENT, &subject(&ns, "aimed"))
+        .registry(REGISTRY)
+        .start();
+    let controller = controller(&ns, &fake).start();
+    let mut aimed = azure(&host, CLIENT);
+    aimed.push((
+        "imagepullsecrets.preferred.jp/azure-cloud".into(),
+        "AzureCloud".into(),
+    ));
+    create_sa(&admin, &ns, "aimed", by_key(&aimed), &[]);
+    let note = wait_event(
+        &admin,
+        &ns,
+        "aimed",
+        "Warning",
+        FAILED,
+        "invalid configuration",
+        &controller,
+    );
+    assert_eq!(
+        note,
+        format!(
+            "invalid configuration: annotation imagepullsecrets.preferred.jp/registry: registry host {host:?} is \
+             not an Azure Container Registry login server (NAME.azurecr.io, NAME.azurecr.us or NAME.azurecr.cn) \
+             nor a host the operator allows (flag --azure-registry-suffixes); it was refused before any request \
+             was made"
+        )
+    );
+    controller.wait_idle();
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the controller connected to the host the tenant named"
+    );
+    assert!(
+        secret_names_in(&admin, &ns).is_empty(),
+        "{:?}",
+        secret_names_in(&admin, &ns)
+    );
+    assert!(pull_secret_names(&get_sa(&admin, &ns, "aimed")).is_empty());
+    assert_eq!(
+        fake.count("token_calls"),
+        0,
+        "no Entra token was requested for it"
+    );
+    assert_eq!(fake.count("exchange_calls"), 0);
+}
