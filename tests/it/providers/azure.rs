@@ -683,3 +683,60 @@ fn a_registry_host_that_is_not_acr_nor_allowed_by_the_operator_is_refused_withou
     );
     assert_eq!(fake.count("exchange_calls"), 0);
 }
+
+/// What the operator allows with `--azure-registry-suffixes` (a private DNS name of a registry, with the
+/// azure-cloud annotation) is provisioned as an ACR host is; a sibling under another suffix is still refused.
+#[test]
+fn a_private_registry_host_the_operator_allows_is_provisioned() {
+    let cluster = cluster();
+    let admin = cluster.admin();
+    let ns = cluster.namespace("azprivate");
+    let private = "acr.registry.internal";
+    let fake = AzureFake::builder()
+        .app(CLIENT)
+        .federate(CLIENT, &subject(&ns, "private"))
+        .federate(CLIENT, &subject(&ns, "other"))
+        .registry(private)
+        .start();
+    let controller = controller(&ns, &fake)
+        .arg("--azure-registry-suffixes=registry.internal")
+        .start();
+    let with_cloud = |registry: &str| {
+        let mut annotations = azure(registry, CLIENT);
+        annotations.push((
+            "imagepullsecrets.preferred.jp/azure-cloud".into(),
+            "AzureCloud".into(),
+        ));
+        by_key(&annotations)
+    };
+    create_sa(&admin, &ns, "private", with_cloud(private), &[]);
+    create_sa(
+        &admin,
+        &ns,
+        "other",
+        with_cloud("acr.registry.example"),
+        &[],
+    );
+    wait_attached(
+        &admin,
+        &ns,
+        "private",
+        &["imagepullsecret-private"],
+        &controller,
+    );
+    let config = docker_config(&secret(&admin, &ns, "imagepullsecret-private"));
+    assert!(config["auths"][private]["password"].is_string(), "{config}");
+    let note = wait_event(
+        &admin,
+        &ns,
+        "other",
+        "Warning",
+        FAILED,
+        "invalid configuration",
+        &controller,
+    );
+    assert!(
+        note.contains("\"acr.registry.example\" is not an Azure Container Registry login server"),
+        "{note}"
+    );
+}
