@@ -16,7 +16,7 @@ use super::auth::{Credentials, Presented};
 use super::config::Connection;
 use super::error::Error;
 use super::types::{ObjectList, Resource};
-use super::watch::WatchStream;
+use super::watch::{WatchStream, WATCH_IDLE_DEADLINE};
 use crate::cloud::Sensitive;
 use crate::sync::lock;
 
@@ -42,14 +42,6 @@ pub enum Patch {
     Merge(serde_json::Value),
     Json(serde_json::Value),
 }
-
-/// How often the API server sends a watch a BOOKMARK when nothing else happens (kube-apiserver's watch
-/// cache: `bookmarkFrequency`, one minute; measured on 1.34 by tests/watches.rs).
-pub const WATCH_BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
-
-/// A watch that received no byte for this long is treated as dead: the bookmark interval plus a margin for
-/// a loaded API server. A connection silenced without FIN or RST is noticed this long after its last byte.
-pub(crate) const WATCH_IDLE_DEADLINE: Duration = Duration::from_secs(75);
 
 /// How long one call may take: in all, and between two reads (watches only).
 #[derive(Debug, Clone, Copy)]
